@@ -1,0 +1,352 @@
+"""Every entity and relationship kind Bastion stores, declared once.
+
+Adding a kind is a declaration here plus an Alembic revision (see docs/design.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.errors import InvalidValue
+from bastion.schema import normalize as norm
+from bastion.schema.registry import (
+    Classification as C,
+    EntityKind,
+    Field,
+    FieldType as T,
+    ImpliedEdge,
+    Registry,
+    RelationshipKind,
+)
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+RISK_STATES = ("triage", "open", "accepted", "remediated", "deleted")
+RISK_REASONS = ("false_positive", "out_of_scope", "duplicate", "not_observed", "other")
+ASSET_CLASSES = ("domain", "subdomain", "ipv4", "ipv6", "cidr", "url", "cloud_resource", "repository")
+CLOUD_PROVIDERS = ("aws", "azure", "gcp", "m365", "okta", "github", "kubernetes", "other")
+
+_SEEN = "When the item was first/last observed by its source (ISO 8601)."
+
+# ---------------------------------------------------------------------------------------------
+# Cross-field preparation: derives the parts of the natural key from what a user or parser gives.
+
+
+def _prepare_asset(v: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _asset_parts(v)
+    except InvalidValue as exc:
+        raise InvalidValue(str(exc), exc.field or "identifier") from None
+
+
+def _asset_parts(v: dict[str, Any]) -> dict[str, Any]:
+    ident = v.get("identifier")
+    if ident is None:
+        return v  # "missing required field" is reported by validation
+    cls = v.get("class")
+    if cls is None:  # infer the class from the identifier's shape
+        ver = norm.ip_version(ident)
+        if ver:
+            cls = f"ipv{ver}"
+        elif "/" in str(ident) and "://" not in str(ident) and norm.ip_version(str(ident).split("/")[0]):
+            cls = "cidr"
+        elif "://" in str(ident):
+            cls = "url"
+        else:
+            cls = "domain"
+        v["class"] = cls
+    if cls in ("ipv4", "ipv6"):
+        ident = norm.ip_address(ident)
+        if norm.ip_version(ident) != int(cls[-1]):
+            raise InvalidValue(f"{ident} is not an {cls} address")
+        group = ident
+    elif cls == "cidr":
+        ident = group = norm.cidr(ident)
+    elif cls == "url":
+        ident = norm.url(ident)
+        group = norm.url_host(ident)
+    elif cls in ("domain", "subdomain"):
+        ident = group = norm.dns_name(ident)
+    else:  # cloud resources and repositories: opaque identifiers grouped by account/owner
+        ident = norm.text(ident)
+        if not ident:
+            raise InvalidValue("empty identifier")
+        group = norm.lower(v.get("group") or v.get("account") or cls)
+    v["identifier"] = ident
+    v["group"] = group
+    v.setdefault("name", ident)
+    return v
+
+
+def _group_of(key: str) -> str:
+    """The asset group a risk on `key` is filed under: the owning asset's group."""
+    from bastion.schema.keys import parse_key
+
+    parsed = parse_key(key)
+    while parsed.kind != "asset":
+        if parsed.ref is None:
+            return parsed.parts.get("name") or parsed.kind
+        parsed = parsed.ref
+    return parsed.parts["group"]
+
+
+def _on(field: str, fn, *args):
+    """Run a normalizer, naming `field` in the error."""
+    try:
+        return fn(*args)
+    except InvalidValue as exc:
+        raise InvalidValue(str(exc), field) from None
+
+
+def _prepare_risk(v: dict[str, Any]) -> dict[str, Any]:
+    if v.get("cve"):
+        v["cve"] = _on("cve", norm.cve, v["cve"])
+    if v.get("name") is None and v.get("cve"):
+        v["name"] = v["cve"]
+    if v.get("name") is not None:
+        v["name"] = _on("name", norm.risk_name, v["name"])
+    if v.get("target"):
+        v["group"] = _on("target", _group_of, v["target"])
+    return v
+
+
+def _prepare_technology(v: dict[str, Any]) -> dict[str, Any]:
+    if v.get("cpe"):
+        v["cpe"] = _on("cpe", norm.cpe, v["cpe"])
+    elif v.get("name"):
+        v["cpe"] = _on("name", norm.cpe_from_name, v["name"], v.get("version"), v.get("vendor"))
+    if v.get("cpe") and not v.get("name"):
+        parts = v["cpe"].split(":")
+        v["name"] = parts[4]
+        if parts[5] not in ("*", "-"):
+            v.setdefault("version", parts[5])
+    return v
+
+
+def _prepare_seed(v: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _seed_parts(v)
+    except InvalidValue as exc:
+        raise InvalidValue(str(exc), exc.field or "identifier") from None
+
+
+def _seed_parts(v: dict[str, Any]) -> dict[str, Any]:
+    ident, cls = v.get("identifier"), v.get("class")
+    if ident is None:
+        return v
+    if cls is None:
+        cls = v["class"] = "cidr" if "/" in str(ident) else "domain"
+    if cls == "domain":
+        v["identifier"] = norm.dns_name(ident)
+    elif cls == "cidr":
+        v["identifier"] = norm.cidr(ident)
+    elif cls == "ip":
+        v["identifier"] = norm.ip_address(ident)
+    else:
+        v["identifier"] = norm.text(ident)
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+
+TENANT = EntityKind(
+    name="tenant",
+    description="A customer or business unit; every other row belongs to exactly one tenant.",
+    node=False,
+    key=("name",),
+    fields=(
+        Field("name", required=True, max_length=63, normalize=norm.lower, classification=C.INTERNAL,
+              description="Short unique name used on the command line (`--tenant`)."),
+        Field("display_name", max_length=200, classification=C.INTERNAL),
+    ),
+)
+
+ASSET = EntityKind(
+    name="asset",
+    description="Something that can be reached or attacked: a DNS name, an address, a network, "
+                "a web application (URL), a cloud resource or a code repository.",
+    key=("group", "identifier"),
+    prepare=_prepare_asset,
+    fields=(
+        Field("identifier", required=True, max_length=2000, classification=C.INTERNAL,
+              description="The normalized DNS name, IP, CIDR, URL or cloud resource id."),
+        Field("class", domain=ASSET_CLASSES, required=True, indexed=True, classification=C.PUBLIC,
+              description="Inferred from the identifier when not given."),
+        Field("group", required=True, max_length=300, indexed=True, classification=C.INTERNAL,
+              description="DNS name or address that groups related assets and risks."),
+        Field("name", max_length=2000, classification=C.INTERNAL, description="Display name."),
+        Field("status", domain=("active", "inactive", "frozen"), default="active", indexed=True,
+              classification=C.PUBLIC),
+        Field("exposure", domain=("external", "internal", "unknown"), default="unknown",
+              classification=C.INTERNAL, description="Whether it is reachable from the internet."),
+        Field("criticality", domain=("low", "medium", "high", "critical"), classification=C.INTERNAL,
+              description="Business criticality; `critical` marks a crown jewel."),
+        Field("provider", domain=CLOUD_PROVIDERS, classification=C.INTERNAL),
+        Field("account", max_length=200, classification=C.CONFIDENTIAL,
+              description="Cloud account/subscription/project of a cloud resource."),
+        Field("region", max_length=100, classification=C.INTERNAL),
+    ),
+)
+
+PORT = EntityKind(
+    name="port",
+    description="A transport port on an asset.",
+    key=("protocol", "number", "asset"),
+    implies=ImpliedEdge("asset", "HAS_PORT"),
+    fields=(
+        Field("asset", T.KEY, required=True, ref_kinds=("asset",), classification=C.INTERNAL),
+        Field("protocol", domain=("tcp", "udp", "sctp"), default="tcp", normalize=norm.lower,
+              classification=C.PUBLIC),
+        Field("number", T.INT, required=True, ge=0, le=65535, classification=C.PUBLIC),
+        Field("state", domain=("open", "closed", "filtered"), default="open", indexed=True,
+              classification=C.PUBLIC),
+        Field("service", max_length=100, normalize=norm.lower, classification=C.PUBLIC,
+              description="Service name as reported by the scanner (http, ssh …)."),
+    ),
+)
+
+TECHNOLOGY = EntityKind(
+    name="technology",
+    description="Software or hardware identified by CPE 2.3 (or by name and version).",
+    key=("cpe",),
+    prepare=_prepare_technology,
+    fields=(
+        Field("cpe", required=True, max_length=500, classification=C.PUBLIC,
+              description="CPE 2.3 formatted string; built from name/version when not given."),
+        Field("name", max_length=200, classification=C.PUBLIC),
+        Field("version", max_length=100, classification=C.PUBLIC),
+        Field("vendor", max_length=200, classification=C.PUBLIC),
+    ),
+)
+
+ATTRIBUTE = EntityKind(
+    name="attribute",
+    description="A name/value fact about any entity (a tag, a banner, a cloud label …).",
+    key=("name", "value", "parent"),
+    implies=ImpliedEdge("parent", "HAS_ATTRIBUTE"),
+    fields=(
+        Field("name", required=True, max_length=200, normalize=norm.lower, classification=C.INTERNAL),
+        Field("value", required=True, max_length=1000, normalize=norm.text, classification=C.INTERNAL),
+        Field("parent", T.KEY, required=True,
+              ref_kinds=("asset", "port", "technology", "risk", "seed", "capability", "job",
+                         "integration"), classification=C.INTERNAL),
+    ),
+)
+
+RISK = EntityKind(
+    name="risk",
+    description="A finding on an entity: a vulnerability, misconfiguration or exposure.",
+    key=("group", "name"),
+    prepare=_prepare_risk,
+    implies=ImpliedEdge("target", "HAS_VULNERABILITY"),
+    fields=(
+        Field("target", T.KEY, required=True, ref_kinds=("asset", "port", "technology"),
+              classification=C.INTERNAL, description="The entity the finding sits on."),
+        Field("group", required=True, max_length=300, indexed=True, classification=C.INTERNAL,
+              description="The target's asset group (derived)."),
+        Field("name", required=True, max_length=300, classification=C.INTERNAL,
+              description="Finding name (template id, rule id) or CVE, lower-case, '-' for spaces."),
+        Field("title", max_length=1000, classification=C.INTERNAL),
+        Field("cve", max_length=30, indexed=True, classification=C.PUBLIC),
+        Field("severity", domain=SEVERITIES, required=True, default="info", normalize=norm.lower,
+              indexed=True, classification=C.INTERNAL),
+        Field("cvss", T.FLOAT, ge=0, le=10, classification=C.PUBLIC),
+        Field("status", domain=RISK_STATES, default="triage", normalize=norm.lower, indexed=True,
+              classification=C.INTERNAL),
+        Field("reason", domain=RISK_REASONS, classification=C.INTERNAL,
+              description="Why a risk was closed (deleted or remediated)."),
+        Field("comment", max_length=4000, classification=C.CONFIDENTIAL),
+    ),
+)
+
+SEED = EntityKind(
+    name="seed",
+    description="A scope root supplied by a person: a domain, a CIDR, an IP or a cloud account. "
+                "Assets found from a seed carry a DISCOVERED edge from it.",
+    key=("class", "identifier"),
+    prepare=_prepare_seed,
+    fields=(
+        Field("class", domain=("domain", "cidr", "ip", "cloud_account"), required=True,
+              classification=C.PUBLIC),
+        Field("identifier", required=True, max_length=300, classification=C.INTERNAL),
+        Field("status", domain=("active", "paused", "removed"), default="active",
+              classification=C.PUBLIC),
+        Field("provider", domain=CLOUD_PROVIDERS, classification=C.INTERNAL),
+    ),
+)
+
+CAPABILITY = EntityKind(
+    name="capability",
+    description="A tool or module that discovers or scans (nuclei, nmap, httpx …).",
+    key=("name",),
+    fields=(
+        Field("name", required=True, max_length=100, normalize=norm.lower, classification=C.PUBLIC),
+        Field("version", max_length=50, classification=C.PUBLIC),
+        Field("category", domain=("discovery", "scanner", "enrichment", "import", "manual"),
+              default="scanner", classification=C.PUBLIC),
+    ),
+)
+
+JOB = EntityKind(
+    name="job",
+    description="One run of a capability against a target.",
+    key=("target", "capability"),
+    fields=(
+        Field("target", T.KEY, required=True, ref_kinds=("asset", "port", "seed"),
+              classification=C.INTERNAL),
+        Field("capability", required=True, max_length=100, normalize=norm.lower,
+              classification=C.PUBLIC),
+        Field("status", domain=("queued", "running", "passed", "failed"), default="queued",
+              indexed=True, classification=C.PUBLIC),
+        Field("started_at", T.DATETIME, classification=C.INTERNAL),
+        Field("finished_at", T.DATETIME, classification=C.INTERNAL),
+    ),
+)
+
+INTEGRATION = EntityKind(
+    name="integration",
+    description="A connection to an external system (cloud account, ticketing, SIEM …).",
+    key=("type", "name"),
+    fields=(
+        Field("type", required=True, max_length=50, normalize=norm.lower, classification=C.PUBLIC),
+        Field("name", required=True, max_length=200, normalize=norm.lower, classification=C.INTERNAL),
+        Field("status", domain=("enabled", "disabled", "failing"), default="enabled",
+              classification=C.PUBLIC),
+        Field("endpoint", max_length=500, classification=C.CONFIDENTIAL),
+        Field("credential_ref", max_length=500, classification=C.RESTRICTED,
+              description="Name of the secret holding credentials; never the secret itself."),
+    ),
+)
+
+# ---------------------------------------------------------------------------------------------
+
+_between = RelationshipKind.between
+_FINDABLE = ("asset", "port", "technology", "risk", "attribute", "seed")
+
+RELATIONSHIPS = (
+    RelationshipKind("DISCOVERED", "Provenance: the source found the target.",
+                     _between(("seed", "asset", "port", "capability", "job", "integration"), _FINDABLE)),
+    RelationshipKind("HAS_PORT", "An asset exposes a port.", _between(("asset",), ("port",))),
+    RelationshipKind("HAS_TECHNOLOGY", "Software runs on an asset or behind a port.",
+                     _between(("asset", "port"), ("technology",))),
+    RelationshipKind("HAS_ATTRIBUTE", "A fact about an entity.",
+                     _between(ATTRIBUTE.field("parent").ref_kinds, ("attribute",))),
+    RelationshipKind("HAS_VULNERABILITY", "A finding sits on an entity.",
+                     _between(RISK.field("target").ref_kinds, ("risk",))),
+    RelationshipKind("RESOLVES_TO", "A DNS name or URL resolves to an address or name.",
+                     _between(("asset",), ("asset",))),
+    RelationshipKind("SUBDOMAIN_OF", "A DNS name sits below another.", _between(("asset",), ("asset",))),
+    RelationshipKind("DEPENDS_ON", "An asset needs another asset or a technology to work.",
+                     _between(("asset",), ("asset", "technology"))),
+    RelationshipKind("CONNECTS_TO", "Network reachability from one asset or port to another.",
+                     _between(("asset", "port"), ("asset", "port"))),
+    RelationshipKind("ACCESSIBLE_BY", "An asset can be reached or used by an identity/system.",
+                     _between(("asset", "port"), ("asset", "integration"))),
+    RelationshipKind("SCANNED_BY", "An entity was scanned by a capability or job.",
+                     _between(("asset", "port", "seed"), ("capability", "job"))),
+    RelationshipKind("INTEGRATES_WITH", "An integration connects to an asset, seed or capability.",
+                     _between(("integration",), ("asset", "seed", "capability"))),
+)
+
+REGISTRY = Registry()
+REGISTRY.add(TENANT, ASSET, PORT, TECHNOLOGY, ATTRIBUTE, RISK, SEED, CAPABILITY, JOB, INTEGRATION,
+             *RELATIONSHIPS)

@@ -1,0 +1,68 @@
+"""Engines: SQLite (embedded default) and PostgreSQL, chosen by URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bastion.errors import ConfigError
+
+APP_ROLE = "bastion_app"  # non-owner role every tenant transaction runs as on PostgreSQL
+
+
+def bastion_home() -> Path:
+    return Path(os.environ.get("BASTION_HOME") or Path.home() / ".bastion")
+
+
+def default_url() -> str:
+    """`BASTION_DATABASE_URL`, else the SQLite file under `$BASTION_HOME`."""
+    return os.environ.get("BASTION_DATABASE_URL") or f"sqlite:///{bastion_home() / 'bastion.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain `postgresql://` and `sqlite:` spellings; use psycopg 3 for PostgreSQL."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"invalid database URL {url!r}") from None
+    if u.get_backend_name() == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.get_backend_name() != "sqlite":
+        raise ConfigError(f"unsupported database {u.get_backend_name()!r}: use sqlite or postgresql")
+    return u.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # Own the transaction boundaries (pysqlite's implicit BEGIN would defer locking).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # IMMEDIATE takes the write lock at BEGIN, so a read-then-write batch cannot deadlock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
+    url = normalize_url(url or default_url())
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(
+        url, echo=echo, pool_size=5, max_overflow=10, pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "application_name": "bastion"},
+    )

@@ -1,0 +1,362 @@
+"""The library's entry point: `Store(url)` for administration, `store.tenant(name)` for data."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import orjson
+from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy.exc import IntegrityError
+
+from bastion.errors import InvalidValue, NotFound
+from bastion.schema.batch import Batch, PreparedBatch
+from bastion.schema.keys import kind_of, node_id
+from bastion.schema.kinds import REGISTRY
+from bastion.schema.registry import FieldType
+from bastion.store import writer
+from bastion.store.engine import APP_ROLE, make_engine
+from bastion.store.query import Scope
+from bastion.store.tables import edge, event, node, tenant, typed
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: int
+    name: str
+    display_name: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Record:
+    """An entity as stored now (or rebuilt for a past instant)."""
+
+    key: str
+    kind: str
+    version: int
+    values: dict[str, Any]
+    properties: dict[str, Any] | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    updated_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "version": self.version, **self.values,
+                "properties": self.properties, "first_seen": self.first_seen,
+                "last_seen": self.last_seen, "updated_at": self.updated_at}
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    occurred_at: datetime
+    entity_key: str
+    entity_kind: str
+    entity_version: int | None
+    event_type: str
+    diff: dict[str, Any]
+    actor: str
+    source: str
+    correlation_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[Record]
+    next_cursor: str | None  # pass as `after=` for the next page; None on the last page
+
+
+@dataclass(frozen=True)
+class Link:
+    relationship: str
+    source: str
+    target: str
+    properties: dict[str, Any] | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class Store:
+    """A Bastion database on SQLite or PostgreSQL."""
+
+    def __init__(self, url: str | None = None, *, echo: bool = False):
+        self.engine = make_engine(url, echo=echo)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- tenants (administration: runs as the connecting role, not under row-level security) --
+
+    def add_tenant(self, name: str, display_name: str | None = None) -> Tenant:
+        name = (name or "").strip().lower()
+        if not name or len(name) > 63 or not all(c.isalnum() or c in "-_" for c in name):
+            raise InvalidValue(f"invalid tenant name {name!r}: use 1-63 letters, digits, '-' or '_'")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tenant).values(
+                    name=name, display_name=display_name, created_at=datetime.now(timezone.utc)))
+        except IntegrityError:
+            raise InvalidValue(f"tenant {name!r} already exists") from None
+        return self._tenant_row(name)
+
+    def ensure_tenant(self, name: str = DEFAULT_TENANT) -> Tenant:
+        try:
+            return self._tenant_row(name)
+        except NotFound:
+            return self.add_tenant(name)
+
+    def tenants(self) -> list[Tenant]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tenant).order_by(tenant.c.name)).all()
+        return [Tenant(r.id, r.name, r.display_name, r.created_at) for r in rows]
+
+    def _tenant_row(self, name: str) -> Tenant:
+        name = (name or "").strip().lower()
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Resolve the name under the application role, so a login that is only a
+                # member of it can do so; the tenant policy lets it see this one row.
+                conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+                conn.execute(select(func.set_config("bastion.tenant_name", name, True)))
+            row = conn.execute(select(tenant).where(tenant.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no tenant named {name!r} (see `bastion tenant list`)")
+        return Tenant(row.id, row.name, row.display_name, row.created_at)
+
+    def tenant(self, name: str = DEFAULT_TENANT) -> "TenantStore":
+        return TenantStore(Scope(self.engine, self._tenant_row(name).id), name)
+
+
+def _encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode()
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    try:
+        return orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except Exception:
+        raise InvalidValue(f"invalid page cursor {cursor!r}") from None
+
+
+def _entity_kind(kind: str):
+    ek = REGISTRY.node_kinds.get(kind)
+    if ek is None:
+        raise InvalidValue(f"unknown kind {kind!r}; kinds: {', '.join(REGISTRY.node_kinds)}")
+    return ek
+
+
+class TenantStore:
+    """Reads and writes of one tenant. Every statement is scoped to it."""
+
+    def __init__(self, scope: Scope, name: str):
+        self.scope = scope
+        self.name = name
+
+    @property
+    def tenant_id(self) -> int:
+        return self.scope.tenant_id
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def apply(self, batch: Batch | PreparedBatch, *, actor: str, source: str,
+              correlation_id: str | None = None, at: datetime | None = None) -> writer.ApplyResult:
+        """Apply a batch all-or-nothing; see bastion.store.writer."""
+        return writer.apply(self.scope, batch, actor=actor, source=source,
+                            correlation_id=correlation_id, at=at)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, key: str, *, as_of: datetime | None = None) -> Record | None:
+        kind = kind_of(key)
+        if as_of is not None:
+            return self._as_of(key, kind, as_of)
+        table = typed[kind]
+        stmt = (select(node, table).join(table, (table.c.tenant_id == node.c.tenant_id)
+                                         & (table.c.node_id == node.c.id))
+                .where(self.scope.where(node), node.c.id == node_id(key), node.c.key == key))
+        with self.scope.transaction() as conn:
+            row = conn.execute(stmt).first()
+        return self._record(kind, row) if row is not None else None
+
+    def _record(self, kind: str, row) -> Record:
+        m = row._mapping
+        names = REGISTRY.entity(kind).field_names
+        return Record(m["key"], kind, m["version"], {n: m[n] for n in names}, m["properties"],
+                      m["first_seen"], m["last_seen"], m["updated_at"])
+
+    def list(self, kind: str, *, where: dict[str, Any] | None = None, prefix: str | None = None,
+             order_by: str | None = None, descending: bool = False, after: str | None = None,
+             limit: int = 100) -> Page:
+        """Entities of one kind, filtered on typed fields (a list means any of), sorted by a
+        field (ties broken by key), paged by keyset: pass `next_cursor` back as `after`."""
+        ek = _entity_kind(kind)
+        table = typed[kind]
+        if order_by is not None and order_by not in ek.field_names and order_by != "key":
+            raise InvalidValue(f"cannot sort {kind} by {order_by!r}")
+        if not 1 <= limit <= 10000:
+            raise InvalidValue("limit must be between 1 and 10000")
+        stmt = self._filtered(kind, where, prefix, select(node, table))
+        sort = node.c.key if order_by in (None, "key") else table.c[order_by]
+        keys = [sort] if sort is node.c.key else [sort, node.c.key]
+        if after is not None:
+            cur = _decode_cursor(after)
+            if len(cur) != len(keys):
+                raise InvalidValue("page cursor does not match this sort")
+            stmt = stmt.where(_keyset(keys, cur, descending))
+        order = [k.desc() if descending else k.asc() for k in keys]
+        if len(keys) == 2:  # NULLs sort last either way, the same on both engines
+            order.insert(0, sort.is_(None))
+        stmt = stmt.order_by(*order).limit(limit + 1)
+        with self.scope.transaction() as conn:
+            rows = conn.execute(stmt).all()
+        records = [self._record(kind, r) for r in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]._mapping
+            nxt = _encode_cursor([last["key"]] if len(keys) == 1 else [last[order_by], last["key"]])
+        return Page(records, nxt)
+
+    def count(self, kind: str, *, where: dict[str, Any] | None = None,
+              prefix: str | None = None) -> int:
+        _entity_kind(kind)
+        stmt = self._filtered(kind, where, prefix, select(func.count()).select_from(node))
+        with self.scope.transaction() as conn:
+            return conn.execute(stmt).scalar_one()
+
+    def counts(self) -> dict[str, int]:
+        """Entities per kind, and edges per relationship kind."""
+        with self.scope.transaction() as conn:
+            nodes = dict(conn.execute(select(node.c.kind, func.count()).where(self.scope.where(node))
+                                      .group_by(node.c.kind)).all())
+            edges = dict(conn.execute(select(edge.c.kind, func.count()).where(self.scope.where(edge))
+                                      .group_by(edge.c.kind)).all())
+        return {**{k: nodes.get(k, 0) for k in REGISTRY.node_kinds}, **edges}
+
+    def _filtered(self, kind: str, where: dict[str, Any] | None, prefix: str | None, stmt):
+        ek = REGISTRY.entity(kind)
+        table = typed[kind]
+        stmt = stmt.join(table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
+        stmt = stmt.where(self.scope.where(node), node.c.kind == kind)
+        lo = f"#{kind}#" + (prefix or "")
+        if prefix and prefix.startswith("#"):
+            lo = prefix
+        # A key-prefix filter is a range scan of UNIQUE (tenant_id, key).
+        stmt = stmt.where(node.c.key >= lo, node.c.key < lo + "\U0010ffff")
+        for name, value in (where or {}).items():
+            if name not in ek.field_names:
+                raise InvalidValue(f"{kind} has no field {name!r}")
+            values = value if isinstance(value, (list, tuple, set)) else [value]
+            f = ek.field(name)
+            if f.normalize is not None:
+                values = [f.normalize(v) for v in values]
+            if f.domain:
+                bad = [v for v in values if v not in f.domain]
+                if bad:
+                    raise InvalidValue(f"{kind}.{name} cannot be {bad[0]!r}; one of: "
+                                       + ", ".join(f.domain))
+            stmt = stmt.where(table.c[name].in_(list(values)))
+        return stmt
+
+    def links(self, key: str, direction: str = "both") -> list[Link]:
+        """Edges from and/or to an entity, with the other end's key."""
+        nid = node_id(key)
+        other = node.alias("other")
+        out: list[Link] = []
+        with self.scope.transaction() as conn:
+            for outgoing in ((True, False) if direction == "both" else (direction == "out",)):
+                near, far = (edge.c.source_id, edge.c.target_id) if outgoing else (edge.c.target_id, edge.c.source_id)
+                stmt = (select(edge, other.c.key.label("other_key"))
+                        .join(other, (other.c.tenant_id == edge.c.tenant_id) & (other.c.id == far))
+                        .where(self.scope.where(edge), near == nid).order_by(edge.c.kind, other.c.key))
+                for r in conn.execute(stmt):
+                    src, dst = (key, r.other_key) if outgoing else (r.other_key, key)
+                    out.append(Link(r.kind, src, dst, r.properties, r.first_seen, r.last_seen))
+        return out
+
+    def history(self, key: str) -> list[Event]:
+        """Every event of an entity (edges appear under their source), oldest first."""
+        kind_of(key)
+        stmt = (select(event).where(self.scope.where(event), event.c.entity_key == key)
+                .order_by(event.c.seq))
+        with self.scope.transaction() as conn:
+            return [_event(r) for r in conn.execute(stmt)]
+
+    def events(self, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        """The tenant's event log in order, from a sequence number (for consumers)."""
+        stmt = (select(event).where(self.scope.where(event), event.c.seq > after_seq)
+                .order_by(event.c.seq).limit(limit))
+        with self.scope.transaction() as conn:
+            return [_event(r) for r in conn.execute(stmt)]
+
+    def _as_of(self, key: str, kind: str, instant: datetime) -> Record | None:
+        """Fold the entity's events up to `instant` into its state then."""
+        if instant.tzinfo is None:
+            raise InvalidValue("as-of time needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+        state: dict[str, Any] | None = None
+        version, first, last = 0, None, None
+        for ev in self.history(key):
+            if ev.occurred_at > instant:
+                break
+            if ev.entity_kind == "edge":
+                continue
+            if ev.event_type.endswith(".deleted"):
+                state, version = None, ev.entity_version or 0
+                continue
+            if ev.event_type.endswith(".created"):
+                state, first = {}, ev.occurred_at
+            if state is None:
+                continue
+            for name, (_old, new) in ev.diff.items():
+                state[name] = new
+            version, last = ev.entity_version or version, ev.occurred_at
+        if state is None:
+            return None
+        values = {}
+        for f in REGISTRY.entity(kind).fields:
+            value = state.get(f.name)
+            if f.type is FieldType.DATETIME and isinstance(value, str):
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            values[f.name] = value
+        return Record(key, kind, version, values, state.get("properties"), first, last, last)
+
+
+def _keyset(keys, cursor: list[Any], descending: bool):
+    """Rows strictly after the cursor in (sort, key) order, NULL sort values last."""
+    if len(keys) == 1:
+        return keys[0] < cursor[0] if descending else keys[0] > cursor[0]
+    sort, key = keys
+    value, last_key = cursor
+    after_key = key < last_key if descending else key > last_key
+    if value is None:
+        return and_(sort.is_(None), after_key)
+    beyond = sort < value if descending else sort > value
+    return or_(beyond, and_(sort == value, after_key), sort.is_(None))
+
+
+def _event(r) -> Event:
+    diff = r.diff if isinstance(r.diff, dict) else orjson.loads(r.diff)
+    return Event(r.seq, r.occurred_at, r.entity_key, r.entity_kind, r.entity_version,
+                 r.event_type, diff, r.actor, r.source, r.correlation_id)
+

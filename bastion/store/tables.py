@@ -1,0 +1,215 @@
+"""Tables derived from the registry: the Alembic target and the only table definitions.
+
+Nothing here lists a kind or a field by hand: add a kind in bastion/schema/kinds.py and the
+metadata follows (then write the migration).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    literal,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+from bastion.schema.keys import MAX_KEY_BYTES
+from bastion.schema.kinds import REGISTRY
+from bastion.schema.registry import EntityKind, Field, FieldType
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both engines (SQLite stores them as UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+KeyType = String(MAX_KEY_BYTES)
+
+
+def _sql_type(f: Field):
+    return {
+        FieldType.STR: String(f.max_length) if f.max_length else Text(),
+        FieldType.INT: Integer(),
+        FieldType.FLOAT: Float(),
+        FieldType.BOOL: Boolean(create_constraint=False),
+        FieldType.DATETIME: UTCDateTime(),
+        FieldType.JSON: JSONType,
+        FieldType.KEY: KeyType,
+    }[f.type]
+
+
+def _quoted(values) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _checks(f: Field) -> list[CheckConstraint]:
+    col = f'"{f.name}"'
+    checks = []
+    if f.domain:
+        checks.append(CheckConstraint(f"{col} IN ({_quoted(f.domain)})", name=f"{f.name}_domain"))
+    if f.ge is not None or f.le is not None:
+        lo = f"{col} >= {f.ge:g}" if f.ge is not None else None
+        hi = f"{col} <= {f.le:g}" if f.le is not None else None
+        checks.append(CheckConstraint(" AND ".join(x for x in (lo, hi) if x), name=f"{f.name}_range"))
+    return checks
+
+
+tenant = Table(
+    "tenant",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    *(Column(f.name, _sql_type(f), nullable=not f.required) for f in REGISTRY.entity("tenant").fields),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("event_seq", BigInteger, nullable=False, server_default=literal(0)),
+    UniqueConstraint("name"),
+    CheckConstraint("name = lower(name) AND length(name) > 0", name="name_lower"),
+    sqlite_with_rowid=True,
+)
+
+node = Table(
+    "node",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("id", BigInteger, nullable=False, autoincrement=False),
+    Column("key", KeyType, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", LargeBinary(16), nullable=False),
+    Column("properties", JSONType),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "key"),
+    # Target of the kind-checked foreign keys from edge and the typed tables.
+    UniqueConstraint("tenant_id", "id", "kind"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    CheckConstraint(f"kind IN ({_quoted(REGISTRY.node_kinds)})", name="kind_domain"),
+    CheckConstraint("version >= 1", name="version_positive"),
+    sqlite_with_rowid=False,
+)
+
+
+def _typed_table(kind: EntityKind) -> Table:
+    cols = [Column(f.name, _sql_type(f), nullable=not (f.required or f.default is not None))
+            for f in kind.fields]
+    indexes = [Index(None, "tenant_id", f.name) for f in kind.fields if f.indexed]
+    checks = [c for f in kind.fields for c in _checks(f)]
+    table = Table(
+        kind.name,
+        metadata,
+        Column("tenant_id", Integer, nullable=False),
+        Column("node_id", BigInteger, nullable=False, autoincrement=False),
+        *cols,
+        PrimaryKeyConstraint("tenant_id", "node_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "node_id"], ["node.tenant_id", "node.id"], ondelete="CASCADE"
+        ),
+        *checks,
+        *indexes,
+        sqlite_with_rowid=False,
+    )
+    return table
+
+
+typed: dict[str, Table] = {name: _typed_table(kind) for name, kind in REGISTRY.node_kinds.items()}
+
+_triples = [f"{r}/{s}/{t}" for r, s, t in REGISTRY.triples()]
+
+edge = Table(
+    "edge",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("source_id", BigInteger, nullable=False, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("target_id", BigInteger, nullable=False, autoincrement=False),
+    Column("source_kind", String(32), nullable=False),
+    Column("target_kind", String(32), nullable=False),
+    Column("properties", JSONType),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "source_id", "kind", "target_id"),
+    Index(None, "tenant_id", "target_id", "kind", "source_id"),
+    ForeignKeyConstraint(
+        ["tenant_id", "source_id", "source_kind"], ["node.tenant_id", "node.id", "node.kind"],
+        ondelete="CASCADE", name="fk_edge_source_node",
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "target_id", "target_kind"], ["node.tenant_id", "node.id", "node.kind"],
+        ondelete="CASCADE", name="fk_edge_target_node",
+    ),
+    CheckConstraint(
+        f"kind || '/' || source_kind || '/' || target_kind IN ({_quoted(_triples)})",
+        name="allowed_kinds",
+    ),
+    sqlite_with_rowid=False,
+)
+
+event = Table(
+    "event",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False, autoincrement=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("entity_key", KeyType, nullable=False),
+    Column("entity_kind", String(32), nullable=False),
+    Column("entity_version", Integer),
+    Column("event_type", String(64), nullable=False),
+    Column("diff", JSONType, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "seq"),
+    Index(None, "tenant_id", "entity_key", "seq"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="RESTRICT"),
+    sqlite_with_rowid=False,
+)
+
+# Tables whose rows belong to one tenant: row-level security and the query layer's filter.
+TENANT_TABLES: tuple[Table, ...] = (node, edge, event, *typed.values())

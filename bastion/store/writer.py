@@ -1,0 +1,362 @@
+"""The one write path: apply a validated batch in one transaction, with its events."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, bindparam, tuple_, update
+
+from bastion.errors import ConflictError, Problem, ValidationFailed
+from bastion.schema.batch import Batch, PreparedBatch, PreparedEdge, PreparedEntity, validate
+from bastion.schema.keys import kind_of, node_id
+from bastion.schema.kinds import REGISTRY
+from bastion.store.query import Scope, chunks
+from bastion.store.tables import edge, event, node, tenant, typed
+
+
+@dataclass
+class ApplyResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    edges_added: int = 0
+    edges_updated: int = 0
+    edges_unchanged: int = 0
+    edges_removed: int = 0
+    events: int = 0
+    correlation_id: str = ""
+    # key → "created" | "updated" | "unchanged", for callers that report per item
+    outcome: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+class _Events:
+    """Events of one batch, numbered when the batch commits."""
+
+    def __init__(self, at: datetime, actor: str, source: str, correlation_id: str):
+        self.rows: list[dict[str, Any]] = []
+        self.at, self.actor, self.source, self.cid = at, actor, source, correlation_id
+
+    def add(self, key: str, kind: str, version: int | None, event_type: str, diff: dict) -> None:
+        self.rows.append({
+            "occurred_at": self.at, "entity_key": key, "entity_kind": kind,
+            "entity_version": version, "event_type": event_type, "diff": _dumps(diff),
+            "actor": self.actor, "source": self.source, "correlation_id": self.cid,
+        })
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list]:
+    return {k: [_jsonable(old.get(k)), _jsonable(new.get(k))]
+            for k in new.keys() | old.keys() if old.get(k) != new.get(k)}
+
+
+def _edge_diff(e: PreparedEdge, old_props: Any, new_props: Any) -> dict[str, Any]:
+    return {"relationship": e.kind, "target": e.target, "properties": [old_props, new_props]}
+
+
+def apply(scope: Scope, batch: Batch | PreparedBatch, *, actor: str, source: str,
+          correlation_id: str | None = None, at: datetime | None = None) -> ApplyResult:
+    pb = batch if isinstance(batch, PreparedBatch) else validate(batch)
+    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    cid = correlation_id or uuid.uuid4().hex
+    with scope.transaction() as conn:
+        return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid)).run()
+
+
+class _Apply:
+    def __init__(self, scope: Scope, conn: Connection, pb: PreparedBatch, at: datetime, ev: _Events):
+        self.scope, self.conn, self.pb, self.at, self.ev = scope, conn, pb, at, ev
+        self.result = ApplyResult(correlation_id=ev.cid)
+
+    def run(self) -> ApplyResult:
+        conn, scope, pb = self.conn, self.scope, self.pb
+        # Lock the tenant's event counter first: writers of one tenant serialize here.
+        seq = conn.execute(
+            update(tenant).where(tenant.c.id == scope.tenant_id)
+            .values(event_seq=tenant.c.event_seq).returning(tenant.c.event_seq)
+        ).scalar_one()
+        existing = self._existing_nodes()
+        self._upsert_entities(existing)
+        self._upsert_edges(existing)
+        self._unlink()
+        self._delete(existing)
+        if self.ev.rows:
+            for i, row in enumerate(self.ev.rows, start=seq + 1):
+                row["seq"] = i
+                row["tenant_id"] = scope.tenant_id
+            self._insert(event, self.ev.rows)
+            conn.execute(update(tenant).where(tenant.c.id == scope.tenant_id)
+                         .values(event_seq=seq + len(self.ev.rows)))
+        self.result.events = len(self.ev.rows)
+        return self.result
+
+    # -- reading what is there ----------------------------------------------------------------
+
+    def _existing_nodes(self) -> dict[int, Any]:
+        ids = {e.id for e in self.pb.entities.values()}
+        for e in self.pb.edges.values():
+            ids.add(e.source_id)
+            ids.add(e.target_id)
+        ids.update(node_id(k) for k in self.pb.deletes)
+        found: dict[int, Any] = {}
+        cols = (node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash,
+                node.c.properties)
+        for chunk in chunks(sorted(ids)):
+            for row in self.conn.execute(self.scope.nodes_by_id(chunk, *cols)):
+                found[row.id] = row
+        for e in self.pb.entities.values():
+            row = found.get(e.id)
+            if row is not None and row.key != e.key:  # 63-bit id collision: refuse, never merge
+                raise ValidationFailed([Problem(e.key, None, f"id collides with {row.key}")])
+        return found
+
+    def _typed_values(self, kind: str, ids: list[int]) -> dict[int, dict[str, Any]]:
+        table = typed[kind]
+        names = REGISTRY.entity(kind).field_names
+        out: dict[int, dict[str, Any]] = {}
+        for chunk in chunks(ids):
+            stmt = (table.select().where(self.scope.where(table), table.c.node_id.in_(chunk)))
+            for row in self.conn.execute(stmt):
+                out[row.node_id] = {n: getattr(row, n) for n in names}
+        return out
+
+    # -- entities -------------------------------------------------------------------------------
+
+    def _upsert_entities(self, existing: dict[int, Any]) -> None:
+        new: list[PreparedEntity] = []
+        changed: list[tuple[PreparedEntity, Any]] = []
+        touched: list[int] = []
+        conflicts: list[Problem] = []
+        outcome = self.result.outcome
+        for e in self.pb.entities.values():
+            row = existing.get(e.id)
+            current = row.version if row is not None else 0
+            if e.expected_version is not None and e.expected_version != current:
+                conflicts.append(Problem(e.key, "version",
+                                         f"expected version {e.expected_version}, current is {current}"))
+            elif row is None:
+                new.append(e)
+                outcome[e.key] = "created"
+            elif row.content_hash != e.content_hash:
+                changed.append((e, row))
+                outcome[e.key] = "updated"
+            else:
+                touched.append(e.id)
+                outcome[e.key] = "unchanged"
+        if conflicts:
+            raise ConflictError("; ".join(str(p) for p in conflicts))
+        self._insert_entities(new)
+        self._update_entities(changed)
+        self._touch(node, touched)
+        self.result.created += len(new)
+        self.result.updated += len(changed)
+        self.result.unchanged += len(touched)
+
+    def _insert_entities(self, new: list[PreparedEntity]) -> None:
+        if not new:
+            return
+        tid, at = self.scope.tenant_id, self.at
+        node_rows, per_kind = [], {}
+        for e in new:
+            node_rows.append({
+                "tenant_id": tid, "id": e.id, "key": e.key, "kind": e.kind.name, "version": 1,
+                "content_hash": e.content_hash,
+                "properties": _dumps(e.properties) if e.properties is not None else None,
+                "first_seen": at, "last_seen": at, "updated_at": at,
+            })
+            per_kind.setdefault(e.kind.name, []).append({"tenant_id": tid, "node_id": e.id, **e.values})
+            diff = {k: [None, _jsonable(v)] for k, v in e.values.items() if v is not None}
+            if e.properties:
+                diff["properties"] = [None, e.properties]
+            self.ev.add(e.key, e.kind.name, 1, f"{e.kind.name}.created", diff)
+        self._insert(node, node_rows)
+        for kind, rows in per_kind.items():
+            self._insert(typed[kind], rows)
+
+    def _update_entities(self, changed: list[tuple[PreparedEntity, Any]]) -> None:
+        if not changed:
+            return
+        by_kind: dict[str, list[tuple[PreparedEntity, Any]]] = {}
+        for e, row in changed:
+            by_kind.setdefault(e.kind.name, []).append((e, row))
+        node_params = []
+        for kind, items in by_kind.items():
+            olds = self._typed_values(kind, [e.id for e, _ in items])
+            typed_params = []
+            for e, row in items:
+                diff = _diff(olds[e.id], e.values)
+                old_props = row.properties if row.properties is not None else None
+                if old_props != e.properties:
+                    diff["properties"] = [old_props, e.properties]
+                version = row.version + 1
+                etype = "status_changed" if "status" in diff else "updated"
+                self.ev.add(e.key, kind, version, f"{kind}.{etype}", diff)
+                node_params.append({
+                    "b_id": e.id, "version": version, "content_hash": e.content_hash,
+                    "properties": _dumps(e.properties) if e.properties is not None else None,
+                    "last_seen": self.at, "updated_at": self.at,
+                })
+                typed_params.append({"b_id": e.id, **e.values})
+            table = typed[kind]
+            stmt = (update(table).where(self.scope.where(table), table.c.node_id == bindparam("b_id"))
+                    .values({n: bindparam(n) for n in REGISTRY.entity(kind).field_names}))
+            self.conn.execute(stmt, typed_params)
+        stmt = (update(node).where(self.scope.where(node), node.c.id == bindparam("b_id"))
+                .values({c: bindparam(c) for c in
+                         ("version", "content_hash", "properties", "last_seen", "updated_at")}))
+        self.conn.execute(stmt, node_params)
+
+    def _touch(self, table, ids: list) -> None:
+        """Only last_seen moves for what was seen again unchanged."""
+        for chunk in chunks(ids):
+            if table is node:
+                cond = node.c.id.in_(chunk)
+            else:
+                cond = tuple_(edge.c.source_id, edge.c.kind, edge.c.target_id).in_(chunk)
+            self.conn.execute(update(table).where(self.scope.where(table), cond)
+                              .values(last_seen=self.at))
+
+    # -- edges ------------------------------------------------------------------------------------
+
+    def _upsert_edges(self, existing_nodes: dict[int, Any]) -> None:
+        edges = self.pb.edges
+        if not edges:
+            return
+        batch_ids = {e.id for e in self.pb.entities.values()}
+        missing = [
+            Problem(f"relationship {e.kind} {e.source} -> {e.target}", None,
+                    f"{end} {key} does not exist")
+            for e in edges.values()
+            for end, key, nid in (("source", e.source, e.source_id), ("target", e.target, e.target_id))
+            if nid not in batch_ids and nid not in existing_nodes
+        ]
+        if missing:
+            raise ValidationFailed(missing)
+        found = self._existing_edges(list(edges))
+        new, changed, touched = [], [], []
+        for ident, e in edges.items():
+            if ident not in found:
+                new.append(e)
+            elif found[ident] != e.properties:
+                changed.append((e, found[ident]))
+            else:
+                touched.append(ident)
+        tid, at = self.scope.tenant_id, self.at
+        self._insert(edge, [{
+            "tenant_id": tid, "source_id": e.source_id, "kind": e.kind, "target_id": e.target_id,
+            "source_kind": e.source_kind, "target_kind": e.target_kind,
+            "properties": _dumps(e.properties) if e.properties is not None else None,
+            "first_seen": at, "last_seen": at,
+        } for e in new])
+        for e in new:
+            self.ev.add(e.source, "edge", None, "edge.added", _edge_diff(e, None, e.properties))
+        if changed:
+            stmt = (update(edge).where(self.scope.where(edge), edge.c.source_id == bindparam("b_s"),
+                                       edge.c.kind == bindparam("b_k"),
+                                       edge.c.target_id == bindparam("b_t"))
+                    .values(properties=bindparam("properties"), last_seen=bindparam("last_seen")))
+            self.conn.execute(stmt, [{"b_s": e.source_id, "b_k": e.kind, "b_t": e.target_id,
+                                      "properties": e.properties, "last_seen": at}
+                                     for e, _ in changed])
+            for e, old in changed:
+                self.ev.add(e.source, "edge", None, "edge.updated", _edge_diff(e, old, e.properties))
+        self._touch(edge, touched)
+        self.result.edges_added += len(new)
+        self.result.edges_updated += len(changed)
+        self.result.edges_unchanged += len(touched)
+
+    def _existing_edges(self, idents: list[tuple[int, str, int]]) -> dict[tuple, Any]:
+        found = {}
+        cols = (edge.c.source_id, edge.c.kind, edge.c.target_id, edge.c.properties)
+        for chunk in chunks(sorted(idents)):
+            for row in self.conn.execute(self.scope.edges_by_ident(chunk, *cols)):
+                found[(row.source_id, row.kind, row.target_id)] = row.properties
+        return found
+
+    def _unlink(self) -> None:
+        if not self.pb.unlinks:
+            return
+        found = self._existing_edges(list(self.pb.unlinks))
+        gone = [e for ident, e in self.pb.unlinks.items() if ident in found]
+        self._remove_edges([(e.source, e.kind, e.target, e.ident, found[e.ident]) for e in gone])
+
+    def _remove_edges(self, edges: list[tuple[str, str, str, tuple, Any]]) -> None:
+        for chunk in chunks([ident for *_, ident, _p in edges]):
+            self.conn.execute(edge.delete().where(
+                self.scope.where(edge),
+                tuple_(edge.c.source_id, edge.c.kind, edge.c.target_id).in_(chunk)))
+        for source, kind, target, _ident, props in edges:
+            self.ev.add(source, "edge", None, "edge.removed",
+                        {"relationship": kind, "target": target, "properties": [props, None]})
+        self.result.edges_removed += len(edges)
+
+    # -- deletes ----------------------------------------------------------------------------------
+
+    def _delete(self, existing: dict[int, Any]) -> None:
+        rows = [existing[node_id(k)] for k in self.pb.deletes if node_id(k) in existing]
+        if not rows:
+            return
+        ids = [r.id for r in rows]
+        keys = {}
+        touching = []
+        for chunk in chunks(ids):
+            stmt = self.scope.edges_touching(chunk, edge.c.source_id, edge.c.kind, edge.c.target_id,
+                                             edge.c.properties)
+            touching.extend(self.conn.execute(stmt))
+        end_ids = sorted({r.source_id for r in touching} | {r.target_id for r in touching})
+        for chunk in chunks(end_ids):
+            for r in self.conn.execute(self.scope.nodes_by_id(chunk, node.c.id, node.c.key)):
+                keys[r.id] = r.key
+        self._remove_edges([(keys[r.source_id], r.kind, keys[r.target_id],
+                             (r.source_id, r.kind, r.target_id), r.properties) for r in touching])
+        by_kind: dict[str, list] = {}
+        for r in rows:
+            by_kind.setdefault(r.kind, []).append(r)
+        for kind, krows in by_kind.items():
+            olds = self._typed_values(kind, [r.id for r in krows])
+            for r in krows:
+                diff = {k: [_jsonable(v), None] for k, v in olds[r.id].items() if v is not None}
+                if r.properties:
+                    diff["properties"] = [r.properties, None]
+                self.ev.add(r.key, kind, r.version + 1, f"{kind}.deleted", diff)
+        for chunk in chunks(ids):
+            self.conn.execute(node.delete().where(self.scope.where(node), node.c.id.in_(chunk)))
+        self.result.deleted += len(rows)
+
+    # -- bulk insert ------------------------------------------------------------------------------
+
+    def _insert(self, table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.scope.postgres:
+            _insert_unnest(self.conn, table, rows)
+        else:
+            self.conn.execute(table.insert(), rows)
+
+
+def _insert_unnest(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: one INSERT … SELECT FROM unnest(column arrays) per table and chunk.
+
+    COPY would be faster still but PostgreSQL refuses COPY FROM into a table under row-level
+    security; unnest keeps the write set-based and lets the policy's WITH CHECK see every row.
+    """
+    dialect = conn.dialect
+    cols = list(rows[0])
+    casts = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in cols)
+    names = ", ".join(f'"{c}"' for c in cols)
+    sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({casts})'
+    cur = conn.connection.driver_connection.cursor()
+    for chunk in chunks(rows, 20000):
+        cur.execute(sql, [[row[c] for row in chunk] for c in cols])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -36,6 +38,10 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+def _json_dumps(value) -> str:
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # Own the transaction boundaries (pysqlite's implicit BEGIN would defer locking).
     dbapi_conn.isolation_level = None
@@ -58,11 +64,11 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo)
+        engine = create_engine(url, echo=echo, json_serializer=_json_dumps)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
-        url, echo=echo, pool_size=5, max_overflow=10, pool_pre_ping=True,
+        url, echo=echo, json_serializer=_json_dumps, pool_size=5, max_overflow=10, pool_pre_ping=True,
         connect_args={"connect_timeout": 10, "application_name": "bastion"},
     )

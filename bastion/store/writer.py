@@ -52,7 +52,7 @@ class _Events:
     def add(self, key: str, kind: str, version: int | None, event_type: str, diff: dict) -> None:
         self.rows.append({
             "occurred_at": self.at, "entity_key": key, "entity_kind": kind,
-            "entity_version": version, "event_type": event_type, "diff": _dumps(diff),
+            "entity_version": version, "event_type": event_type, "diff": diff,
             "actor": self.actor, "source": self.source, "correlation_id": self.cid,
         })
 
@@ -173,8 +173,7 @@ class _Apply:
             node_rows.append({
                 "tenant_id": tid, "id": e.id, "key": e.key, "kind": e.kind.name, "version": 1,
                 "content_hash": e.content_hash,
-                "properties": _dumps(e.properties) if e.properties is not None else None,
-                "first_seen": at, "last_seen": at, "updated_at": at,
+                "properties": e.properties, "first_seen": at, "last_seen": at, "updated_at": at,
             })
             per_kind.setdefault(e.kind.name, []).append({"tenant_id": tid, "node_id": e.id, **e.values})
             diff = {k: [None, _jsonable(v)] for k, v in e.values.items() if v is not None}
@@ -205,8 +204,7 @@ class _Apply:
                 self.ev.add(e.key, kind, version, f"{kind}.{etype}", diff)
                 node_params.append({
                     "b_id": e.id, "version": version, "content_hash": e.content_hash,
-                    "properties": _dumps(e.properties) if e.properties is not None else None,
-                    "last_seen": self.at, "updated_at": self.at,
+                    "properties": e.properties, "last_seen": self.at, "updated_at": self.at,
                 })
                 typed_params.append({"b_id": e.id, **e.values})
             table = typed[kind]
@@ -257,8 +255,7 @@ class _Apply:
         self._insert(edge, [{
             "tenant_id": tid, "source_id": e.source_id, "kind": e.kind, "target_id": e.target_id,
             "source_kind": e.source_kind, "target_kind": e.target_kind,
-            "properties": _dumps(e.properties) if e.properties is not None else None,
-            "first_seen": at, "last_seen": at,
+            "properties": e.properties, "first_seen": at, "last_seen": at,
         } for e in new])
         for e in new:
             self.ev.add(e.source, "edge", None, "edge.added", _edge_diff(e, None, e.properties))
@@ -354,9 +351,16 @@ def _insert_unnest(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     """
     dialect = conn.dialect
     cols = list(rows[0])
-    casts = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in cols)
+    types = [table.c[c].type.compile(dialect=dialect) for c in cols]
+    casts = ", ".join(f"%s::{t}[]" for t in types)
     names = ", ".join(f'"{c}"' for c in cols)
     sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({casts})'
     cur = conn.connection.driver_connection.cursor()
     for chunk in chunks(rows, 20000):
-        cur.execute(sql, [[row[c] for row in chunk] for c in cols])
+        arrays = []
+        for c, t in zip(cols, types):
+            values = [row[c] for row in chunk]
+            if t == "JSONB":  # sent as text, parsed by the server
+                values = [None if v is None else _dumps(v) for v in values]
+            arrays.append(values)
+        cur.execute(sql, arrays)

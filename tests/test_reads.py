@@ -1,0 +1,140 @@
+"""Reads: get, list (filters, sorting, keyset pagination), count, history and as-of."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bastion.errors import InvalidValue
+from bastion.schema.batch import Batch
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+SEVERITIES = ["info", "low", "medium", "high", "critical"]
+
+
+def risks(tenant, n=23):
+    b = Batch()
+    host = b.add("asset", identifier="app.acme.example")
+    keys = []
+    for i in range(n):
+        keys.append(b.add("risk", target=host, name=f"finding {i:02d}", severity=SEVERITIES[i % 5],
+                          cvss=None if i % 4 == 0 else round(i * 0.4, 1)))
+    tenant.apply(b, actor="a", source="s", at=T0)
+    return host, keys
+
+
+def test_get_returns_typed_values_and_none_for_missing(tenant):
+    host, keys = risks(tenant, 3)
+    rec = tenant.get(keys[1])
+    assert rec.kind == "risk" and rec.version == 1
+    assert rec.values["name"] == "finding-01" and rec.values["severity"] == "low"
+    assert rec.values["cvss"] == 0.4 and rec.values["target"] == host
+    assert rec.first_seen == T0
+    assert tenant.get("#risk#app.acme.example#nothing-here") is None
+
+
+def test_list_filters_by_field_values_and_counts_agree(tenant):
+    risks(tenant)
+    page = tenant.list("risk", where={"severity": ["high", "critical"]}, limit=100)
+    assert {r.values["severity"] for r in page.records} == {"high", "critical"}
+    assert len(page.records) == tenant.count("risk", where={"severity": ["high", "critical"]}) == 8
+    assert tenant.count("risk", where={"severity": "CRITICAL"}) == 4  # normalized like input
+    assert tenant.count("asset", where={"class": "domain"}) == 1
+    with pytest.raises(InvalidValue, match="risk.severity cannot be 'urgent'"):
+        tenant.count("risk", where={"severity": "urgent"})
+    with pytest.raises(InvalidValue, match="risk has no field 'colour'"):
+        tenant.list("risk", where={"colour": "red"})
+
+
+def test_key_prefix_is_a_range_on_the_key(tenant):
+    risks(tenant)
+    assert tenant.count("risk", prefix="app.acme.example#finding-1") == 10
+    assert tenant.count("risk", prefix="#risk#app.acme.example#finding-2") == 3
+    assert tenant.count("asset", prefix="#risk#") == 0
+
+
+@pytest.mark.parametrize("order_by, descending", [(None, False), ("severity", False),
+                                                   ("cvss", True), ("cvss", False), ("name", True)])
+def test_keyset_pages_cover_everything_once_in_order(tenant, order_by, descending):
+    _, keys = risks(tenant)
+    seen, after = [], None
+    while True:
+        page = tenant.list("risk", order_by=order_by, descending=descending, after=after, limit=4)
+        seen.extend(page.records)
+        after = page.next_cursor
+        if after is None:
+            break
+        assert len(page.records) == 4
+    assert sorted(r.key for r in seen) == sorted(keys) and len(seen) == len(keys)
+    field = order_by or "key"
+    def sort_key(r):
+        value = r.key if field == "key" else r.values[field]
+        return value
+    non_null = [r for r in seen if sort_key(r) is not None]
+    nulls = [r for r in seen if sort_key(r) is None]
+    assert seen == non_null + nulls  # NULLs last either way
+    expected = sorted(non_null, key=lambda r: (sort_key(r), r.key), reverse=descending)
+    assert [sort_key(r) for r in non_null] == [sort_key(r) for r in expected]
+
+
+def test_bad_list_arguments_are_clear_errors(tenant):
+    with pytest.raises(InvalidValue, match="unknown kind 'gizmo'"):
+        tenant.list("gizmo")
+    with pytest.raises(InvalidValue, match="cannot sort risk by 'colour'"):
+        tenant.list("risk", order_by="colour")
+    with pytest.raises(InvalidValue, match="invalid page cursor"):
+        tenant.list("risk", after="not-a-cursor")
+
+
+def test_history_and_state_as_of_past_instants(tenant):
+    b = Batch()
+    host = b.add("asset", identifier="db.acme.example")
+    risk = b.add("risk", target=host, name="Exposed Postgres", severity="medium")
+    tenant.apply(b, actor="scanner", source="nuclei", at=T0)
+    b = Batch()
+    b.add("risk", target=host, name="Exposed Postgres", severity="high", status="open")
+    tenant.apply(b, actor="analyst", source="cli", at=T0 + timedelta(days=1))
+    tenant.apply(Batch(deletes=[risk]), actor="analyst", source="cli", at=T0 + timedelta(days=2))
+
+    hist = tenant.history(risk)
+    assert [(e.event_type, e.entity_version, e.actor) for e in hist] == [
+        ("risk.created", 1, "scanner"), ("risk.status_changed", 2, "analyst"),
+        ("risk.deleted", 3, "analyst")]
+    assert tenant.get(risk, as_of=T0 - timedelta(seconds=1)) is None
+    then = tenant.get(risk, as_of=T0 + timedelta(hours=12))
+    assert then.version == 1 and then.values["severity"] == "medium" and then.values["status"] == "triage"
+    later = tenant.get(risk, as_of=T0 + timedelta(days=1, hours=1))
+    assert later.version == 2 and later.values["severity"] == "high" and later.values["status"] == "open"
+    assert tenant.get(risk, as_of=T0 + timedelta(days=3)) is None
+    assert tenant.get(risk) is None
+    with pytest.raises(InvalidValue, match="time zone"):
+        tenant.get(risk, as_of=datetime(2026, 1, 1))
+
+
+def test_as_of_equals_current_state_after_many_changes(tenant):
+    b = Batch()
+    host = b.add("asset", identifier="10.1.2.3")
+    tenant.apply(b, actor="a", source="s", at=T0)
+    for i, exposure in enumerate(["external", "internal", "external", "unknown"], start=1):
+        b = Batch()
+        b.add("asset", {"round": i}, identifier="10.1.2.3", exposure=exposure, criticality="high")
+        tenant.apply(b, actor="a", source="s", at=T0 + timedelta(hours=i))
+    now = tenant.get(host)
+    rebuilt = tenant.get(host, as_of=T0 + timedelta(days=1))
+    assert rebuilt.values == now.values and rebuilt.properties == now.properties == {"round": 4}
+    assert rebuilt.version == now.version == 5
+
+
+def test_events_feed_is_ordered_and_resumable(tenant):
+    risks(tenant, 3)
+    first = tenant.events(limit=2)
+    rest = tenant.events(after_seq=first[-1].seq)
+    assert [e.seq for e in first + rest] == list(range(1, 8))
+
+
+def test_counts_per_kind_and_relationship(tenant):
+    risks(tenant, 5)
+    counts = tenant.counts()
+    assert counts["asset"] == 1 and counts["risk"] == 5 and counts["HAS_VULNERABILITY"] == 5
+    assert counts["port"] == 0

@@ -228,3 +228,45 @@ def test_event_log_is_append_only_for_the_store(store, tenant):
         with store.engine.begin() as conn:
             conn.execute(update(event).values(actor="mallory"))
     assert {e.actor for e in all_events(store, tenant)} == {"a"}
+
+
+# -- property: applying any valid batch twice changes nothing the second time ---------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_hosts = st.sampled_from(["a.example", "B.example.", "10.0.0.1", "2001:db8::1", "https://a.example:443/x"])
+_item = st.one_of(
+    st.tuples(st.just("asset"), _hosts, st.sampled_from(["external", "internal", "unknown"])),
+    st.tuples(st.just("port"), _hosts, st.integers(0, 65535)),
+    st.tuples(st.just("risk"), _hosts, st.sampled_from(["xss", "CVE-2024-3094", "Weak TLS"])),
+)
+
+
+def _batch(items) -> Batch:
+    b = Batch()
+    for kind, host, extra in items:
+        asset = b.add("asset", identifier=host)
+        if kind == "asset":
+            b.add("asset", identifier=host, exposure=extra)
+        elif kind == "port":
+            b.add("port", asset=asset, number=extra)
+        else:
+            b.add("risk", target=asset, name=extra, severity="medium")
+    return b
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_item, min_size=1, max_size=12))
+def test_reapplying_any_batch_is_a_no_op(store, items):
+    name = f"p{len(store.tenants())}"
+    store.add_tenant(name)
+    tenant = store.tenant(name)
+    first = tenant.apply(_batch(items), actor="a", source="s", at=T0)
+    state = {r.key: (r.version, r.values) for r in tenant.list("asset", limit=1000).records}
+    n_events = len(tenant.events(limit=10000))
+    assert n_events == first.events
+    again = tenant.apply(_batch(items), actor="a", source="s", at=T0 + timedelta(days=1))
+    assert (again.created, again.updated, again.events, again.edges_added) == (0, 0, 0, 0)
+    assert again.unchanged == first.created + first.updated
+    assert {r.key: (r.version, r.values) for r in tenant.list("asset", limit=1000).records} == state
+    assert len(tenant.events(limit=10000)) == n_events

@@ -46,8 +46,10 @@ def model_for(kind: EntityKind) -> type[BaseModel]:
             constraints["ge"] = f.ge
         if f.le is not None:
             constraints["le"] = f.le
-        if f.required:
+        if f.required and f.default is None:
             fields[f.name] = (py, PydField(**constraints))
+        elif f.required:  # always stored, but filled in when not given
+            fields[f.name] = (py, PydField(default=f.default, **constraints))
         else:
             fields[f.name] = (Optional[py], PydField(default=f.default, **constraints))
     return create_model(

@@ -1,0 +1,232 @@
+"""What every command shares: the session (database, tenant, actor), consoles, parsing and output
+helpers. No SQL here either: everything goes through `bastion.store.store`."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+import orjson
+import typer
+from rich.console import Console
+from rich.text import Text
+from sqlalchemy.engine import make_url
+
+from bastion.errors import ConfigError, InvalidValue
+from bastion.schema.kinds import REGISTRY
+from bastion.schema.registry import EntityKind, FieldType
+from bastion.store import migrate
+from bastion.store.engine import default_url
+from bastion.store.store import DEFAULT_TENANT, Store, TenantStore
+
+SOURCE = "cli"  # the `source` of every event the CLI writes
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (e.g. a container without a passwd entry)
+        return "unknown"
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for messages: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+@dataclass
+class Session:
+    """The root options, opened lazily: `--help` and usage errors never touch the database."""
+
+    url: str | None
+    tenant_name: str = DEFAULT_TENANT
+    actor: str = field(default_factory=default_actor)
+    _store: Store | None = field(default=None, repr=False)
+    _ready: bool = field(default=False, repr=False)
+
+    @property
+    def display_url(self) -> str:
+        return safe_url(self.url or default_url())
+
+    def store(self) -> Store:
+        """The store, without checking the schema (for init and db commands)."""
+        if self._store is None:
+            try:
+                self._store = Store(self.url)
+            except OSError as exc:  # SQLite: the directory of the file cannot be created
+                reason = exc.strerror or exc
+                raise ConfigError(f"cannot open database {self.display_url}: {reason}") from None
+        return self._store
+
+    def ready_store(self) -> Store:
+        """The store of an initialized database at the schema this code expects."""
+        store = self.store()
+        if not self._ready:
+            current = migrate.current(store.engine)
+            if current is None:
+                raise ConfigError(f"database {self.display_url} is not initialized: "
+                                  "run `bastion init` first")
+            head = migrate.head()
+            if current != head:
+                raise ConfigError(f"database {self.display_url} is at schema revision {current}, "
+                                  f"this Bastion needs {head}: run `bastion db upgrade`")
+            self._ready = True
+        return store
+
+    def tenant(self) -> TenantStore:
+        return self.ready_store().tenant(self.tenant_name)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def session(ctx: typer.Context) -> Session:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Session):  # a command invoked without the root callback (tests)
+        obj = ctx.find_root().obj = Session(None)
+    return obj
+
+
+# -- consoles -----------------------------------------------------------------------------------
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on the current stdout/stderr (created per call, so redirection in tests and
+    pipes is honoured). Piped output gets a wide page so tables do not wrap keys mid-way."""
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 200
+    return out
+
+
+def print_error(message: str) -> None:
+    err = console(stderr=True)
+    for line in message.splitlines() or [""]:
+        err.print(Text("error: ", style="bold red") + Text(line, style="red"), soft_wrap=True)
+
+
+def echo_json(value: Any) -> None:
+    """JSON on stdout: datetimes as ISO 8601 strings, keys in a stable order."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z
+                                  | orjson.OPT_NON_STR_KEYS, default=_json_default).decode())
+    sys.stdout.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def kind_named(name: str) -> EntityKind:
+    """An entity kind by its singular or plural name (`asset`, `assets`, `technologies`)."""
+    wanted = name.strip().lower()
+    for kind in REGISTRY.node_kinds.values():
+        if wanted in plural_forms(kind.name):
+            return kind
+    raise InvalidValue(f"unknown kind {name!r}; kinds: {', '.join(REGISTRY.node_kinds)}")
+
+
+def plural_forms(name: str) -> set[str]:
+    forms = {name, name + "s"}
+    if name.endswith("y"):
+        forms.add(name[:-1] + "ies")
+    return forms
+
+
+def parse_scalar(text: str) -> Any:
+    """A property value: JSON when it parses as JSON (numbers, true/false, lists, objects),
+    otherwise the text itself."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def parse_pairs(items: Iterable[str] | None, option: str, *,
+                json_values: bool = True) -> dict[str, Any]:
+    """`NAME=VALUE` pairs into a dict; a name given more than once collects its values in a
+    list (for `--where`: any of them)."""
+    seen: dict[str, list[Any]] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InvalidValue(f"{option} expects NAME=VALUE, got {item!r}")
+        seen.setdefault(name, []).append(parse_scalar(value) if json_values else value)
+    return {name: values[0] if len(values) == 1 else values for name, values in seen.items()}
+
+
+def coerce(kind: EntityKind, name: str, value: str, option: str) -> Any:
+    """Turn command-line text into the Python type of a field, so the store compares like with
+    like (PostgreSQL will not compare an integer column with text). Domains, ranges and formats
+    are left to the library."""
+    try:
+        f = kind.field(name)
+    except KeyError:
+        raise InvalidValue(f"{kind.name} has no field {name!r}; fields: "
+                           + ", ".join(kind.field_names)) from None
+    try:
+        if f.type is FieldType.INT:
+            return int(value)
+        if f.type is FieldType.FLOAT:
+            return float(value)
+    except ValueError:
+        raise InvalidValue(f"{option} {name}: {value!r} is not a number") from None
+    if f.type is FieldType.BOOL:
+        low = value.strip().lower()
+        if low in ("true", "yes", "1", "on"):
+            return True
+        if low in ("false", "no", "0", "off"):
+            return False
+        raise InvalidValue(f"{option} {name}: {value!r} is not true or false")
+    if f.type is FieldType.DATETIME:
+        return parse_time(value, f"{option} {name}")
+    return value
+
+
+def parse_time(value: str, what: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidValue(f"{what}: {value!r} is not an ISO 8601 time "
+                           "(e.g. 2026-01-01T00:00:00Z)") from None
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+def fmt_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.utcoffset() is not None and not value.utcoffset():
+        return value.strftime("%Y-%m-%d %H:%M:%SZ")
+    return value.isoformat(sep=" ", timespec="seconds")
+
+
+def fmt_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return fmt_time(value)
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.1f}"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -12,6 +12,7 @@ e.g. ``#port#tcp#443#asset#example.com#example.com``.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -22,11 +23,17 @@ from bastion.schema.registry import EntityKind, FieldType
 MAX_KEY_BYTES = 2048
 
 
+_BAD_ESCAPE = re.compile(r"%(?!2[35])")
+
+
 def escape(text: str) -> str:
     return text.replace("%", "%25").replace("#", "%23")
 
 
 def unescape(text: str) -> str:
+    """Inverse of escape(); raises InvalidValue for a '%' that escape() cannot have written."""
+    if "%" in text and _BAD_ESCAPE.search(text):
+        raise InvalidValue(f"invalid key component {text!r}: '%' must be written '%25'")
     return text.replace("%23", "#").replace("%25", "%")
 
 
@@ -43,13 +50,32 @@ def build_key(kind: EntityKind, values: Mapping[str, Any]) -> str:
         value = values.get(part)
         if value is None or value == "":
             raise InvalidValue(f"{kind.name} key part {part!r} is missing")
-        if kind.field(part).type is FieldType.KEY:
+        field = kind.field(part)
+        if field.type is FieldType.KEY:
+            # Embedded verbatim, so it must itself be a well-formed key of an allowed kind;
+            # otherwise the result could not be parsed back.
+            try:
+                ref = parse_key(value)
+            except InvalidValue as exc:
+                raise InvalidValue(f"{kind.name} key part {part!r}: {exc}", part) from None
+            if ref.kind not in field.ref_kinds:
+                allowed = ", ".join(field.ref_kinds)
+                raise InvalidValue(f"{kind.name} key part {part!r} must name a {allowed}, "
+                                   f"not a {ref.kind}", part)
             out.append(value)
         else:
+            text = _component(value)
+            if "\x00" in text:
+                # PostgreSQL text cannot hold NUL; refuse it here rather than at insert time.
+                raise InvalidValue(f"{kind.name} key part {part!r} contains a NUL character", part)
             out.append("#")
-            out.append(escape(_component(value)))
+            out.append(escape(text))
     key = "".join(out)
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from badly decoded JSON
+        raise InvalidValue(f"{kind.name} key is not valid Unicode text") from None
+    if size > MAX_KEY_BYTES:
         raise InvalidValue(f"{kind.name} key is longer than {MAX_KEY_BYTES} bytes")
     return key
 
@@ -65,12 +91,20 @@ def parse_key(key: str) -> ParsedKey:
     """Split a key into its kind and parts; raises InvalidValue for anything malformed."""
     if not isinstance(key, str) or not key.startswith("#") or len(key) < 2:
         raise InvalidValue(f"invalid key {key!r}: a key starts with '#kind#'")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    if "\x00" in key:
+        raise InvalidValue(f"invalid key {key!r}: it contains a NUL character")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidValue(f"invalid key {key!r}: not valid Unicode text") from None
+    if size > MAX_KEY_BYTES:
         raise InvalidValue(f"key is longer than {MAX_KEY_BYTES} bytes")
     name, sep, _ = key[1:].partition("#")
     kind = REGISTRY.node_kinds.get(name)
-    if kind is None or not sep:
+    if kind is None:
         raise InvalidValue(f"invalid key {key!r}: unknown kind {name!r}")
+    if not sep:
+        raise InvalidValue(f"invalid {name} key {key!r}: no parts after the kind")
     rest = key[1 + len(name):]
     fields = [kind.field(p) for p in kind.key]
     ref_at = next((i for i, f in enumerate(fields) if f.type is FieldType.KEY), None)
@@ -104,8 +138,12 @@ def parse_key(key: str) -> ParsedKey:
 
 def kind_of(key: str) -> str:
     """The kind named by a key's first component, without parsing the rest."""
+    if not isinstance(key, str):
+        raise InvalidValue(f"invalid key {key!r}: a key is text, not {type(key).__name__}")
+    if not key.startswith("#"):
+        raise InvalidValue(f"invalid key {key!r}: a key starts with '#kind#'")
     name = key[1:].partition("#")[0]
-    if not key.startswith("#") or name not in REGISTRY.node_kinds:
+    if name not in REGISTRY.node_kinds:
         raise InvalidValue(f"invalid key {key!r}: unknown kind {name!r}")
     return name
 

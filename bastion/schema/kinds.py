@@ -83,8 +83,9 @@ def _group_of(key: str) -> str:
 
     parsed = parse_key(key)
     while parsed.kind != "asset":
-        if parsed.ref is None:
-            return parsed.parts.get("name") or parsed.kind
+        if parsed.kind == "technology":  # a finding on software: grouped by vendor:product
+            comps = norm.cpe_components(parsed.parts["cpe"])
+            return f"{comps[1]}:{comps[2]}"
         parsed = parsed.ref
     return parsed.parts["group"]
 
@@ -115,10 +116,10 @@ def _prepare_technology(v: dict[str, Any]) -> dict[str, Any]:
     elif v.get("name"):
         v["cpe"] = _on("name", norm.cpe_from_name, v["name"], v.get("version"), v.get("vendor"))
     if v.get("cpe") and not v.get("name"):
-        parts = v["cpe"].split(":")
-        v["name"] = parts[4]
-        if parts[5] not in ("*", "-"):
-            v.setdefault("version", parts[5])
+        comps = norm.cpe_components(v["cpe"])
+        v["name"] = comps[2]
+        if comps[3] not in ("*", "-"):
+            v.setdefault("version", comps[3])
     return v
 
 
@@ -134,7 +135,8 @@ def _seed_parts(v: dict[str, Any]) -> dict[str, Any]:
     if ident is None:
         return v
     if cls is None:
-        cls = v["class"] = "cidr" if "/" in str(ident) else "domain"
+        cls = v["class"] = ("ip" if norm.ip_version(ident) else
+                            "cidr" if "/" in str(ident) else "domain")
     if cls == "domain":
         v["identifier"] = norm.dns_name(ident)
     elif cls == "cidr":

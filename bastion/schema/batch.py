@@ -221,13 +221,15 @@ def _entity_kind(name: str) -> EntityKind:
     return kind
 
 
-def _prepare_edge(rel: Relationship) -> PreparedEdge:
+def _prepare_edge(rel: Relationship, known: dict[str, Any] | None = None) -> PreparedEdge:
+    """`known`: keys this batch already built and validated (no need to parse them again)."""
     rk = REGISTRY.relationships.get(rel.kind)
     if rk is None:
         raise InvalidValue(f"unknown relationship kind {rel.kind!r}")
     sk, tk = kind_of(rel.source), kind_of(rel.target)
-    parse_key(rel.source)
-    parse_key(rel.target)
+    for key in (rel.source, rel.target):
+        if known is None or key not in known:
+            parse_key(key)
     if (sk, tk) not in rk.pairs:
         raise InvalidValue(f"{rel.kind} cannot join a {sk} to a {tk}")
     return PreparedEdge(rel.kind, rel.source, rel.target, node_id(rel.source), node_id(rel.target),
@@ -261,14 +263,15 @@ def validate(batch: Batch) -> PreparedBatch:
         props = item.properties or None
         entities[key] = PreparedEntity(kind, key, node_id(key), values, props,
                                        content_hash(values, props), item.expected_version)
-        if kind.implies is not None:
-            rel = Relationship(kind.implies.relationship, values[kind.implies.field], key)
-            edge = _prepare_edge(rel)
+        if kind.implies is not None:  # both ends already validated: no parsing needed
+            parent = values[kind.implies.field]
+            edge = PreparedEdge(kind.implies.relationship, parent, key, node_id(parent),
+                                node_id(key), kind_of(parent), kind.name, None)
             edges.setdefault(edge.ident, edge)
     for i, rel in enumerate(batch.relationships):
         where = f"relationship {i + 1} ({rel.kind})"
         try:
-            edge = _prepare_edge(rel)
+            edge = _prepare_edge(rel, entities)
         except InvalidValue as exc:
             fail(where, exc)
             continue

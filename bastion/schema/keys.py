@@ -12,6 +12,7 @@ e.g. ``#port#tcp#443#asset#example.com#example.com``.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -88,6 +89,14 @@ class ParsedKey:
 
 
 def parse_key(key: str) -> ParsedKey:
+    """Split a key into its kind and parts; raises InvalidValue for anything malformed."""
+    if not isinstance(key, str):
+        raise InvalidValue(f"invalid key {key!r}: a key is text starting with '#kind#'")
+    return _parse_key(key)
+
+
+@lru_cache(maxsize=1 << 16)  # the same asset key is parsed for each of its ports and risks
+def _parse_key(key: str) -> ParsedKey:
     """Split a key into its kind and parts; raises InvalidValue for anything malformed."""
     if not isinstance(key, str) or not key.startswith("#") or len(key) < 2:
         raise InvalidValue(f"invalid key {key!r}: a key starts with '#kind#'")

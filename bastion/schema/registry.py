@@ -135,6 +135,7 @@ class Registry:
             if kind.name in self.entities or kind.name in self.relationships:
                 raise TypeError(f"kind {kind.name!r} declared twice")
             table[kind.name] = kind
+        self.__dict__.pop("_node_kinds", None)
         self._check()
 
     def _check(self) -> None:
@@ -149,7 +150,11 @@ class Registry:
 
     @property
     def node_kinds(self) -> dict[str, EntityKind]:
-        return {n: k for n, k in self.entities.items() if k.node}
+        """Kinds stored as graph nodes (all but tenant). Cached: it sits on the key hot path."""
+        cached = self.__dict__.get("_node_kinds")
+        if cached is None:
+            cached = self.__dict__["_node_kinds"] = {n: k for n, k in self.entities.items() if k.node}
+        return cached
 
     def entity(self, name: str) -> EntityKind:
         return self.entities[name]

@@ -8,14 +8,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, tuple_, update
+from sqlalchemy import JSON, Connection, bindparam, tuple_, update
 
 from bastion.errors import ConflictError, Problem, ValidationFailed
 from bastion.schema.batch import Batch, PreparedBatch, PreparedEdge, PreparedEntity, validate
 from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.store.query import Scope, chunks
-from bastion.store.tables import edge, event, node, tenant, typed
+from bastion.store.tables import UTCDateTime, edge, event, node, tenant, typed
 
 
 @dataclass
@@ -242,7 +242,9 @@ class _Apply:
         ]
         if missing:
             raise ValidationFailed(missing)
-        found = self._existing_edges(list(edges))
+        # An edge with an end created by this batch cannot exist yet: look up only the others.
+        maybe = [i for i in edges if i[0] in existing_nodes and i[2] in existing_nodes]
+        found = self._existing_edges(maybe)
         new, changed, touched = [], [], []
         for ident, e in edges.items():
             if ident not in found:
@@ -340,7 +342,41 @@ class _Apply:
         if self.scope.postgres:
             _insert_unnest(self.conn, table, rows)
         else:
-            self.conn.execute(table.insert(), rows)
+            _insert_executemany(self.conn, table, rows)
+
+
+def _sqlite_value(column) -> Any:
+    """How a column's Python value is handed to sqlite3, as SQLAlchemy's own types would."""
+    if isinstance(column.type, UTCDateTime):
+        memo: dict[datetime, str] = {}  # a batch mostly carries one instant: format it once
+
+        def to_text(v: datetime | None) -> str | None:
+            if v is None:
+                return None
+            text = memo.get(v)
+            if text is None:
+                # SQLAlchemy's SQLite DateTime storage format, in UTC, so reads round-trip.
+                text = memo[v] = v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return text
+        return to_text
+    if isinstance(column.type, JSON) or "JSON" in type(column.type).__name__:
+        return lambda v: None if v is None else _dumps(v)
+    return None
+
+
+def _insert_executemany(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
+    """SQLite: one prepared INSERT, every row through sqlite3's executemany.
+
+    Values are converted here once per column instead of through SQLAlchemy's per-row
+    parameter processing, which cost more than the insert itself."""
+    cols = list(rows[0])
+    converters = [_sqlite_value(table.c[c]) for c in cols]
+    marks = ", ".join("?" for _ in cols)
+    names = ", ".join(f'"{c}"' for c in cols)
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
+    params = [tuple(v if f is None else f(v) for f, v in zip(converters, map(row.__getitem__, cols)))
+              for row in rows]
+    conn.exec_driver_sql(sql, params)
 
 
 def _insert_unnest(conn: Connection, table, rows: list[dict[str, Any]]) -> None:

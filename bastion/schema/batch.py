@@ -151,29 +151,38 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+@cache
+def _plan(kind: EntityKind) -> tuple[tuple, tuple, tuple]:
+    """Per kind, once: the fields to normalize, the key references to check, the datetimes."""
+    return (tuple((f.name, f.normalize) for f in kind.fields if f.normalize is not None),
+            tuple(f for f in kind.fields if f.type is FieldType.KEY),
+            tuple(f.name for f in kind.fields if f.type is FieldType.DATETIME))
+
+
 def prepare_values(kind: EntityKind, values: dict[str, Any]) -> dict[str, Any]:
     """Normalize, derive and validate one entity's values; raises ValidationFailed('item')."""
     problems: list[Problem] = []
     v = dict(values)
-    for f in kind.fields:
+    normalizers, refs, datetimes = _plan(kind)
+    for name, normalize in normalizers:
+        raw = v.get(name)
+        if raw is not None:
+            try:
+                v[name] = normalize(raw)
+            except InvalidValue as exc:
+                problems.append(Problem("item", name, str(exc)))
+    for f in refs:
         raw = v.get(f.name)
         if raw is None:
             continue
-        if f.normalize is not None:
-            try:
-                v[f.name] = f.normalize(raw)
-            except InvalidValue as exc:
-                problems.append(Problem("item", f.name, str(exc)))
-        elif f.type is FieldType.KEY:
-            try:
-                ref = kind_of(raw)
-                parse_key(raw)
-            except InvalidValue as exc:
-                problems.append(Problem("item", f.name, str(exc)))
-                continue
-            if ref not in f.ref_kinds:
-                allowed = ", ".join(f.ref_kinds)
-                problems.append(Problem("item", f.name, f"must name a {allowed}, not a {ref}"))
+        try:
+            ref = parse_key(raw).kind
+        except InvalidValue as exc:
+            problems.append(Problem("item", f.name, str(exc)))
+            continue
+        if ref not in f.ref_kinds:
+            allowed = ", ".join(f.ref_kinds)
+            problems.append(Problem("item", f.name, f"must name a {allowed}, not a {ref}"))
     if problems:
         raise ValidationFailed(problems)
     if kind.prepare is not None:
@@ -182,13 +191,12 @@ def prepare_values(kind: EntityKind, values: dict[str, Any]) -> dict[str, Any]:
         except InvalidValue as exc:
             raise ValidationFailed([Problem("item", exc.field, str(exc))]) from None
     try:
-        model = model_for(kind).model_validate(v)
+        out = model_for(kind).model_validate(v).__dict__.copy()
     except ValidationError as exc:
         raise ValidationFailed([_problem(kind, err) for err in exc.errors()]) from None
-    out = model.__dict__.copy()
-    for f in kind.fields:
-        if f.type is FieldType.DATETIME and out.get(f.name) is not None:
-            out[f.name] = _utc(out[f.name])
+    for name in datetimes:
+        if out.get(name) is not None:
+            out[name] = _utc(out[name])
     return out
 
 

@@ -56,7 +56,7 @@ def _asset_parts(v: dict[str, Any]) -> dict[str, Any]:
         v["class"] = cls
     if cls in ("ipv4", "ipv6"):
         ident = norm.ip_address(ident)
-        if norm.ip_version(ident) != int(cls[-1]):
+        if (":" in ident) != (cls == "ipv6"):
             raise InvalidValue(f"{ident} is not an {cls} address")
         group = ident
     elif cls == "cidr":

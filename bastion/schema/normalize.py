@@ -98,8 +98,14 @@ def ip_address(value: str) -> str:
     return str(addr)
 
 
+_IPV4_CHARS = frozenset("0123456789.")
+
+
 def ip_version(value: str) -> int | None:
     """4 or 6 when `value` is an IP address, else None."""
+    text = str(value)
+    if ":" not in text and not _IPV4_CHARS.issuperset(text.strip()):
+        return None  # the common case, a DNS name: skip the parser and its exception
     try:
         return ipaddress.ip_address(str(value).strip().strip("[]")).version
     except ValueError:

@@ -63,7 +63,7 @@ class ImpliedEdge:
     relationship: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity hash: kinds are cache keys on the hot path
 class EntityKind:
     """An entity kind: its fields, natural-key recipe and derived behaviour.
 

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, func, select, text, tuple_
+from sqlalchemy import BigInteger, Connection, Engine, String, and_, func, literal, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import ColumnElement
 
 from bastion.store.engine import APP_ROLE
@@ -53,10 +54,23 @@ class Scope:
     def nodes_by_id(self, ids: Sequence[int], *cols):
         return select(*cols).where(self.where(node), node.c.id.in_(ids))
 
+    def edge_match(self, idents: Sequence[tuple[int, str, int]]) -> tuple[list, ColumnElement[bool]]:
+        """(extra FROM items, condition) selecting the edges with these (source, kind, target).
+
+        PostgreSQL plans a long row-value IN list as an OR chain, so there the identities are
+        joined as unnest(arrays); SQLite turns the same IN list into an index probe per row."""
+        if not self.postgres:
+            return [], tuple_(edge.c.source_id, edge.c.kind, edge.c.target_id).in_(idents)
+        s, k, t = (list(x) for x in zip(*idents))
+        wanted = func.unnest(literal(s, ARRAY(BigInteger)), literal(k, ARRAY(String)),
+                             literal(t, ARRAY(BigInteger))).table_valued("s", "k", "t").render_derived(name="wanted")
+        cond = and_(edge.c.source_id == wanted.c.s, edge.c.kind == wanted.c.k,
+                    edge.c.target_id == wanted.c.t)
+        return [wanted], cond
+
     def edges_by_ident(self, idents: Sequence[tuple[int, str, int]], *cols):
-        return select(*cols).where(
-            self.where(edge), tuple_(edge.c.source_id, edge.c.kind, edge.c.target_id).in_(idents)
-        )
+        extra, cond = self.edge_match(idents)
+        return select(*cols).select_from(edge, *extra).where(self.where(edge), cond)
 
     def edges_touching(self, ids: Sequence[int], *cols):
         return select(*cols).where(

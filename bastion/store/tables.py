@@ -207,7 +207,8 @@ event = Table(
     Column("correlation_id", String(64), nullable=False),
     PrimaryKeyConstraint("tenant_id", "seq"),
     Index(None, "tenant_id", "entity_key", "seq"),
-    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="RESTRICT"),
+    # No foreign key to tenant: it would cost a per-row check on the hottest table, and the
+    # tenant's id is fixed by the transaction (and by row-level security on PostgreSQL).
     sqlite_with_rowid=False,
 )
 

@@ -38,7 +38,6 @@ def upgrade() -> None:
     sa.Column('actor', sa.String(length=200), nullable=False),
     sa.Column('source', sa.String(length=200), nullable=False),
     sa.Column('correlation_id', sa.String(length=64), nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenant.id'], name=op.f('fk_event_tenant_id_tenant'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('tenant_id', 'seq', name=op.f('pk_event')),
     sqlite_with_rowid=False
     )

@@ -157,6 +157,7 @@ def kind_of(key: str) -> str:
     return name
 
 
+@lru_cache(maxsize=1 << 16)  # a parent's id is needed once per child in a batch
 def node_id(key: str) -> int:
     """The node's 63-bit id: stable across engines, computed without a round trip."""
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big") >> 1

@@ -8,15 +8,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-from sqlalchemy import BigInteger, Connection, Engine, String, and_, func, literal, select, text, tuple_
+import orjson
+from sqlalchemy import (BigInteger, Connection, Engine, String, and_, any_, func, literal, select,
+                        text, tuple_)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import ColumnElement
 
 from bastion.store.engine import APP_ROLE
 from bastion.store.tables import TENANT_TABLES, edge, node
 
-# Bind parameters per statement stay well under SQLite's 32766 and PostgreSQL's 65535.
-CHUNK = 5000
+# Ids travel as one array/JSON parameter, so a chunk only bounds the size of one statement.
+CHUNK = 20000
 
 
 def chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
@@ -51,16 +53,27 @@ class Scope:
 
     # -- statements shared by reads and writes ------------------------------------------------
 
+    def id_in(self, column, ids: Sequence[int]) -> ColumnElement[bool]:
+        """`column IN ids` as ONE bind parameter (an array on PostgreSQL, a JSON array read by
+        json_each on SQLite): thousands of ids without thousands of placeholders to render."""
+        if self.postgres:
+            return column == any_(literal(list(ids), ARRAY(BigInteger)))
+        each = func.json_each(literal(orjson.dumps(list(ids)).decode())).table_valued("value")
+        return column.in_(select(each.c.value))
+
     def nodes_by_id(self, ids: Sequence[int], *cols):
-        return select(*cols).where(self.where(node), node.c.id.in_(ids))
+        return select(*cols).where(self.where(node), self.id_in(node.c.id, ids))
 
     def edge_match(self, idents: Sequence[tuple[int, str, int]]) -> tuple[list, ColumnElement[bool]]:
-        """(extra FROM items, condition) selecting the edges with these (source, kind, target).
-
-        PostgreSQL plans a long row-value IN list as an OR chain, so there the identities are
-        joined as unnest(arrays); SQLite turns the same IN list into an index probe per row."""
+        """(extra FROM items, condition) selecting the edges with these (source, kind, target),
+        the identities passed as one parameter per column (PostgreSQL arrays joined with
+        unnest) or one JSON parameter (SQLite); a long row-value IN list would be planned as an
+        OR chain by PostgreSQL and cost a placeholder per value on both."""
         if not self.postgres:
-            return [], tuple_(edge.c.source_id, edge.c.kind, edge.c.target_id).in_(idents)
+            each = func.json_each(literal(orjson.dumps(list(idents)).decode())).table_valued("value")
+            wanted = select(func.json_extract(each.c.value, "$[0]"), func.json_extract(each.c.value, "$[1]"),
+                            func.json_extract(each.c.value, "$[2]"))
+            return [], tuple_(edge.c.source_id, edge.c.kind, edge.c.target_id).in_(wanted)
         s, k, t = (list(x) for x in zip(*idents))
         wanted = func.unnest(literal(s, ARRAY(BigInteger)), literal(k, ARRAY(String)),
                              literal(t, ARRAY(BigInteger))).table_valued("s", "k", "t").render_derived(name="wanted")
@@ -74,5 +87,5 @@ class Scope:
 
     def edges_touching(self, ids: Sequence[int], *cols):
         return select(*cols).where(
-            self.where(edge), (edge.c.source_id.in_(ids)) | (edge.c.target_id.in_(ids))
+            self.where(edge), self.id_in(edge.c.source_id, ids) | self.id_in(edge.c.target_id, ids)
         )

@@ -121,17 +121,22 @@ class _Apply:
     # -- reading what is there ----------------------------------------------------------------
 
     def _existing_nodes(self) -> dict[int, Any]:
-        ids = {e.id for e in self.pb.entities.values()}
-        for e in self.pb.edges.values():
-            ids.add(e.source_id)
-            ids.add(e.target_id)
-        ids.update(node_id(k) for k in self.pb.deletes)
+        """The stored state of every node the batch names. Entities of the batch were observed
+        again, so their last_seen moves in the same statement that reads them (one pass)."""
+        seen = {e.id for e in self.pb.entities.values()}
+        other = {i for e in self.pb.edges.values() for i in (e.source_id, e.target_id)}
+        other.update(node_id(k) for k in self.pb.deletes)
+        other -= seen
         found: dict[int, Any] = {}
         cols = (node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash,
                 node.c.properties)
-        for chunk in chunks(sorted(ids)):
-            for row in self.conn.execute(self.scope.nodes_by_id(chunk, *cols)):
-                found[row.id] = row
+        for chunk in chunks(sorted(seen)):
+            stmt = (update(node).where(self.scope.where(node), self.scope.id_in(node.c.id, chunk))
+                    .values(last_seen=self.at).returning(*cols))
+            found.update((row.id, row) for row in self.conn.execute(stmt))
+        for chunk in chunks(sorted(other)):
+            found.update((row.id, row) for row in
+                         self.conn.execute(self.scope.nodes_by_id(chunk, *cols)))
         for e in self.pb.entities.values():
             row = found.get(e.id)
             if row is not None and row.key != e.key:  # 63-bit id collision: refuse, never merge
@@ -143,7 +148,7 @@ class _Apply:
         names = REGISTRY.entity(kind).field_names
         out: dict[int, dict[str, Any]] = {}
         for chunk in chunks(ids):
-            stmt = (table.select().where(self.scope.where(table), table.c.node_id.in_(chunk)))
+            stmt = table.select().where(self.scope.where(table), self.scope.id_in(table.c.node_id, chunk))
             for row in self.conn.execute(stmt):
                 out[row.node_id] = {n: getattr(row, n) for n in names}
         return out
@@ -175,7 +180,6 @@ class _Apply:
             raise ConflictError("; ".join(str(p) for p in conflicts))
         self._insert_entities(new)
         self._update_entities(changed)
-        self._touch(node, touched)
         self.result.created += len(new)
         self.result.updated += len(changed)
         self.result.unchanged += len(touched)
@@ -232,16 +236,6 @@ class _Apply:
                          ("version", "content_hash", "properties", "last_seen", "updated_at")}))
         self.conn.execute(stmt, node_params)
 
-    def _touch(self, table, ids: list) -> None:
-        """Only last_seen moves for what was seen again unchanged."""
-        for chunk in chunks(ids):
-            if table is node:
-                stmt = update(node).where(self.scope.where(node), node.c.id.in_(chunk))
-            else:
-                _extra, cond = self.scope.edge_match(chunk)  # PostgreSQL: UPDATE … FROM unnest(…)
-                stmt = update(edge).where(self.scope.where(edge), cond)
-            self.conn.execute(stmt.values(last_seen=self.at))
-
     # -- edges ------------------------------------------------------------------------------------
 
     def _upsert_edges(self, existing_nodes: dict[int, Any]) -> None:
@@ -258,9 +252,10 @@ class _Apply:
         ]
         if missing:
             raise ValidationFailed(missing)
-        # An edge with an end created by this batch cannot exist yet: look up only the others.
+        # An edge with an end created by this batch cannot exist yet: look up only the others,
+        # moving their last_seen in the same pass.
         maybe = [i for i in edges if i[0] in existing_nodes and i[2] in existing_nodes]
-        found = self._existing_edges(maybe)
+        found = self._existing_edges(maybe, touch=True)
         new, changed, touched = [], [], []
         for ident, e in edges.items():
             if ident not in found:
@@ -287,16 +282,21 @@ class _Apply:
                                      for e, _ in changed])
             for e, old in changed:
                 self.ev.add(e.source, "edge", None, "edge.updated", _edge_diff(e, old, e.properties))
-        self._touch(edge, touched)
         self.result.edges_added += len(new)
         self.result.edges_updated += len(changed)
         self.result.edges_unchanged += len(touched)
 
-    def _existing_edges(self, idents: list[tuple[int, str, int]]) -> dict[tuple, Any]:
+    def _existing_edges(self, idents: list[tuple[int, str, int]], touch: bool = False) -> dict[tuple, Any]:
         found = {}
         cols = (edge.c.source_id, edge.c.kind, edge.c.target_id, edge.c.properties)
         for chunk in chunks(sorted(idents)):
-            for row in self.conn.execute(self.scope.edges_by_ident(chunk, *cols)):
+            if touch:
+                _extra, cond = self.scope.edge_match(chunk)
+                stmt = (update(edge).where(self.scope.where(edge), cond)
+                        .values(last_seen=self.at).returning(*cols))
+            else:
+                stmt = self.scope.edges_by_ident(chunk, *cols)
+            for row in self.conn.execute(stmt):
                 found[(row.source_id, row.kind, row.target_id)] = row.properties
         return found
 
@@ -346,7 +346,7 @@ class _Apply:
                     diff["properties"] = [r.properties, None]
                 self.ev.add(r.key, kind, r.version + 1, f"{kind}.deleted", diff)
         for chunk in chunks(ids):
-            self.conn.execute(node.delete().where(self.scope.where(node), node.c.id.in_(chunk)))
+            self.conn.execute(node.delete().where(self.scope.where(node), self.scope.id_in(node.c.id, chunk)))
         self.result.deleted += len(rows)
 
     # -- bulk insert ------------------------------------------------------------------------------

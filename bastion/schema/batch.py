@@ -235,13 +235,18 @@ def _prepare_edge(rel: Relationship, known: dict[str, Any] | None = None) -> Pre
     if rk is None:
         raise InvalidValue(f"unknown relationship kind {rel.kind!r}")
     sk, tk = kind_of(rel.source), kind_of(rel.target)
+    ids = []
     for key in (rel.source, rel.target):
-        if known is None or key not in known:
+        entity = known.get(key) if known is not None else None
+        if entity is None:
             parse_key(key)
+            ids.append(node_id(key))
+        else:
+            ids.append(entity.id)
     if (sk, tk) not in rk.pairs:
         raise InvalidValue(f"{rel.kind} cannot join a {sk} to a {tk}")
-    return PreparedEdge(rel.kind, rel.source, rel.target, node_id(rel.source), node_id(rel.target),
-                        sk, tk, rel.properties or None)
+    return PreparedEdge(rel.kind, rel.source, rel.target, ids[0], ids[1], sk, tk,
+                        rel.properties or None)
 
 
 def validate(batch: Batch) -> PreparedBatch:
@@ -274,7 +279,7 @@ def validate(batch: Batch) -> PreparedBatch:
         if kind.implies is not None:  # both ends already validated: no parsing needed
             parent = values[kind.implies.field]
             edge = PreparedEdge(kind.implies.relationship, parent, key, node_id(parent),
-                                node_id(key), kind_of(parent), kind.name, None)
+                                entities[key].id, kind_of(parent), kind.name, None)
             edges.setdefault(edge.ident, edge)
     for i, rel in enumerate(batch.relationships):
         where = f"relationship {i + 1} ({rel.kind})"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gc
 import uuid
+from operator import itemgetter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import orjson
-from sqlalchemy import JSON, Connection, bindparam, update
+from sqlalchemy import JSON, Connection, bindparam, select, update
 
 from bastion.errors import ConflictError, Problem, ValidationFailed
 from bastion.schema.batch import Batch, PreparedBatch, PreparedEdge, PreparedEntity, validate
@@ -128,8 +129,7 @@ class _Apply:
         other.update(node_id(k) for k in self.pb.deletes)
         other -= seen
         found: dict[int, Any] = {}
-        cols = (node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash,
-                node.c.properties)
+        cols = (node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash)
         for chunk in chunks(sorted(seen)):
             stmt = (update(node).where(self.scope.where(node), self.scope.id_in(node.c.id, chunk))
                     .values(last_seen=self.at).returning(*cols))
@@ -143,14 +143,17 @@ class _Apply:
                 raise ValidationFailed([Problem(e.key, None, f"id collides with {row.key}")])
         return found
 
-    def _typed_values(self, kind: str, ids: list[int]) -> dict[int, dict[str, Any]]:
+    def _stored_state(self, kind: str, ids: list[int]) -> dict[int, tuple[dict[str, Any], Any]]:
+        """(typed values, properties) of stored entities, read only for those that change."""
         table = typed[kind]
         names = REGISTRY.entity(kind).field_names
-        out: dict[int, dict[str, Any]] = {}
+        out: dict[int, tuple[dict[str, Any], Any]] = {}
         for chunk in chunks(ids):
-            stmt = table.select().where(self.scope.where(table), self.scope.id_in(table.c.node_id, chunk))
+            stmt = (select(table, node.c.properties)
+                    .join(node, (node.c.tenant_id == table.c.tenant_id) & (node.c.id == table.c.node_id))
+                    .where(self.scope.where(table), self.scope.id_in(table.c.node_id, chunk)))
             for row in self.conn.execute(stmt):
-                out[row.node_id] = {n: getattr(row, n) for n in names}
+                out[row.node_id] = ({n: getattr(row, n) for n in names}, row.properties)
         return out
 
     # -- entities -------------------------------------------------------------------------------
@@ -212,11 +215,11 @@ class _Apply:
             by_kind.setdefault(e.kind.name, []).append((e, row))
         node_params = []
         for kind, items in by_kind.items():
-            olds = self._typed_values(kind, [e.id for e, _ in items])
+            olds = self._stored_state(kind, [e.id for e, _ in items])
             typed_params = []
             for e, row in items:
-                diff = _diff(olds[e.id], e.values)
-                old_props = row.properties if row.properties is not None else None
+                old_values, old_props = olds[e.id]
+                diff = _diff(old_values, e.values)
                 if old_props != e.properties:
                     diff["properties"] = [old_props, e.properties]
                 version = row.version + 1
@@ -339,11 +342,12 @@ class _Apply:
         for r in rows:
             by_kind.setdefault(r.kind, []).append(r)
         for kind, krows in by_kind.items():
-            olds = self._typed_values(kind, [r.id for r in krows])
+            olds = self._stored_state(kind, [r.id for r in krows])
             for r in krows:
-                diff = {k: [_jsonable(v), None] for k, v in olds[r.id].items() if v is not None}
-                if r.properties:
-                    diff["properties"] = [r.properties, None]
+                old_values, old_props = olds[r.id]
+                diff = {k: [_jsonable(v), None] for k, v in old_values.items() if v is not None}
+                if old_props:
+                    diff["properties"] = [old_props, None]
                 self.ev.add(r.key, kind, r.version + 1, f"{kind}.deleted", diff)
         for chunk in chunks(ids):
             self.conn.execute(node.delete().where(self.scope.where(node), self.scope.id_in(node.c.id, chunk)))
@@ -354,6 +358,9 @@ class _Apply:
     def _insert(self, table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
+        # In primary-key order: B-tree inserts then append instead of splitting random pages.
+        pk = [c.name for c in table.primary_key.columns]
+        rows.sort(key=itemgetter(*pk))
         if self.scope.postgres:
             _insert_unnest(self.conn, table, rows)
         else:
@@ -389,9 +396,13 @@ def _insert_executemany(conn: Connection, table, rows: list[dict[str, Any]]) -> 
     marks = ", ".join("?" for _ in cols)
     names = ", ".join(f'"{c}"' for c in cols)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})'
-    params = [tuple(v if f is None else f(v) for f, v in zip(converters, map(row.__getitem__, cols)))
-              for row in rows]
-    conn.exec_driver_sql(sql, params)
+    getter = itemgetter(*cols)
+    params = [list(getter(row)) for row in rows]
+    for i, convert in enumerate(converters):
+        if convert is not None:
+            for p in params:
+                p[i] = convert(p[i])
+    conn.exec_driver_sql(sql, list(map(tuple, params)))
 
 
 def _insert_unnest(conn: Connection, table, rows: list[dict[str, Any]]) -> None:

@@ -47,7 +47,7 @@ demo: venv
 
 test: test-deps
 	scripts/ensure-postgres
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --ignore=tests/datasets $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/write_path.py

@@ -54,8 +54,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    # IMMEDIATE takes the write lock at BEGIN, so a read-then-write batch cannot deadlock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A write transaction takes the write lock at BEGIN (IMMEDIATE), so a read-then-write batch
+    # cannot deadlock; reads begin DEFERRED and never wait for, or block, each other.
+    write = conn.get_execution_options().get("bastion_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:

@@ -42,10 +42,10 @@ class Scope:
         return table.c.tenant_id == self.tenant_id
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, write: bool = False) -> Iterator[Connection]:
         """A transaction bound to this tenant; on PostgreSQL it runs as the non-owner role
         with `bastion.tenant_id` set, so row-level security applies to every statement."""
-        with self.engine.begin() as conn:
+        with self.engine.connect().execution_options(bastion_write=write) as conn, conn.begin():
             if self.postgres:
                 conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
                 conn.execute(select(func.set_config("bastion.tenant_id", str(self.tenant_id), True)))

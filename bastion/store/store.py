@@ -178,6 +178,12 @@ class TenantStore:
     def tenant_id(self) -> int:
         return self.scope.tenant_id
 
+    def graph(self, limits=None):
+        """Graph queries (neighbors, reach, paths, attack paths …) of this tenant."""
+        from bastion.store.traversal import Graph
+
+        return Graph(self.scope, limits)
+
     # -- writes -----------------------------------------------------------------------------
 
     def apply(self, batch: Batch | PreparedBatch, *, actor: str, source: str,

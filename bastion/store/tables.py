@@ -212,5 +212,21 @@ event = Table(
     sqlite_with_rowid=False,
 )
 
+# Per tenant and per node kind / relationship kind: how many there are (kept by the write path)
+# and the largest fan-out seen (refreshed on demand). The graph cost guard prices queries with it.
+graph_stats = Table(
+    "graph_stats",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("max_out", BigInteger),
+    Column("max_in", BigInteger),
+    Column("refreshed_at", UTCDateTime),
+    PrimaryKeyConstraint("tenant_id", "name"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sqlite_with_rowid=False,
+)
+
 # Tables whose rows belong to one tenant: row-level security and the query layer's filter.
-TENANT_TABLES: tuple[Table, ...] = (node, edge, event, *typed.values())
+TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, *typed.values())

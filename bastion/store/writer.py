@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import uuid
+from collections import Counter
 from operator import itemgetter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,13 +13,15 @@ from typing import Any, Iterator
 
 import orjson
 from sqlalchemy import JSON, Connection, bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bastion.errors import ConflictError, Problem, ValidationFailed
 from bastion.schema.batch import Batch, PreparedBatch, PreparedEdge, PreparedEntity, validate
 from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.store.query import Scope, chunks
-from bastion.store.tables import UTCDateTime, edge, event, node, tenant, typed
+from bastion.store.tables import UTCDateTime, edge, event, graph_stats, node, tenant, typed
 
 
 @dataclass
@@ -75,7 +78,7 @@ def apply(scope: Scope, batch: Batch | PreparedBatch, *, actor: str, source: str
         pb = batch if isinstance(batch, PreparedBatch) else validate(batch)
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         cid = correlation_id or uuid.uuid4().hex
-        with scope.transaction() as conn:
+        with scope.transaction(write=True) as conn:
             return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid)).run()
 
 
@@ -96,6 +99,7 @@ class _Apply:
     def __init__(self, scope: Scope, conn: Connection, pb: PreparedBatch, at: datetime, ev: _Events):
         self.scope, self.conn, self.pb, self.at, self.ev = scope, conn, pb, at, ev
         self.result = ApplyResult(correlation_id=ev.cid)
+        self.counts: Counter[str] = Counter()  # node/edge count changes per kind, for graph_stats
 
     def run(self) -> ApplyResult:
         conn, scope, pb = self.conn, self.scope, self.pb
@@ -109,6 +113,7 @@ class _Apply:
         self._upsert_edges(existing)
         self._unlink()
         self._delete(existing)
+        self._count()
         if self.ev.rows:
             for i, row in enumerate(self.ev.rows, start=seq + 1):
                 row["seq"] = i
@@ -206,6 +211,7 @@ class _Apply:
         self._insert(node, node_rows)
         for kind, rows in per_kind.items():
             self._insert(typed[kind], rows)
+            self.counts[kind] += len(rows)
 
     def _update_entities(self, changed: list[tuple[PreparedEntity, Any]]) -> None:
         if not changed:
@@ -275,6 +281,7 @@ class _Apply:
         } for e in new])
         for e in new:
             self.ev.add(e.source, "edge", None, "edge.added", _edge_diff(e, None, e.properties))
+            self.counts[e.kind] += 1
         if changed:
             stmt = (update(edge).where(self.scope.where(edge), edge.c.source_id == bindparam("b_s"),
                                        edge.c.kind == bindparam("b_k"),
@@ -317,6 +324,7 @@ class _Apply:
         for source, kind, target, _ident, props in edges:
             self.ev.add(source, "edge", None, "edge.removed",
                         {"relationship": kind, "target": target, "properties": [props, None]})
+            self.counts[kind] -= 1
         self.result.edges_removed += len(edges)
 
     # -- deletes ----------------------------------------------------------------------------------
@@ -349,9 +357,22 @@ class _Apply:
                 if old_props:
                     diff["properties"] = [old_props, None]
                 self.ev.add(r.key, kind, r.version + 1, f"{kind}.deleted", diff)
+            self.counts[kind] -= len(krows)
         for chunk in chunks(ids):
             self.conn.execute(node.delete().where(self.scope.where(node), self.scope.id_in(node.c.id, chunk)))
         self.result.deleted += len(rows)
+
+    def _count(self) -> None:
+        """Keep graph_stats' counts exact, in the batch's transaction."""
+        rows = [{"tenant_id": self.scope.tenant_id, "name": k, "count": n}
+                for k, n in sorted(self.counts.items()) if n]
+        if not rows:
+            return
+        upsert = (pg_insert if self.scope.postgres else sqlite_insert)(graph_stats)
+        stmt = upsert.on_conflict_do_update(
+            index_elements=["tenant_id", "name"],
+            set_={"count": graph_stats.c.count + upsert.excluded["count"]})
+        self.conn.execute(stmt, rows)
 
     # -- bulk insert ------------------------------------------------------------------------------
 

@@ -1,0 +1,50 @@
+"""graph statistics for the traversal cost guard
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-22
+
+Counts per tenant and node kind / relationship kind, kept by the write path; the largest
+fan-out per relationship kind, refreshed on demand. Existing data is counted on upgrade.
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+APP_ROLE = "bastion_app"
+CURRENT_TENANT = "NULLIF(current_setting('bastion.tenant_id', true), '')::integer"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "graph_stats",
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("max_out", sa.BigInteger(), nullable=True),
+        sa.Column("max_in", sa.BigInteger(), nullable=True),
+        sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenant.id"], name=op.f("fk_graph_stats_tenant_id_tenant"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("tenant_id", "name", name=op.f("pk_graph_stats")),
+        sqlite_with_rowid=False,
+    )
+    op.execute("INSERT INTO graph_stats (tenant_id, name, count) "
+               "SELECT tenant_id, kind, count(*) FROM node GROUP BY tenant_id, kind")
+    op.execute("INSERT INTO graph_stats (tenant_id, name, count) "
+               "SELECT tenant_id, kind, count(*) FROM edge GROUP BY tenant_id, kind")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE graph_stats ENABLE ROW LEVEL SECURITY")
+        op.execute(f"CREATE POLICY tenant_isolation ON graph_stats TO {APP_ROLE} "
+                   f"USING (tenant_id = {CURRENT_TENANT}) WITH CHECK (tenant_id = {CURRENT_TENANT})")
+        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON graph_stats TO {APP_ROLE}")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"REVOKE ALL ON graph_stats FROM {APP_ROLE}")
+    op.drop_table("graph_stats")

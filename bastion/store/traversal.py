@@ -158,7 +158,7 @@ class Graph:
                 stmt = select(near, far).where(self.scope.where(edge), self.scope.id_in(near, chunk))
                 if kinds is not None:
                     stmt = stmt.where(edge.c.kind.in_(kinds))
-                pairs.extend(conn.execute(stmt).tuples())
+                pairs.extend((a, b) for a, b in conn.execute(stmt))
         return pairs
 
     # -- cost guard -------------------------------------------------------------------------------

@@ -357,7 +357,7 @@ class Graph:
         with self._tx() as conn:
             src, dst = self._require(conn, source, target)
             if src == dst:
-                return []  # as networkx: a simple path joins two different nodes
+                return [[source]]  # the path of no edges, as networkx (≥ 3.4) answers too
             to_target = self._reach_ids(conn, [dst], depth, kinds, _reverse(direction))
             if to_target.get(src, depth + 1) > depth:
                 return []

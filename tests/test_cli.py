@@ -113,7 +113,7 @@ def test_added_entities_read_back_through_get_list_and_history(cli):
     add_surface(cli)
 
     asset = cli.json("get", ASSET)
-    assert asset["key"] == ASSET and asset["version"] == 1
+    assert asset["key"] == ASSET and asset["entity_version"] == 1
     assert asset["identifier"] == "www.acme.example" and asset["class"] == "domain"
     assert asset["exposure"] == "external"
     assert asset["properties"] == {"owner": "web-team", "tier": 2}  # VALUE parsed as JSON
@@ -140,7 +140,7 @@ def test_added_entities_read_back_through_get_list_and_history(cli):
     assert cli("add", "risk", "--target", PORT, "--cve", "CVE-2021-41773", "--status", "open",
                "--merge").stdout.split() == ["updated", RISK]
     risk = cli.json("get", RISK)
-    assert (risk["status"], risk["severity"], risk["cvss"], risk["version"]) == (
+    assert (risk["status"], risk["severity"], risk["cvss"], risk["entity_version"]) == (
         "open", "high", 7.5, 2)
     events = cli.json("history", RISK)
     assert [e["event_type"] for e in events] == ["risk.created", "risk.status_changed"]
@@ -155,7 +155,7 @@ def test_get_as_of_rebuilds_the_past_state(cli):
     created_at = cli.json("history", ASSET)[0]["occurred_at"]
     cli("add", "asset", "--identifier", "www.acme.example", "--exposure", "internal")
     then = cli.json("get", ASSET, "--as-of", created_at)
-    assert (then["exposure"], then["version"]) == ("external", 1)
+    assert (then["exposure"], then["entity_version"]) == ("external", 1)
     assert cli.json("get", ASSET)["exposure"] == "internal"
     msg = one_error_line(cli("get", ASSET, "--as-of", "2000-01-01T00:00:00Z", code=4))
     assert msg == f"error: no asset with key {ASSET} at 2000-01-01T00:00:00Z"
@@ -174,7 +174,7 @@ def test_add_seed_adds_its_asset_with_a_discovered_edge(cli):
     out = cli("add", "seed", "--identifier", "198.51.100.7", "--class", "ip").stdout
     assert "linked    #asset#198.51.100.7#198.51.100.7" in out
     asset = cli.json("get", "#asset#198.51.100.7#198.51.100.7")
-    assert asset["criticality"] == "critical" and asset["version"] == 1
+    assert asset["criticality"] == "critical" and asset["entity_version"] == 1
     assert [l["source"] for l in asset["links"]] == ["#seed#ip#198.51.100.7"]
     # A cloud-account seed names no asset.
     out = cli("add", "seed", "--identifier", "123456789012", "--class", "cloud_account").stdout

@@ -138,3 +138,16 @@ def test_counts_per_kind_and_relationship(tenant):
     counts = tenant.counts()
     assert counts["asset"] == 1 and counts["risk"] == 5 and counts["HAS_VULNERABILITY"] == 5
     assert counts["port"] == 0
+
+
+def test_a_field_named_like_a_node_column_reads_as_the_field(tenant):
+    b = Batch()
+    tech = b.add("technology", cpe="cpe:2.3:a:apache:http_server:2.4.49")
+    b.add("technology", cpe="cpe:2.3:a:openbsd:openssh:9.6")
+    tenant.apply(b, actor="a", source="s")
+    rec = tenant.get(tech)
+    assert rec.version == 1 and rec.values["version"] == "2.4.49"
+    assert rec.as_dict()["entity_version"] == 1 and rec.as_dict()["version"] == "2.4.49"
+    first = tenant.list("technology", order_by="version", limit=1)
+    second = tenant.list("technology", order_by="version", limit=1, after=first.next_cursor)
+    assert [first.records[0].values["version"], second.records[0].values["version"]] == ["2.4.49", "9.6"]

@@ -25,6 +25,7 @@ from bastion.schema.registry import Classification, EntityKind, FieldType
 from bastion.store import migrate
 from bastion.store.store import DEFAULT_TENANT, Event, Record
 from bastion.cli import add as add_cmd
+from bastion.cli import graph as graph_cmd
 from bastion.cli.common import (
     SOURCE,
     Session,
@@ -46,8 +47,8 @@ from bastion.cli.common import (
 class BastionGroup(TyperGroup):
     """The root group: turns user mistakes into one `error: …` line and an exit code."""
 
-    ORDER = ("init", "demo", "tenant", "db", "schema", "add", "link", "unlink", "delete", "get",
-             "list", "history", "stats")
+    ORDER = ("init", "demo", "tenant", "db", "schema", "add", "import", "link", "unlink", "delete",
+             "get", "list", "history", "stats", "graph")
 
     def list_commands(self, ctx) -> list[str]:
         # Help lists commands in workflow order (Typer would put sub-groups such as `add` last).
@@ -245,6 +246,7 @@ def tenant_list(
 # -- writes -------------------------------------------------------------------------------------
 
 app.add_typer(add_cmd.app, name="add", rich_help_panel="Write")
+graph_cmd.register(app)  # `bastion import` (Write) and `bastion graph` (Read)
 
 
 def _relationship(name: str) -> str:

@@ -46,7 +46,8 @@ class Record:
     updated_at: datetime | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "version": self.version, **self.values,
+        # `entity_version`, as in events: technologies and capabilities have a `version` field.
+        return {"key": self.key, "kind": self.kind, "entity_version": self.version, **self.values,
                 "properties": self.properties, "first_seen": self.first_seen,
                 "last_seen": self.last_seen, "updated_at": self.updated_at}
 
@@ -207,10 +208,12 @@ class TenantStore:
         return self._record(kind, row) if row is not None else None
 
     def _record(self, kind: str, row) -> Record:
+        # By column, not name: a kind's field may share a name with a node column (`version`).
         m = row._mapping
-        names = REGISTRY.entity(kind).field_names
-        return Record(m["key"], kind, m["version"], {n: m[n] for n in names}, m["properties"],
-                      m["first_seen"], m["last_seen"], m["updated_at"])
+        table = typed[kind]
+        values = {n: m[table.c[n]] for n in REGISTRY.entity(kind).field_names}
+        return Record(m[node.c.key], kind, m[node.c.version], values, m[node.c.properties],
+                      m[node.c.first_seen], m[node.c.last_seen], m[node.c.updated_at])
 
     def list(self, kind: str, *, where: dict[str, Any] | None = None, prefix: str | None = None,
              order_by: str | None = None, descending: bool = False, after: str | None = None,
@@ -241,7 +244,8 @@ class TenantStore:
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]._mapping
-            nxt = _encode_cursor([last["key"]] if len(keys) == 1 else [last[order_by], last["key"]])
+            nxt = _encode_cursor([last[node.c.key]] if len(keys) == 1
+                                 else [last[table.c[order_by]], last[node.c.key]])
         return Page(records, nxt)
 
     def count(self, kind: str, *, where: dict[str, Any] | None = None,

@@ -151,3 +151,11 @@ def test_a_field_named_like_a_node_column_reads_as_the_field(tenant):
     first = tenant.list("technology", order_by="version", limit=1)
     second = tenant.list("technology", order_by="version", limit=1, after=first.next_cursor)
     assert [first.records[0].values["version"], second.records[0].values["version"]] == ["2.4.49", "9.6"]
+
+
+def test_get_many_reads_what_exists_across_kinds(tenant):
+    host, keys = risks(tenant, 5)
+    missing = "#asset#missing.example#missing.example"
+    found = tenant.get_many([host, *keys[:3], missing])
+    assert set(found) == {host, *keys[:3]}
+    assert found[keys[2]].values["severity"] == "medium" and found[host].kind == "asset"

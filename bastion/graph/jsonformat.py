@@ -531,19 +531,8 @@ def import_documents(tenant: "TenantStore", documents: Sequence[GraphDocument], 
 
 
 def stored_records(tenant: "TenantStore", keys: Iterable[str]) -> dict[str, "Record"]:
-    """The stored entities among `keys`.
-
-    One `get` per key: a primary-key lookup, predictable on both engines. (A `list` filtered on
-    a key field with an IN list reads fewer round trips, but right after a bulk load PostgreSQL
-    has no statistics yet and may plan it as a nested loop over the whole kind.) The one place
-    to switch to a bulk read when the store offers one.
-    """
-    found: dict[str, Record] = {}
-    for key in dict.fromkeys(keys):
-        rec = tenant.get(key)
-        if rec is not None:
-            found[key] = rec
-    return found
+    """The stored entities among `keys`, read in bulk by primary key (TenantStore.get_many)."""
+    return tenant.get_many(list(dict.fromkeys(keys)))
 
 
 # -- export -------------------------------------------------------------------------------------

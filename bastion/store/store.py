@@ -18,7 +18,7 @@ from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import FieldType
 from bastion.store import writer
 from bastion.store.engine import APP_ROLE, make_engine
-from bastion.store.query import Scope
+from bastion.store.query import Scope, chunks
 from bastion.store.tables import edge, event, node, tenant, typed
 
 DEFAULT_TENANT = "default"
@@ -206,6 +206,27 @@ class TenantStore:
         with self.scope.transaction() as conn:
             row = conn.execute(stmt).first()
         return self._record(kind, row) if row is not None else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Record]:
+        """The stored entities among `keys` (missing ones are left out): one primary-key
+        lookup per kind and chunk, the ids passed as one parameter."""
+        by_kind: dict[str, set[int]] = {}
+        for key in keys:
+            by_kind.setdefault(kind_of(key), set()).add(node_id(key))
+        wanted = set(keys)
+        found: dict[str, Record] = {}
+        with self.scope.transaction() as conn:
+            for kind, ids in by_kind.items():
+                table = typed[kind]
+                for chunk in chunks(sorted(ids)):
+                    stmt = (select(node, table)
+                            .join(table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
+                            .where(self.scope.where(node), self.scope.id_in(node.c.id, chunk)))
+                    for row in conn.execute(stmt):
+                        rec = self._record(kind, row)
+                        if rec.key in wanted:
+                            found[rec.key] = rec
+        return found
 
     def _record(self, kind: str, row) -> Record:
         # By column, not name: a kind's field may share a name with a node column (`version`).

@@ -150,6 +150,12 @@ def surface(tenant: TenantStore | None = None) -> Batch:
         b.link("DISCOVERED", caps["nuclei"], risk)
 
     billing = _asset_key("billing.acme.example")
+    # Behind the billing front end, inside the network: the card database (a crown jewel that
+    # no scanner sees; a CMDB would bring these relationships with `bastion import`).
+    card_db = b.add("asset", identifier="10.20.0.5", exposure="internal", criticality="critical")
+    b.add("attribute", parent=card_db, name="tag", value="critical")
+    b.link("CONNECTS_TO", key_for("port", asset=ips["203.0.113.30"], number=443), card_db)
+    b.link("DEPENDS_ON", billing, card_db)
     b.add("attribute", parent=billing, name="owner", value="payments-team")
     b.add("attribute", parent=billing, name="compliance", value="pci-dss")
     b.add("attribute", parent=ips["203.0.113.10"], name="cloud", value="aws")

@@ -90,4 +90,5 @@ def render(report: DemoReport, sess: Session) -> None:
         Text(f"  bastion get '{report.triaged_key}'"),
         Text(f"  bastion history '{report.triaged_key}'"),
         Text("  bastion stats"),
+        Text("  bastion graph attack-paths"),
     ))

@@ -396,7 +396,7 @@ def test_demo_runs_twice_and_the_second_run_changes_nothing(runner, tmp_path):
         tenant = store.tenant("default")
         counts, events = tenant.counts(), len(tenant.events())
         assert counts["asset"] > 5 and counts["risk"] >= 5 and counts["DISCOVERED"] > 0
-        assert tenant.count("asset", where={"criticality": "critical"}) == 1
+        assert tenant.count("asset", where={"criticality": "critical"}) == 2
 
     again = runner.invoke(app, ["demo"])
     assert again.exit_code == 0, (again.output, again.exception)

@@ -193,27 +193,30 @@ class Graph:
         return self.stats()
 
     def estimate(self, depth: int, kinds: tuple[str, ...] | None, direction: str,
-                 sources: int = 1, conn: Connection | None = None) -> int:
-        """Edge visits a traversal may need, from the kept counts: per level, the frontier grows
-        by the average fan-out of the followed relationships (plus the largest hub once), capped
-        by the number of edges that exist."""
+                 sources: int = 1, conn: Connection | None = None, revisits: bool = False) -> int:
+        """Edge visits a traversal may need, from the kept counts. Per level the frontier grows by
+        the followed relationships' average fan-out; the largest hub is added once (a hub is
+        expanded once). A frontier expansion visits an edge at most once, so its total is capped
+        by the edges that exist; a recursive CTE (`revisits`) may meet an edge once per level."""
         stats = self.stats(conn)
         rels = kinds or tuple(REGISTRY.relationships)
-        edges = sum(stats.get(k, {}).get("count", 0) for k in rels)
+        both = direction == "both"
+        edges = sum(stats.get(k, {}).get("count", 0) for k in rels) * (2 if both else 1)
         nodes = max(1, sum(stats.get(k, {}).get("count", 0) for k in REGISTRY.node_kinds))
-        hub = max([(stats.get(k, {}).get("max_out") or 0) + (stats.get(k, {}).get("max_in") or 0
-                    if direction == "both" else 0) for k in rels] or [0])
-        fan = max(1.0, edges / nodes * (2 if direction == "both" else 1))
-        total, frontier = 0.0, float(sources)
+        hub = max([max(stats.get(k, {}).get("max_out") or 0, stats.get(k, {}).get("max_in") or 0)
+                   if both else (stats.get(k, {}).get("max_in" if direction == "in" else "max_out") or 0)
+                   for k in rels] or [0])
+        fan = max(1.0, edges / nodes)
+        grown, frontier = 0.0, float(sources)
         for _ in range(depth):
-            visits = min(edges * (2 if direction == "both" else 1), frontier * fan + hub)
-            total += visits
-            frontier = visits
-        return int(total)
+            frontier = min(float(edges), frontier * fan)
+            grown += frontier
+        cap = edges * (depth if revisits else 1)
+        return int(min(grown, cap) + (hub if depth else 0))
 
     def _guard(self, depth: int, kinds, direction: str, sources: int = 1, what: str = "query",
-               conn: Connection | None = None) -> None:
-        est = self.estimate(depth, kinds, direction, sources, conn)
+               conn: Connection | None = None, revisits: bool = False) -> None:
+        est = self.estimate(depth, kinds, direction, sources, conn, revisits)
         if est > self.limits.budget:
             raise CostExceeded(
                 f"{what} refused: an estimated {est:,} edge visits exceeds the budget of "
@@ -253,7 +256,7 @@ class Graph:
     def reach(self, key: str, depth: int | None = None, kinds: Iterable[str] | None = None,
               direction: str = "out") -> list[Hop]:
         depth, kinds, direction = self._depth(depth), self._kinds(kinds), self._direction(direction)
-        self._guard(depth, kinds, direction, what="reach")
+        self._guard(depth, kinds, direction, what="reach", revisits=True)
         with self._tx() as conn:
             (start,) = self._require(conn, key)
             dist = self._reach_ids(conn, [start], depth, kinds, direction)
@@ -560,7 +563,7 @@ class Graph:
         if kind_of(risk_key) != "risk":
             raise InvalidValue(f"{risk_key} is not a risk key")
         depth = self._depth(depth)
-        self._guard(depth, ACCESS_KINDS, "out", what="blast-radius")
+        self._guard(depth, ACCESS_KINDS, "out", what="blast-radius", revisits=True)
         risk = typed["risk"]
         with self._tx() as conn:
             (rid,) = self._require(conn, risk_key)
@@ -627,7 +630,7 @@ class Graph:
     def subgraph(self, key: str, depth: int = 2, kinds: Iterable[str] | None = None) -> Subgraph:
         """Everything within `depth` hops in either direction, and every edge among it."""
         depth, kinds = self._depth(depth), self._kinds(kinds)
-        self._guard(depth, kinds, "both", what="export")
+        self._guard(depth, kinds, "both", what="export", revisits=True)
         with self._tx() as conn:
             (start,) = self._require(conn, key)
             dist = self._reach_ids(conn, [start], depth, kinds, "both")

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from bastion.errors import InvalidValue, NotFound
 from bastion.schema.batch import Batch
+from bastion.store import traversal
 from bastion.store.traversal import CostExceeded, Limits, _GuardedTransaction
 
 
@@ -46,7 +47,15 @@ def surface(tenant) -> dict[str, str]:
     return k
 
 
-def test_attack_paths_run_from_exposed_entries_to_crown_jewels_ranked(tenant):
+@pytest.fixture(params=["backward", "forward"])
+def strategy(request, monkeypatch):
+    """Few crown jewels are searched backward, many forward: both must give the same answer."""
+    if request.param == "forward":
+        monkeypatch.setattr(traversal, "BACKWARD_JEWELS", 0)
+    return request.param
+
+
+def test_attack_paths_run_from_exposed_entries_to_crown_jewels_ranked(tenant, strategy):
     k = surface(tenant)
     paths = tenant.graph().attack_paths()
     assert [(p.entry, p.crown_jewel, p.path) for p in paths] == [
@@ -58,7 +67,7 @@ def test_attack_paths_run_from_exposed_entries_to_crown_jewels_ranked(tenant):
     assert paths[1].worst_severity == "critical" and paths[1].risks == [k["rce"]]
 
 
-def test_attack_path_selectors(tenant):
+def test_attack_path_selectors(tenant, strategy):
     k = surface(tenant)
     g = tenant.graph()
     assert [p.crown_jewel for p in g.attack_paths(to="tag=critical")] == [k["hr"]]

@@ -25,6 +25,8 @@ DIRECTIONS = ("out", "in", "both")
 # Relationships that carry access: what an attacker can move along (issue 5).
 ACCESS_KINDS = ("RESOLVES_TO", "HAS_PORT", "CONNECTS_TO", "DEPENDS_ON", "ACCESSIBLE_BY",
                 "HAS_VULNERABILITY")
+# Up to this many crown jewels, attack paths are searched backward from each jewel.
+BACKWARD_JEWELS = 200
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 OPEN_RISK_STATES = ("triage", "open")
 
@@ -433,18 +435,37 @@ class Graph:
 
     # -- exposure --------------------------------------------------------------------------------
 
-    def _entry_points(self, conn: Connection) -> list[int]:
-        """Internet-exposed assets: exposure external and an open port, a URL, or an open risk
-        (on the asset, or on an address it resolves to)."""
+    def _entry_points(self, conn: Connection, among: Sequence[int] | None = None) -> set[int]:
+        """Internet-exposed assets (all, or those `among` these ids): exposure external and an
+        open port, a URL, or an open risk — on the asset, or on an address it resolves to."""
         from bastion.store.tables import typed
 
-        asset, port, risk = typed["asset"], typed["port"], typed["risk"]
+        asset = typed["asset"]
         ext = select(asset.c.node_id, asset.c["class"]).where(
             self.scope.where(asset), asset.c.exposure == "external")
-        candidates = {r.node_id: r[1] for r in conn.execute(ext)}
+        candidates: dict[int, str] = {}
+        if among is None:
+            candidates.update((r[0], r[1]) for r in conn.execute(ext))
+        else:
+            for chunk in chunks(sorted(set(among))):
+                stmt = ext.where(self.scope.id_in(asset.c.node_id, chunk))
+                candidates.update((r[0], r[1]) for r in conn.execute(stmt))
+        entries = self._directly_exposed(conn, candidates)
+        # A name that resolves to an exposed address is reached through it: exposed too.
+        names = sorted(set(candidates) - entries)
+        if names:
+            pairs = self._expand(conn, names, "out", ("RESOLVES_TO",))
+            targets = sorted({b for _a, b in pairs})
+            exposed = self._entry_points(conn, targets) if among is not None else entries
+            entries.update(a for a, b in pairs if b in exposed)
+        return entries
+
+    def _directly_exposed(self, conn: Connection, candidates: dict[int, str]) -> set[int]:
+        from bastion.store.tables import typed
+
+        port, risk = typed["port"], typed["risk"]
         entries = {i for i, cls in candidates.items() if cls == "url"}
-        rest = sorted(set(candidates) - entries)
-        for chunk in chunks(rest):
+        for chunk in chunks(sorted(set(candidates) - entries)):
             with_port = (select(edge.c.source_id)
                          .join(port, (port.c.tenant_id == edge.c.tenant_id) & (port.c.node_id == edge.c.target_id))
                          .where(self.scope.where(edge), edge.c.kind == "HAS_PORT", port.c.state == "open",
@@ -455,13 +476,7 @@ class Graph:
                                 risk.c.status.in_(OPEN_RISK_STATES), self.scope.id_in(edge.c.source_id, chunk)))
             entries.update(conn.execute(with_port).scalars())
             entries.update(conn.execute(with_risk).scalars())
-        # A name that resolves to an exposed address is reached through it: exposed too.
-        names = sorted(set(candidates) - entries)
-        if names and entries:
-            for a, b in self._expand(conn, names, "out", ("RESOLVES_TO",)):
-                if b in entries:
-                    entries.add(a)
-        return sorted(entries)
+        return entries
 
     def _crown_jewels(self, conn: Connection, selector: str | None) -> set[int]:
         """Assets marked critical (criticality, or a tag attribute), or those a selector names:
@@ -514,36 +529,23 @@ class Graph:
     def attack_paths(self, to: str | None = None, depth: int | None = None,
                      limit: int = 50) -> list[AttackPath]:
         """Shortest paths from internet-exposed entry points to crown jewels along relationships
-        that carry access: one multi-source frontier expansion from every entry at once, so each
-        crown jewel gets its path from the nearest entry. Ranked by length, then by the worst open
-        risk on the way (worst first)."""
+        that carry access, for each crown jewel from its nearest entry points. Jewels are few:
+        each is searched backward (frontier expansion on in-edges) until a level holds entry
+        points, and exposure is checked only for what the search visits. A large jewel set is
+        searched forward from every entry at once instead. Ranked by length, then by the worst
+        open risk on the way (worst first)."""
         depth = self._depth(depth)
         with self._tx() as conn:
-            entries = self._entry_points(conn)
-            jewels = self._crown_jewels(conn, to)
-            if not entries or not jewels:
+            jewels = sorted(self._crown_jewels(conn, to))
+            if not jewels:
                 return []
-            self._guard(depth, ACCESS_KINDS, "out", sources=len(entries), what="attack-paths", conn=conn)
-            pred: dict[int, int | None] = {e: None for e in entries}
-            frontier, visited = list(entries), 0
-            for _ in range(depth):
-                if not frontier or jewels <= pred.keys():
-                    break
-                pairs = self._expand(conn, frontier, "out", ACCESS_KINDS)
-                visited += len(pairs)
-                self._visited(visited, "attack-paths")
-                frontier = []
-                for a, b in sorted(pairs):
-                    if b not in pred:
-                        pred[b] = a
-                        frontier.append(b)
-            paths = []
-            for jewel in sorted(jewels & pred.keys()):
-                path, x = [], jewel
-                while x is not None:
-                    path.append(x)
-                    x = pred[x]
-                paths.append(path[::-1])
+            if len(jewels) <= BACKWARD_JEWELS:
+                self._guard(depth, ACCESS_KINDS, "in", sources=len(jewels), what="attack-paths", conn=conn)
+                paths = self._paths_backward(conn, jewels, depth)
+            else:
+                entries = sorted(self._entry_points(conn))
+                self._guard(depth, ACCESS_KINDS, "out", sources=len(entries), what="attack-paths", conn=conn)
+                paths = self._paths_forward(conn, entries, set(jewels), depth)
             risks = self._open_risks(conn, {i for p in paths for i in p})
             names = self._keys(conn, {i for p in paths for i in p})
         result = []
@@ -553,6 +555,55 @@ class Graph:
                                      found[0][1] if found else None, [r[2] for r in found]))
         result.sort(key=lambda a: (len(a.path), -SEVERITY_RANK.get(a.worst_severity or "", -1), a.path))
         return result[:limit]
+
+    def _paths_backward(self, conn: Connection, jewels: list[int], depth: int) -> list[list[int]]:
+        paths, visited = [], 0
+        for jewel in jewels:
+            succ: dict[int, int | None] = {jewel: None}
+            frontier, entries = [jewel], self._entry_points(conn, [jewel])
+            for _ in range(depth):
+                if entries or not frontier:
+                    break
+                pairs = self._expand(conn, frontier, "in", ACCESS_KINDS)
+                visited += len(pairs)
+                self._visited(visited, "attack-paths")
+                frontier = []
+                for a, b in sorted(pairs):
+                    if b not in succ:
+                        succ[b] = a
+                        frontier.append(b)
+                entries = self._entry_points(conn, frontier) if frontier else set()
+            for entry in sorted(entries):
+                path, x = [], entry
+                while x is not None:
+                    path.append(x)
+                    x = succ[x]
+                paths.append(path)
+        return paths
+
+    def _paths_forward(self, conn: Connection, entries: list[int], jewels: set[int],
+                       depth: int) -> list[list[int]]:
+        pred: dict[int, int | None] = {e: None for e in entries}
+        frontier, visited = list(entries), 0
+        for _ in range(depth):
+            if not frontier or jewels <= pred.keys():
+                break
+            pairs = self._expand(conn, frontier, "out", ACCESS_KINDS)
+            visited += len(pairs)
+            self._visited(visited, "attack-paths")
+            frontier = []
+            for a, b in sorted(pairs):
+                if b not in pred:
+                    pred[b] = a
+                    frontier.append(b)
+        paths = []
+        for jewel in sorted(jewels & pred.keys()):
+            path, x = [], jewel
+            while x is not None:
+                path.append(x)
+                x = pred[x]
+            paths.append(path[::-1])
+        return paths
 
     def blast_radius(self, risk_key: str, depth: int | None = None) -> tuple[list[Hop], list[str]]:
         """What an attacker holding the entity a risk sits on (for a port or a technology: the

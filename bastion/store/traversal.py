@@ -217,8 +217,11 @@ class Graph:
         return int(min(grown, cap) + (hub if depth else 0))
 
     def _guard(self, depth: int, kinds, direction: str, sources: int = 1, what: str = "query",
-               conn: Connection | None = None, revisits: bool = False) -> None:
+               conn: Connection | None = None, revisits: bool = False,
+               asked: int | None = None) -> None:
+        """`asked`: the depth the user gave, when the search runs to a different one."""
         est = self.estimate(depth, kinds, direction, sources, conn, revisits)
+        depth = depth if asked is None else asked
         if est > self.limits.budget:
             raise CostExceeded(
                 f"{what} refused: an estimated {est:,} edge visits exceeds the budget of "
@@ -303,7 +306,7 @@ class Graph:
         """One shortest path by bidirectional frontier expansion: each side grows a level at a
         time (the smaller first) until they meet, so work is ~2·b^(d/2) instead of b^d."""
         depth, kinds, direction = self._depth(depth), self._kinds(kinds), self._direction(direction)
-        self._guard((depth + 1) // 2, kinds, direction, sources=2, what="path")
+        self._guard((depth + 1) // 2, kinds, direction, sources=2, what="path", asked=depth)
         with self._tx() as conn:
             src, dst = self._require(conn, source, target)
             ids = self._bidirectional(conn, src, dst, kinds, direction, depth)

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
+from cli_harness import Cli, cli, one_error_line, runner  # noqa: F401 (fixtures)
 from bastion.schema.kinds import REGISTRY, SEVERITIES
 from bastion.store import migrate
 from bastion.store.store import Store
@@ -19,45 +20,6 @@ ASSET = "#asset#www.acme.example#www.acme.example"
 IP = "#asset#203.0.113.10#203.0.113.10"
 PORT = "#port#tcp#443#asset#203.0.113.10#203.0.113.10"
 RISK = "#risk#203.0.113.10#CVE-2021-41773"
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch) -> CliRunner:
-    # Nothing from the developer's environment may pick another database, tenant or width.
-    for name in ("BASTION_DATABASE_URL", "BASTION_TENANT", "COLUMNS"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner(env={"BASTION_HOME": str(tmp_path / "home"), "BASTION_ACTOR": "tester"})
-
-
-class Cli:
-    def __init__(self, runner: CliRunner, url: str):
-        self.runner, self.url = runner, url
-
-    def __call__(self, *args: str, tenant: str | None = None, code: int = 0):
-        argv = ["--db", self.url, *(["--tenant", tenant] if tenant else []), *args]
-        result = self.runner.invoke(app, argv)
-        assert result.exit_code == code, (result.output, result.exception)
-        assert "Traceback" not in result.output
-        return result
-
-    def json(self, *args: str, tenant: str | None = None):
-        return json.loads(self(*args, "--json", tenant=tenant).stdout)
-
-
-@pytest.fixture
-def cli(runner, database_url) -> Cli:
-    c = Cli(runner, database_url)
-    c("init")  # the migrated fixture database has no tenant yet
-    return c
-
-
-def one_error_line(result) -> str:
-    """The single `error: …` line a user mistake prints on stderr (and nothing on stdout)."""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert result.stdout == ""
-    return lines[0]
 
 
 def add_surface(cli: Cli) -> None:

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
+from cli_harness import Cli, cli, one_error_line, runner  # noqa: F401 (fixtures)
 from bastion.graph.render import graph_id
 from test_graph_format import (
     CORP, CORP_NODES, DB, DB_TAG, IP, NMAP, PORT, PORT_RISK, SEED, WEB, WEB_RISK)
@@ -21,48 +22,11 @@ NOPE = "#asset#nope.example#nope.example"
 
 
 @pytest.fixture
-def runner(tmp_path, monkeypatch) -> CliRunner:
-    for name in ("BASTION_DATABASE_URL", "BASTION_TENANT", "COLUMNS"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner(env={"BASTION_HOME": str(tmp_path / "home"), "BASTION_ACTOR": "tester"})
-
-
-class Cli:
-    def __init__(self, runner: CliRunner, url: str):
-        self.runner, self.url = runner, url
-
-    def __call__(self, *args: str, tenant: str | None = None, code: int = 0, input=None):
-        argv = ["--db", self.url, *(["--tenant", tenant] if tenant else []), *args]
-        result = self.runner.invoke(app, argv, input=input)
-        assert result.exit_code == code, (result.output, result.exception)
-        assert "Traceback" not in result.output
-        return result
-
-    def json(self, *args: str, tenant: str | None = None, input=None):
-        return json.loads(self(*args, "--json", tenant=tenant, input=input).stdout)
-
-
-@pytest.fixture
-def cli(runner, database_url) -> Cli:
-    c = Cli(runner, database_url)
-    c("init")
-    return c
-
-
-@pytest.fixture
 def network(cli, tmp_path) -> Cli:
     path = tmp_path / "network.json"
     path.write_text(json.dumps(NETWORK))
     cli("import", str(path))
     return cli
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert result.stdout == ""
-    return lines[0]
 
 
 # -- import -----------------------------------------------------------------------------------------

@@ -578,27 +578,44 @@ class Graph:
         return result[:limit]
 
     def _paths_backward(self, conn: Connection, jewels: list[int], depth: int) -> list[list[int]]:
-        paths, visited = [], 0
-        for jewel in jewels:
-            succ: dict[int, int | None] = {jewel: None}
-            frontier, entries = [jewel], self._entry_points(conn, [jewel])
-            for _ in range(depth):
-                if entries or not frontier:
-                    break
-                pairs = self._expand(conn, frontier, "in", ACCESS_KINDS)
-                visited += len(pairs)
-                self._visited(visited, "attack-paths")
-                frontier = []
-                for a, b in sorted(pairs):
-                    if b not in succ:
-                        succ[b] = a
-                        frontier.append(b)
-                entries = self._entry_points(conn, frontier) if frontier else set()
-            for entry in sorted(entries):
+        """One backward search per jewel, all advanced together: per level one expansion of
+        every live frontier and one exposure check of everything newly reached."""
+        succ: dict[int, dict[int, int | None]] = {j: {j: None} for j in jewels}
+        frontier: dict[int, list[int]] = {j: [j] for j in jewels}
+        exposed = self._entry_points(conn, jewels)
+        found: dict[int, list[int]] = {j: [j] for j in jewels if j in exposed}
+        visited = 0
+        for _ in range(depth):
+            live = [j for j in jewels if j not in found and frontier[j]]
+            if not live:
+                break
+            preds: dict[int, list[int]] = {}
+            pairs = self._expand(conn, sorted({x for j in live for x in frontier[j]}), "in", ACCESS_KINDS)
+            visited += len(pairs)
+            self._visited(visited, "attack-paths")
+            for b, a in sorted(pairs):  # a → b along an access relationship
+                preds.setdefault(b, []).append(a)
+            for j in live:
+                seen, nxt = succ[j], []
+                for b in frontier[j]:
+                    for a in preds.get(b, ()):
+                        if a not in seen:
+                            seen[a] = b
+                            nxt.append(a)
+                frontier[j] = nxt
+            reached = {a for j in live for a in frontier[j]}
+            exposed = self._entry_points(conn, sorted(reached)) if reached else set()
+            for j in live:
+                hits = sorted(a for a in frontier[j] if a in exposed)
+                if hits:
+                    found[j] = hits
+        paths = []
+        for j, entries in found.items():
+            for entry in entries:
                 path, x = [], entry
                 while x is not None:
                     path.append(x)
-                    x = succ[x]
+                    x = succ[j][x]
                 paths.append(path)
         return paths
 

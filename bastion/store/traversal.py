@@ -257,20 +257,22 @@ class Graph:
         out: list[Neighbor] = []
         with self._tx() as conn:
             (nid,) = self._require(conn, key)
-            other = node.alias("other")
+            found: list[tuple[str, str, int]] = []
             for side in ("out", "in"):
                 if direction not in (side, "both"):
                     continue
                 near, far = ((edge.c.source_id, edge.c.target_id) if side == "out"
                              else (edge.c.target_id, edge.c.source_id))
-                stmt = (select(edge.c.kind, other.c.key, other.c.kind.label("other_kind"))
-                        .join(other, (other.c.tenant_id == edge.c.tenant_id) & (other.c.id == far))
-                        .where(self.scope.where(edge), near == nid))
+                # Ids from the edge index first, keys after by id: joining node directly lets
+                # PostgreSQL pick a hash join over the whole node table for a hub.
+                stmt = select(edge.c.kind, far).where(self.scope.where(edge), near == nid)
                 if kinds is not None:
                     stmt = stmt.where(edge.c.kind.in_(kinds))
                 rows = conn.execute(stmt.limit(self.limits.max_rows + 1)).all()
                 self._visited(len(rows), "neighbors")
-                out.extend(Neighbor(r.kind, side, r.key, r.other_kind) for r in rows)
+                found.extend((side, kind, other) for kind, other in rows)
+            names = self._keys(conn, {other for _s, _k, other in found})
+        out = [Neighbor(kind, side, *names[other]) for side, kind, other in found]
         return sorted(out, key=lambda n: (n.direction == "in", n.relationship, n.key))
 
     def reach(self, key: str, depth: int | None = None, kinds: Iterable[str] | None = None,

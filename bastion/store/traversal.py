@@ -163,21 +163,6 @@ class Graph:
                 pairs.extend((a, b) for a, b in conn.execute(stmt))
         return pairs
 
-    def _degree(self, conn: Connection, frontier: Sequence[int], direction: str,
-                kinds: tuple[str, ...] | None) -> int:
-        """Edges one expansion of `frontier` would read (an index-only count)."""
-        total = 0
-        for chunk in chunks(sorted(frontier)):
-            for side, near in (("out", edge.c.source_id), ("in", edge.c.target_id)):
-                if direction not in (side, "both"):
-                    continue
-                stmt = select(func.count()).select_from(edge).where(
-                    self.scope.where(edge), self.scope.id_in(near, chunk))
-                if kinds is not None:
-                    stmt = stmt.where(edge.c.kind.in_(kinds))
-                total += conn.execute(stmt).scalar_one()
-        return total
-
     # -- cost guard -------------------------------------------------------------------------------
 
     def stats(self, conn: Connection | None = None) -> dict[str, dict]:
@@ -341,10 +326,7 @@ class Graph:
         fwd, bwd = [src], [dst]
         levels, visited = 0, 0
         while fwd and bwd and levels < depth:
-            # Expand the side whose next level is cheaper in edges, not in nodes: a frontier of
-            # three nodes holding a CDN hub costs more than one of fifty ordinary names.
-            forward = (self._degree(conn, fwd, direction, kinds)
-                       <= self._degree(conn, bwd, _reverse(direction), kinds))
+            forward = len(fwd) <= len(bwd)
             frontier, seen, other = (fwd, preds, succs) if forward else (bwd, succs, preds)
             pairs = self._expand(conn, frontier, direction if forward else _reverse(direction), kinds)
             visited += len(pairs)

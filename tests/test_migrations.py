@@ -230,9 +230,10 @@ def test_event_log_refuses_update_and_delete_even_to_the_owner(empty, statement)
 
 
 def test_append_only_trigger_survives_a_downgrade_upgrade_round_trip(empty):
-    revisions = migrate.revisions()
-    migrate.upgrade(empty.engine, "head")
-    migrate.downgrade(empty.engine, revisions[0])
+    # Down to every earlier revision: a revision that rebuilds the event table must keep them.
+    for revision in migrate.revisions()[:-1]:
+        migrate.upgrade(empty.engine, "head")
+        migrate.downgrade(empty.engine, revision)
     migrate.upgrade(empty.engine, "head")
     _write(empty, "audit")
     with pytest.raises(DBAPIError, match="append-only"):

@@ -67,6 +67,7 @@ class Entity:
     expected_version: int | None = None  # optimistic concurrency: fail unless current
     # (normalized values, key) when Batch.add already prepared them; saves doing it twice.
     prepared: tuple[dict[str, Any], str] | None = field(default=None, repr=False, compare=False)
+    note: str | None = None  # why it changed, kept on the event (e.g. "re-opened: seen again by nuclei")
 
 
 @dataclass
@@ -87,12 +88,12 @@ class Batch:
     unlinks: list[Relationship] = field(default_factory=list)  # edges to remove
 
     def add(self, kind: str, properties: dict | None = None, *, expected_version: int | None = None,
-            **values: Any) -> str:
+            note: str | None = None, **values: Any) -> str:
         """Add an entity and return its key; raises ValidationFailed for invalid values."""
         ek = _entity_kind(kind)
         prepared = prepare_values(ek, values)
         key = build_key(ek, prepared)
-        self.entities.append(Entity(kind, values, properties, expected_version, (prepared, key)))
+        self.entities.append(Entity(kind, values, properties, expected_version, (prepared, key), note))
         return key
 
     def link(self, kind: str, source: str, target: str, **properties: Any) -> None:
@@ -111,6 +112,7 @@ class PreparedEntity:
     properties: dict[str, Any] | None
     content_hash: bytes
     expected_version: int | None
+    note: str | None = None
 
 
 @dataclass(slots=True)
@@ -275,7 +277,7 @@ def validate(batch: Batch) -> PreparedBatch:
             continue
         props = item.properties or None
         entities[key] = PreparedEntity(kind, key, node_id(key), values, props,
-                                       content_hash(values, props), item.expected_version)
+                                       content_hash(values, props), item.expected_version, item.note)
         if kind.implies is not None:  # both ends already validated: no parsing needed
             parent = values[kind.implies.field]
             edge = PreparedEdge(kind.implies.relationship, parent, key, node_id(parent),

@@ -257,6 +257,24 @@ RISK = EntityKind(
         Field("reason", domain=RISK_REASONS, classification=C.INTERNAL,
               description="Why a risk was closed (deleted or remediated)."),
         Field("comment", max_length=4000, classification=C.CONFIDENTIAL),
+        Field("source", max_length=200, indexed=True, classification=C.INTERNAL,
+              description="The tool (and `--source` name) that last reported it, e.g. `nuclei:weekly`; "
+                          "`--close-missing` closes only risks of the importing source."),
+        Field("evidence", T.JSON, classification=C.CONFIDENTIAL,
+              description="Where it was observed (matched URLs, file:line …): distinct items, "
+                          "accumulated across imports, at most 20."),
+        Field("kev", T.BOOL, classification=C.PUBLIC,
+              description="Its CVE is in CISA's Known Exploited Vulnerabilities catalog."),
+        Field("kev_due", T.DATETIME, classification=C.PUBLIC,
+              description="CISA's remediation due date for the KEV entry."),
+        Field("kev_ransomware", T.BOOL, classification=C.PUBLIC,
+              description="KEV says the CVE is known to be used in ransomware campaigns."),
+        Field("epss", T.FLOAT, ge=0, le=1, classification=C.PUBLIC,
+              description="FIRST EPSS probability of exploitation in the next 30 days."),
+        Field("epss_percentile", T.FLOAT, ge=0, le=1, classification=C.PUBLIC),
+        Field("priority", T.FLOAT, ge=0, le=100, indexed=True, classification=C.INTERNAL,
+              description="0-100 from severity, CVSS, KEV, EPSS and the asset's exposure "
+                          "(docs/formats.md#priority); kept current by imports and enrichment."),
     ),
 )
 

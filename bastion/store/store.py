@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Sequence
 
 import orjson
 from sqlalchemy import and_, func, insert, or_, select, text
@@ -64,6 +66,7 @@ class Event:
     actor: str
     source: str
     correlation_id: str
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -150,6 +153,68 @@ class Store:
         return TenantStore(Scope(self.engine, self._tenant_row(name).id), name)
 
 
+def _record(kind: str, row) -> Record:
+    # By column, not name: a kind's field may share a name with a node column (`version`).
+    m = row._mapping
+    table = typed[kind]
+    values = {n: m[table.c[n]] for n in REGISTRY.entity(kind).field_names}
+    return Record(m[node.c.key], kind, m[node.c.version], values, m[node.c.properties],
+                  m[node.c.first_seen], m[node.c.last_seen], m[node.c.updated_at])
+
+
+def _with_node(kind: str):
+    table = typed[kind]
+    return select(node, table).join(
+        table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
+
+
+def _get_many(scope: Scope, conn, keys: Sequence[str]) -> dict[str, Record]:
+    by_kind: dict[str, set[int]] = {}
+    for key in keys:
+        by_kind.setdefault(kind_of(key), set()).add(node_id(key))
+    wanted = set(keys)
+    found: dict[str, Record] = {}
+    for kind, ids in by_kind.items():
+        for chunk in chunks(sorted(ids)):
+            stmt = _with_node(kind).where(scope.where(node), scope.id_in(node.c.id, chunk))
+            for row in conn.execute(stmt):
+                rec = _record(kind, row)
+                if rec.key in wanted:
+                    found[rec.key] = rec
+    return found
+
+
+OPEN_RISK_STATES = ("triage", "open")
+
+
+def _open_risks(scope: Scope):
+    risk = typed["risk"]
+    return _with_node("risk").where(scope.where(node), risk.c.status.in_(OPEN_RISK_STATES))
+
+
+class WriteSession:
+    """Batches applied in one transaction (`TenantStore.writing()`), with the reads an importer
+    needs to merge against what the same transaction already wrote."""
+
+    def __init__(self, scope: Scope, conn, actor: str, source: str, correlation_id: str, at: datetime):
+        self.scope, self.conn = scope, conn
+        self.actor, self.source, self.correlation_id, self.at = actor, source, correlation_id, at
+
+    def apply(self, batch: Batch | PreparedBatch) -> writer.ApplyResult:
+        return writer.apply(self.scope, batch, actor=self.actor, source=self.source,
+                            correlation_id=self.correlation_id, at=self.at, conn=self.conn)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Record]:
+        return _get_many(self.scope, self.conn, keys)
+
+    def open_risks_not_seen(self, source: str) -> list[Record]:
+        """Open (triage/open) risks last reported by `source` and not observed in this session."""
+        risk = typed["risk"]
+        stmt = (_open_risks(self.scope).where(risk.c.source == source, node.c.last_seen < self.at)
+                .order_by(node.c.key))
+        return [_record("risk", row) for row in self.conn.execute(stmt)]
+
+
 def _encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode()
 
@@ -210,31 +275,21 @@ class TenantStore:
     def get_many(self, keys: Sequence[str]) -> dict[str, Record]:
         """The stored entities among `keys` (missing ones are left out): one primary-key
         lookup per kind and chunk, the ids passed as one parameter."""
-        by_kind: dict[str, set[int]] = {}
-        for key in keys:
-            by_kind.setdefault(kind_of(key), set()).add(node_id(key))
-        wanted = set(keys)
-        found: dict[str, Record] = {}
         with self.scope.transaction() as conn:
-            for kind, ids in by_kind.items():
-                table = typed[kind]
-                for chunk in chunks(sorted(ids)):
-                    stmt = (select(node, table)
-                            .join(table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
-                            .where(self.scope.where(node), self.scope.id_in(node.c.id, chunk)))
-                    for row in conn.execute(stmt):
-                        rec = self._record(kind, row)
-                        if rec.key in wanted:
-                            found[rec.key] = rec
-        return found
+            return _get_many(self.scope, conn, keys)
+
+    @contextmanager
+    def writing(self, *, actor: str, source: str, correlation_id: str | None = None,
+                at: datetime | None = None) -> Iterator["WriteSession"]:
+        """Several batches in one transaction: all of them are written, or none (an exception
+        inside the block rolls everything back). Reads in the session see its own writes."""
+        cid = correlation_id or uuid.uuid4().hex
+        at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        with self.scope.transaction(write=True) as conn:
+            yield WriteSession(self.scope, conn, actor, source, cid, at)
 
     def _record(self, kind: str, row) -> Record:
-        # By column, not name: a kind's field may share a name with a node column (`version`).
-        m = row._mapping
-        table = typed[kind]
-        values = {n: m[table.c[n]] for n in REGISTRY.entity(kind).field_names}
-        return Record(m[node.c.key], kind, m[node.c.version], values, m[node.c.properties],
-                      m[node.c.first_seen], m[node.c.last_seen], m[node.c.updated_at])
+        return _record(kind, row)
 
     def list(self, kind: str, *, where: dict[str, Any] | None = None, prefix: str | None = None,
              order_by: str | None = None, descending: bool = False, after: str | None = None,
@@ -389,5 +444,5 @@ def _keyset(keys, cursor: list[Any], descending: bool):
 def _event(r) -> Event:
     diff = r.diff if isinstance(r.diff, dict) else orjson.loads(r.diff)
     return Event(r.seq, r.occurred_at, r.entity_key, r.entity_kind, r.entity_version,
-                 r.event_type, diff, r.actor, r.source, r.correlation_id)
+                 r.event_type, diff, r.actor, r.source, r.correlation_id, r.note)
 

@@ -205,6 +205,7 @@ event = Table(
     Column("actor", String(200), nullable=False),
     Column("source", String(200), nullable=False),
     Column("correlation_id", String(64), nullable=False),
+    Column("note", Text),  # why, when the change needs saying (a risk re-opened by a scan …)
     PrimaryKeyConstraint("tenant_id", "seq"),
     Index(None, "tenant_id", "entity_key", "seq"),
     # No foreign key to tenant: it would cost a per-row check on the hottest table, and the
@@ -228,5 +229,43 @@ graph_stats = Table(
     sqlite_with_rowid=False,
 )
 
+# One row per `bastion import` run: what was read (files and their SHA-256), when, with which
+# options, the counts and the errors. Written in its own transactions, so a failed import is
+# recorded too; the events an import writes carry its correlation id.
+import_run = Table(
+    "import_run",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("source", String(200), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("correlation_id", String(64), nullable=False),
+    Column("options", JSONType, nullable=False),
+    Column("files", JSONType, nullable=False),
+    Column("counts", JSONType, nullable=False),
+    Column("errors", JSONType, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    CheckConstraint("status IN ('running', 'succeeded', 'partial', 'failed')", name="status_domain"),
+    sqlite_with_rowid=False,
+)
+
+# Per-tenant settings (risk SLA days, the status new findings start in); changes are events.
+setting = Table(
+    "setting",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("value", JSONType, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "name"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sqlite_with_rowid=False,
+)
+
 # Tables whose rows belong to one tenant: row-level security and the query layer's filter.
-TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, *typed.values())
+TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, import_run, setting,
+                                     *typed.values())

@@ -55,11 +55,12 @@ class _Events:
         self.rows: list[dict[str, Any]] = []
         self.at, self.actor, self.source, self.cid = at, actor, source, correlation_id
 
-    def add(self, key: str, kind: str, version: int | None, event_type: str, diff: dict) -> None:
+    def add(self, key: str, kind: str, version: int | None, event_type: str, diff: dict,
+            note: str | None = None) -> None:
         self.rows.append({
             "occurred_at": self.at, "entity_key": key, "entity_kind": kind,
             "entity_version": version, "event_type": event_type, "diff": diff,
-            "actor": self.actor, "source": self.source, "correlation_id": self.cid,
+            "actor": self.actor, "source": self.source, "correlation_id": self.cid, "note": note,
         })
 
 
@@ -73,11 +74,16 @@ def _edge_diff(e: PreparedEdge, old_props: Any, new_props: Any) -> dict[str, Any
 
 
 def apply(scope: Scope, batch: Batch | PreparedBatch, *, actor: str, source: str,
-          correlation_id: str | None = None, at: datetime | None = None) -> ApplyResult:
+          correlation_id: str | None = None, at: datetime | None = None,
+          conn: Connection | None = None) -> ApplyResult:
+    """Validate and write a batch with its events. In a transaction of its own, or in `conn`'s
+    (a `TenantStore.writing()` session: several batches, one commit)."""
     with paused_gc():
         pb = batch if isinstance(batch, PreparedBatch) else validate(batch)
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         cid = correlation_id or uuid.uuid4().hex
+        if conn is not None:
+            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid)).run()
         with scope.transaction(write=True) as conn:
             return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid)).run()
 
@@ -95,6 +101,36 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+def lock_event_seq(scope: Scope, conn: Connection) -> int:
+    """Lock the tenant's event counter (writers of one tenant serialize here) and read it.
+    Take it first in a write transaction, before any other lock."""
+    return conn.execute(
+        update(tenant).where(tenant.c.id == scope.tenant_id)
+        .values(event_seq=tenant.c.event_seq).returning(tenant.c.event_seq)
+    ).scalar_one()
+
+
+def append_events(scope: Scope, conn: Connection, seq: int, rows: list[dict[str, Any]]) -> None:
+    """Number `rows` (from _Events) after `seq`, the locked counter, and append them."""
+    if not rows:
+        return
+    for i, row in enumerate(rows, start=seq + 1):
+        row["seq"] = i
+        row["tenant_id"] = scope.tenant_id
+    _Apply._insert_rows(scope, conn, event, rows)
+    conn.execute(update(tenant).where(tenant.c.id == scope.tenant_id).values(event_seq=seq + len(rows)))
+
+
+def record_event(scope: Scope, conn: Connection, *, key: str, kind: str, event_type: str,
+                 diff: dict, actor: str, source: str, note: str | None = None,
+                 at: datetime | None = None, correlation_id: str | None = None) -> None:
+    """One event for a change made outside the entity write path (a tenant setting …)."""
+    ev = _Events((at or datetime.now(timezone.utc)).astimezone(timezone.utc), actor, source,
+                 correlation_id or uuid.uuid4().hex)
+    ev.add(key, kind, None, event_type, diff, note)
+    append_events(scope, conn, lock_event_seq(scope, conn), ev.rows)
+
+
 class _Apply:
     def __init__(self, scope: Scope, conn: Connection, pb: PreparedBatch, at: datetime, ev: _Events):
         self.scope, self.conn, self.pb, self.at, self.ev = scope, conn, pb, at, ev
@@ -102,25 +138,14 @@ class _Apply:
         self.counts: Counter[str] = Counter()  # node/edge count changes per kind, for graph_stats
 
     def run(self) -> ApplyResult:
-        conn, scope, pb = self.conn, self.scope, self.pb
-        # Lock the tenant's event counter first: writers of one tenant serialize here.
-        seq = conn.execute(
-            update(tenant).where(tenant.c.id == scope.tenant_id)
-            .values(event_seq=tenant.c.event_seq).returning(tenant.c.event_seq)
-        ).scalar_one()
+        seq = lock_event_seq(self.scope, self.conn)
         existing = self._existing_nodes()
         self._upsert_entities(existing)
         self._upsert_edges(existing)
         self._unlink()
         self._delete(existing)
         self._count()
-        if self.ev.rows:
-            for i, row in enumerate(self.ev.rows, start=seq + 1):
-                row["seq"] = i
-                row["tenant_id"] = scope.tenant_id
-            self._insert(event, self.ev.rows)
-            conn.execute(update(tenant).where(tenant.c.id == scope.tenant_id)
-                         .values(event_seq=seq + len(self.ev.rows)))
+        append_events(self.scope, self.conn, seq, self.ev.rows)
         self.result.events = len(self.ev.rows)
         return self.result
 
@@ -207,7 +232,7 @@ class _Apply:
             diff = {k: [None, _jsonable(v)] for k, v in e.values.items() if v is not None}
             if e.properties:
                 diff["properties"] = [None, e.properties]
-            self.ev.add(e.key, e.kind.name, 1, f"{e.kind.name}.created", diff)
+            self.ev.add(e.key, e.kind.name, 1, f"{e.kind.name}.created", diff, e.note)
         self._insert(node, node_rows)
         for kind, rows in per_kind.items():
             self._insert(typed[kind], rows)
@@ -230,7 +255,7 @@ class _Apply:
                     diff["properties"] = [old_props, e.properties]
                 version = row.version + 1
                 etype = "status_changed" if "status" in diff else "updated"
-                self.ev.add(e.key, kind, version, f"{kind}.{etype}", diff)
+                self.ev.add(e.key, kind, version, f"{kind}.{etype}", diff, e.note)
                 node_params.append({
                     "b_id": e.id, "version": version, "content_hash": e.content_hash,
                     "properties": e.properties, "last_seen": self.at, "updated_at": self.at,
@@ -377,15 +402,19 @@ class _Apply:
     # -- bulk insert ------------------------------------------------------------------------------
 
     def _insert(self, table, rows: list[dict[str, Any]]) -> None:
+        self._insert_rows(self.scope, self.conn, table, rows)
+
+    @staticmethod
+    def _insert_rows(scope: Scope, conn: Connection, table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         # In primary-key order: B-tree inserts then append instead of splitting random pages.
         pk = [c.name for c in table.primary_key.columns]
         rows.sort(key=itemgetter(*pk))
-        if self.scope.postgres:
-            _insert_unnest(self.conn, table, rows)
+        if scope.postgres:
+            _insert_unnest(conn, table, rows)
         else:
-            _insert_executemany(self.conn, table, rows)
+            _insert_executemany(conn, table, rows)
 
 
 def _sqlite_value(column) -> Any:

@@ -1,0 +1,150 @@
+"""Opening what `bastion import` is given: files, directories, `-` (stdin), gzip; and telling
+which format an input is from its content."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import BinaryIO, Iterator
+
+import orjson
+
+from bastion.errors import InvalidValue
+from bastion.ingest import FORMAT_NAMES, format_module, formats
+from bastion.ingest.records import Malformed, Sample
+
+SAMPLE_BYTES = 64 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str  # as shown to the user: the path, or "<stdin>"
+    path: Path | None  # None for stdin
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path is None
+
+
+def expand(paths: list[str]) -> Iterator[Input | tuple[str, str]]:
+    """Every input named: a file, each file under a directory (sorted, hidden ones skipped), or
+    stdin. A path that does not exist yields (name, reason)."""
+    for raw in paths:
+        if raw == STDIN:
+            yield Input("<stdin>", None)
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not found:
+                yield (raw, "directory has no files")
+            yield from (Input(str(p), p) for p in found)
+        elif path.is_file():
+            yield Input(raw, path)
+        elif path.exists():
+            yield (raw, "not a regular file")
+        else:
+            yield (raw, "no such file or directory")
+
+
+class Hashing(io.RawIOBase):
+    """Reads through to `raw`, keeping the SHA-256 and byte count of what was read (the file as
+    stored, before decompression) and reporting progress."""
+
+    def __init__(self, raw: BinaryIO, progress=None):
+        self.raw, self.sha256, self.bytes, self.progress = raw, hashlib.sha256(), 0, progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        if n:
+            self.sha256.update(data)
+            self.bytes += n
+            if self.progress is not None:
+                self.progress(n)
+        return n
+
+
+class Opened:
+    """An input opened for parsing: `stream` is decompressed and peekable."""
+
+    def __init__(self, item: Input, progress=None):
+        self.item = item
+        self._file = sys.stdin.buffer if item.is_stdin else open(item.path, "rb")
+        self.hashing = Hashing(self._file, progress)
+        raw = io.BufferedReader(self.hashing, buffer_size=1 << 20)
+        self.compressed = raw.peek(2)[:2] == GZIP_MAGIC
+        self.stream: io.BufferedReader = (
+            io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)  # type: ignore[arg-type]
+            if self.compressed else raw)
+
+    def sample(self) -> Sample:
+        try:
+            head = self.stream.peek(SAMPLE_BYTES)[:SAMPLE_BYTES]
+        except (OSError, EOFError, zlib.error) as exc:
+            raise Malformed(f"cannot decompress: {exc}") from None
+        return Sample(head, _first_value(head))
+
+    def finish(self) -> tuple[str, int]:
+        """Read what the parser left (so the hash covers the whole file); (sha256, size)."""
+        while self.hashing.read(1 << 20):
+            pass
+        return self.hashing.sha256.hexdigest(), self.hashing.bytes
+
+    def close(self) -> None:
+        if not self.item.is_stdin:
+            self._file.close()
+
+
+def _first_value(head: bytes):
+    """The first JSON value of JSON lines (the first line) or of a JSON array (its first
+    element), when the sample holds it whole."""
+    text = head.lstrip()
+    if text[:1] == b"[":
+        import ijson
+
+        try:  # incremental: the first element is yielded before a cut-off rest is reached
+            return next(ijson.items(io.BytesIO(text), "item", use_float=True), None)
+        except ijson.JSONError:
+            return None
+    line = text.split(b"\n", 1)[0]
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def detect(sample: Sample, name: str) -> ModuleType:
+    """The format module for an input, by content; raises Malformed with the reason."""
+    head = sample.head
+    if not head.strip():
+        raise Malformed("empty file")
+    if b"\x00" in head[:4096]:
+        raise Malformed("binary content, not a scanner output (or a compressed format other than gzip)")
+    for module in formats().values():
+        if module.sniff(sample):
+            return module
+    raise Malformed("unknown format: not " + ", ".join(FORMAT_NAMES)
+                    + " output (name it with --format if it is one of them)")
+
+
+def chosen(fmt: str) -> ModuleType | None:
+    """The module for `--format NAME`, or None for auto."""
+    if fmt == "auto":
+        return None
+    if fmt not in FORMAT_NAMES:
+        raise InvalidValue(f"unknown format {fmt!r}; one of: auto, {', '.join(FORMAT_NAMES)}")
+    return format_module(fmt)

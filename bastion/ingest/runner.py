@@ -1,0 +1,389 @@
+"""`bastion import`: scanner files in, one deduplicated attack surface out, every run recorded.
+
+Per file, in one transaction (all of it or nothing): records are parsed as a stream and gathered
+in chunks; a chunk's entities are merged with what is stored (only the fields a scanner gave
+replace stored values, so an analyst's exposure or criticality stays), its findings become risks
+(one per asset group and finding name; repeated observations add evidence) through the risk
+lifecycle (bastion.risks.lifecycle), and the chunk goes through the store's one write path with
+its events. Memory is bounded by the chunk, not the file.
+
+A record that cannot be read rejects its file (nothing from it is written) unless
+`skip_invalid`, which imports the rest and lists what was skipped. After every file was imported,
+`close_missing` remediates the open risks of each importing source that this run did not observe.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from types import ModuleType
+from typing import Any, Protocol
+
+from bastion.errors import InvalidValue, ValidationFailed
+from bastion.ingest.inputs import Input, Opened, chosen, detect, expand
+from bastion.ingest.records import Finding, Invalid, Malformed, Record
+from bastion.risks import lifecycle
+from bastion.risks.priority import priority
+from bastion.schema.batch import Batch, Entity, Relationship
+from bastion.schema.keys import build_key, kind_of, parse_key
+from bastion.schema.kinds import REGISTRY, _group_of
+from bastion.store import runs
+
+CHUNK_RECORDS = 5000
+MAX_PROBLEMS = 50  # listed per file; the rest are counted
+_RISK = REGISTRY.entity("risk")
+_RISK_FIELDS = _RISK.field_names
+
+
+@dataclass
+class Options:
+    actor: str
+    format: str = "auto"
+    source: str | None = None  # the scan's name: risks are filed under "<tool>:<source>"
+    close_missing: bool = False
+    skip_invalid: bool = False
+
+
+@dataclass
+class FileResult:
+    name: str
+    format: str | None = None
+    sha256: str | None = None
+    bytes: int = 0
+    status: str = "imported"  # imported | rejected
+    records: int = 0
+    findings: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    reopened: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    more_errors: int = 0  # beyond those listed
+
+    def problem(self, where: str, reason: str) -> None:
+        if len(self.errors) < MAX_PROBLEMS:
+            self.errors.append(f"{self.name}: {where}: {reason}" if where else f"{self.name}: {reason}")
+        else:
+            self.more_errors += 1
+
+
+@dataclass
+class ImportResult:
+    run_id: int
+    status: str  # succeeded | partial | failed
+    correlation_id: str
+    files: list[FileResult]
+    closed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> list[FileResult]:
+        return [f for f in self.files if f.status != "imported"]
+
+    def totals(self) -> dict[str, int]:
+        keys = ("records", "findings", "created", "updated", "unchanged", "reopened", "skipped")
+        out = {k: sum(getattr(f, k) for f in self.files) for k in keys}
+        out["closed"] = self.closed
+        out["files"] = len(self.files)
+        out["rejected"] = len(self.rejected)
+        return out
+
+
+class Progress(Protocol):
+    def start(self, name: str, size: int | None) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def records(self, count: int) -> None: ...
+    def done(self, result: FileResult) -> None: ...
+
+
+class _Rejected(Exception):
+    pass
+
+
+def risk_source(tool: str, name: str | None) -> str:
+    return f"{tool}:{name}" if name else tool
+
+
+def import_paths(tenant, paths: list[str], options: Options, progress: Progress | None = None) -> ImportResult:
+    """Import every file named by `paths` into `tenant` (a TenantStore); see the module doc."""
+    module = chosen(options.format)
+    if options.source is not None:
+        options.source = options.source.strip()
+        if not options.source or len(options.source) > 100 or "#" in options.source:
+            raise InvalidValue("--source must be 1-100 characters without '#'")
+    settings = runs.settings(tenant.scope)
+    at = datetime.now(timezone.utc)
+    cid = uuid.uuid4().hex
+    run_id = runs.start_import(tenant.scope, source=options.source or "", actor=options.actor,
+                               correlation_id=cid, started_at=at,
+                               options={"format": options.format, "source": options.source,
+                                        "close_missing": options.close_missing,
+                                        "skip_invalid": options.skip_invalid, "paths": list(paths)})
+    result = ImportResult(run_id, "running", cid, [])
+    sources: set[str] = set()
+    try:
+        for item in expand(paths):
+            if isinstance(item, tuple):
+                name, reason = item
+                fr = FileResult(name, status="rejected")
+                fr.problem("", reason)
+                result.files.append(fr)
+                continue
+            fr = _File(tenant, item, module, options, settings, at, cid, run_id, progress).run()
+            result.files.append(fr)
+            if fr.status == "imported" and fr.format:
+                sources.add(risk_source(fr.format, options.source))
+        if options.close_missing:
+            if result.rejected:
+                result.notes.append("--close-missing skipped: a file was rejected, so what this run "
+                                    "did not observe is not known")
+            else:
+                for source in sorted(sources):
+                    result.closed += _close_missing(tenant, source, at, cid, run_id, options.actor)
+    finally:
+        imported = [f for f in result.files if f.status == "imported"]
+        if not result.files or not imported:
+            result.status = "failed"
+        elif result.rejected or any(f.skipped for f in result.files):
+            result.status = "partial"
+        else:
+            result.status = "succeeded"
+        errors = [e for f in result.files for e in f.errors] + result.notes
+        runs.finish_import(tenant.scope, run_id, status=result.status,
+                           files=[_file_row(f) for f in result.files], counts=result.totals(),
+                           errors=errors)
+    return result
+
+
+def _file_row(f: FileResult) -> dict[str, Any]:
+    row = asdict(f)
+    row.pop("errors")
+    row["errors"] = len(f.errors) + f.more_errors
+    return row
+
+
+class _File:
+    """One input file, imported in one transaction."""
+
+    def __init__(self, tenant, item: Input, module: ModuleType | None, options: Options,
+                 settings: dict[str, Any], at: datetime, cid: str, run_id: int, progress: Progress | None):
+        self.tenant, self.item, self.module, self.options = tenant, item, module, options
+        self.settings, self.at, self.cid, self.run_id = settings, at, cid, run_id
+        self.progress = progress
+        self.result = FileResult(item.name)
+
+    def run(self) -> FileResult:
+        fr, progress = self.result, self.progress
+        size = None if self.item.is_stdin else self.item.path.stat().st_size
+        if progress:
+            progress.start(self.item.name, size)
+        opened = None
+        try:
+            opened = Opened(self.item, progress.advance if progress else None)
+            module = self.module or detect(opened.sample(), self.item.name)
+            fr.format = module.NAME
+            source = risk_source(module.NAME, self.options.source)
+            with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
+                                     correlation_id=self.cid, at=self.at) as session:
+                loader = _Loader(session, module.NAME, source, self.settings, self.run_id, fr)
+                self._read(module, opened, loader)
+                loader.flush()
+            fr.sha256, fr.bytes = opened.finish()
+        except _Rejected:
+            fr.status = "rejected"
+        except Malformed as exc:
+            fr.status = "rejected"
+            fr.problem("", str(exc))
+        except (EOFError, zlib.error, OSError) as exc:  # a cut-off gzip, an unreadable file
+            fr.status = "rejected"
+            fr.problem("", f"cannot read: {exc or type(exc).__name__}")
+        except ValidationFailed as exc:  # the write path refused a chunk: a parser bug or a race
+            fr.status = "rejected"
+            for p in exc.problems:
+                fr.problem(p.where, f"{p.field}: {p.reason}" if p.field else p.reason)
+        finally:
+            if opened is not None:
+                opened.close()
+        if fr.status != "imported":
+            fr.created = fr.updated = fr.unchanged = fr.reopened = 0
+        if progress:
+            progress.done(fr)
+        return fr
+
+    def _read(self, module: ModuleType, opened: Opened, loader: "_Loader") -> None:
+        fr, skip = self.result, self.options.skip_invalid
+        failing = False
+        for rec in module.parse(opened.stream):
+            if isinstance(rec, Invalid):
+                fr.problem(rec.where, rec.reason)
+                if skip:
+                    fr.skipped += 1
+                    continue
+                failing = True
+                if len(fr.errors) >= MAX_PROBLEMS:
+                    break
+                continue
+            fr.records += 1
+            if failing:  # read on, only to report the file's other problems
+                continue
+            loader.add(rec)
+            if loader.pending >= CHUNK_RECORDS:
+                loader.flush()
+                if self.progress:
+                    self.progress.records(fr.records)
+        if failing:
+            raise _Rejected()
+        if self.progress:
+            self.progress.records(fr.records)
+
+
+@lru_cache(maxsize=65536)
+def _risk_key(target: str, name: str) -> tuple[str, str]:
+    group = _group_of(target)
+    return build_key(_RISK, {"group": group, "name": name}), group
+
+
+@lru_cache(maxsize=65536)
+def _asset_of(key: str) -> str | None:
+    """The asset an entity belongs to (itself, a port's asset), for the risk's exposure."""
+    kind = kind_of(key)
+    if kind == "asset":
+        return key
+    return parse_key(key).parts["asset"] if kind == "port" else None
+
+
+class _Loader:
+    """Gathers a chunk of records, merges it with the store and applies it."""
+
+    def __init__(self, session, tool: str, source: str, settings: dict[str, Any], run_id: int,
+                 fr: FileResult):
+        self.session, self.tool, self.source, self.run_id, self.fr = session, tool, source, run_id, fr
+        self.initial = lifecycle.initial_status(settings)
+        self.capability = build_key(REGISTRY.entity("capability"), {"name": tool})
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pending = 0
+        # key → [kind, given normalized values, all prepared values, properties]
+        self.entities: dict[str, list] = {}
+        self.edges: dict[tuple[str, str, str], dict | None] = {}
+        self.findings: dict[str, list] = {}  # risk key → [group, merged Finding]
+
+    def add(self, rec: Record) -> None:
+        self.pending += 1
+        entities = self.entities
+        for e in rec.entities:
+            prepared, key = e.prepared
+            given = {f: prepared[f] for f in e.values}
+            have = entities.get(key)
+            if have is None:
+                entities[key] = [e.kind, given, prepared, e.properties]
+            else:
+                have[1].update(given)
+                have[2] = prepared
+                if e.properties:
+                    have[3] = {**(have[3] or {}), **e.properties}
+        for r in rec.relationships:
+            self.edges[(r.kind, r.source, r.target)] = r.properties
+        for f in rec.findings:
+            self.fr.findings += 1
+            rkey, group = _risk_key(f.target, f.name)
+            have = self.findings.get(rkey)
+            if have is None:
+                self.findings[rkey] = [group, f]
+            else:
+                have[1] = _merge_finding(have[1], f)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        entities, findings = self.entities, self.findings
+        exposure_keys = {a for g, f in findings.values() if (a := _asset_of(f.target))}
+        stored = self.session.get_many([*entities, *findings, *exposure_keys, self.capability])
+        batch = Batch()
+        add = batch.entities.append
+        if self.capability not in stored:
+            add(_entity("capability", self.capability, {"name": self.tool, "version": None,
+                                                         "category": "scanner"}, None))
+        exposure: dict[str, str | None] = {}
+        for key, (kind, given, prepared, props) in entities.items():
+            old = stored.get(key)
+            if old is None:
+                values = prepared
+            else:
+                values = {**old.values, **given}
+                props = {**old.properties, **props} if (props and old.properties) else (props or old.properties)
+            add(_entity(kind, key, values, props))
+            if kind == "asset":
+                exposure[key] = values.get("exposure")
+                batch.relationships.append(Relationship("DISCOVERED", self.capability, key))
+        for key in exposure_keys - exposure.keys():
+            rec = stored.get(key)
+            exposure[key] = rec.values.get("exposure") if rec else None
+        reopened = 0
+        for key, (group, f) in findings.items():
+            entity = self._risk(key, group, f, stored.get(key), exposure.get(_asset_of(f.target)))
+            reopened += entity.note is not None
+            add(entity)
+        batch.relationships.extend(Relationship(k, s, t, p) for (k, s, t), p in self.edges.items())
+        result = self.session.apply(batch)
+        for key, outcome in result.outcome.items():
+            if key != self.capability:
+                setattr(self.fr, outcome, getattr(self.fr, outcome) + 1)
+        self.fr.reopened += reopened
+        self._reset()
+
+    def _risk(self, key: str, group: str, f: Finding, old, exposure: str | None) -> Entity:
+        note = None
+        if old is None:
+            values = dict.fromkeys(_RISK_FIELDS)
+            values.update(target=f.target, group=group, name=f.name, title=f.title, cve=f.cve,
+                          severity=f.severity, cvss=f.cvss, status=self.initial, source=self.source,
+                          evidence=f.evidence or None)
+            props = f.properties
+        else:
+            values = dict(old.values)
+            step = lifecycle.observed(values["status"], values["reason"], self.initial)
+            if step.reopened:
+                note = f"re-opened: observed again by {self.source} (import {self.run_id})"
+            values.update(
+                status=step.status, reason=step.reason, severity=f.severity, source=self.source,
+                title=f.title or values["title"], cve=f.cve or values["cve"],
+                cvss=f.cvss if f.cvss is not None else values["cvss"],
+                evidence=lifecycle.merge_evidence(values["evidence"], f.evidence) or None)
+            props = ({**old.properties, **f.properties} if (f.properties and old.properties)
+                     else (f.properties or old.properties))
+        values["priority"] = priority(values, exposure)
+        return Entity("risk", values, props, None, (values, key), note)
+
+
+def _entity(kind: str, key: str, values: dict[str, Any], props: dict | None) -> Entity:
+    return Entity(kind, values, props or None, None, (values, key))
+
+
+def _merge_finding(a: Finding, b: Finding) -> Finding:
+    """Two observations of one risk in one chunk: the later one's values, both evidences."""
+    return Finding(
+        a.target, b.name, b.severity, b.title or a.title, b.cve or a.cve,
+        b.cvss if b.cvss is not None else a.cvss,
+        lifecycle.merge_evidence(a.evidence, b.evidence),
+        {**(a.properties or {}), **(b.properties or {})} or None)
+
+
+def _close_missing(tenant, source: str, at: datetime, cid: str, run_id: int, actor: str) -> int:
+    """Remediate (reason not_observed) the open risks of `source` this run did not observe."""
+    with tenant.writing(actor=actor, source=f"import:{source}", correlation_id=cid, at=at) as session:
+        stale = session.open_risks_not_seen(source)
+        if not stale:
+            return 0
+        batch = Batch()
+        note = f"not observed by {source} in import {run_id} (--close-missing)"
+        for rec in stale:
+            values = {**rec.values, "status": "remediated", "reason": "not_observed"}
+            batch.entities.append(Entity("risk", values, rec.properties, None, (values, rec.key), note))
+        session.apply(batch)
+    return len(stale)

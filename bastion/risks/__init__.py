@@ -1,0 +1,1 @@
+"""Risk logic shared by importers, enrichment and the CLI: lifecycle, SLA and priority."""

@@ -1,0 +1,105 @@
+"""The risk lifecycle: how an observation combines with a stored risk, analyst transitions, SLA.
+
+A risk's status is a state (triage, open, accepted, remediated, deleted) with a reason when it
+was closed. Scanners only ever *observe*: a new risk starts in the tenant's initial state
+(triage unless set to open); an observation of a remediated risk re-opens it, with a note on the
+event saying who saw it again; an analyst's decision (accepted, deleted as false positive, out of
+scope, duplicate …) is never changed by scanner data — the observation only adds evidence and
+moves `last_seen`. `--close-missing` remediates open risks of the importing source that the
+import did not observe, with reason `not_observed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bastion.errors import InvalidValue
+from bastion.schema.kinds import RISK_REASONS, RISK_STATES, SEVERITIES
+
+OPEN_STATES = ("triage", "open")
+ANALYST_STATES = ("accepted", "deleted")  # decisions scanner data never overrides
+MAX_EVIDENCE = 20
+
+INITIAL_STATUS_SETTING = "risk.initial_status"
+SLA_SETTING = "risk.sla_days"
+DEFAULT_SLA_DAYS = {"critical": 7, "high": 30, "medium": 90, "low": 180}  # info: no deadline
+
+
+def initial_status(settings: dict[str, Any]) -> str:
+    status = settings.get(INITIAL_STATUS_SETTING, "triage")
+    return status if status in OPEN_STATES else "triage"
+
+
+def sla_days(settings: dict[str, Any]) -> dict[str, int]:
+    days = dict(DEFAULT_SLA_DAYS)
+    days.update(settings.get(SLA_SETTING) or {})
+    return {sev: int(d) for sev, d in days.items() if sev in SEVERITIES and d is not None}
+
+
+def parse_sla(text: str) -> dict[str, int]:
+    """`critical=7,high=30` → {"critical": 7, "high": 30}; raises InvalidValue."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        sev, sep, days = part.partition("=")
+        sev = sev.strip().lower()
+        if not sep or sev not in SEVERITIES:
+            raise InvalidValue(f"invalid SLA {part!r}: use SEVERITY=DAYS with a severity of "
+                               + ", ".join(SEVERITIES))
+        try:
+            out[sev] = int(days)
+        except ValueError:
+            raise InvalidValue(f"invalid SLA {part!r}: days must be a whole number") from None
+        if out[sev] < 0:
+            raise InvalidValue(f"invalid SLA {part!r}: days cannot be negative")
+    return out
+
+
+def due_date(severity: str, first_seen: datetime, days: dict[str, int]) -> datetime | None:
+    n = days.get(severity)
+    return None if n is None else first_seen + timedelta(days=n)
+
+
+def merge_evidence(old: list[str] | None, new: list[str]) -> list[str]:
+    """Stored evidence first, then what is new; distinct, at most MAX_EVIDENCE items."""
+    merged = list(dict.fromkeys([*(old or []), *new]))
+    return merged[:MAX_EVIDENCE]
+
+
+@dataclass
+class Transition:
+    """The lifecycle part of an observation: the values to keep, and why (for the event)."""
+
+    status: str
+    reason: str | None
+    reopened: bool = False
+
+
+def observed(stored_status: str | None, stored_reason: str | None, initial: str) -> Transition:
+    """The status after a scanner observes a risk (None: the risk is new)."""
+    if stored_status is None:
+        return Transition(initial, None)
+    if stored_status == "remediated":
+        return Transition("open", None, reopened=True)
+    return Transition(stored_status, stored_reason)  # open states go on; analyst decisions stay
+
+
+def check_transition(status: str, reason: str | None) -> tuple[str, str | None]:
+    """An analyst's `set-status`: the state must be known, a reason fits only a closed state."""
+    status = status.strip().lower()
+    if status not in RISK_STATES:
+        raise InvalidValue(f"unknown risk state {status!r}; one of: {', '.join(RISK_STATES)}")
+    if reason is not None:
+        reason = reason.strip().lower().replace(" ", "_").replace("-", "_")
+        if reason not in RISK_REASONS:
+            raise InvalidValue(f"unknown reason {reason!r}; one of: {', '.join(RISK_REASONS)}")
+        if status in OPEN_STATES or status == "accepted":
+            raise InvalidValue(f"a reason is given only when a risk is remediated or deleted, not {status}")
+    if status == "deleted" and reason is None:
+        raise InvalidValue("deleting a risk needs --reason (false_positive, out_of_scope, duplicate or other)")
+    return status, reason
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

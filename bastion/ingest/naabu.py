@@ -1,0 +1,89 @@
+"""naabu results: JSON lines (`naabu -json`), one open port per line.
+
+Mapping (docs/_formats/naabu.md):
+
+- `ip` → IP asset.
+- `host`, when given and not the address itself → DNS name asset; `RESOLVES_TO` name → IP.
+- `port` (a number or string, or `{"Port": 80, "Protocol": 0, "TLS": false}` in some versions)
+  → port on the IP asset, state `open`.
+- `protocol`, else the port object's `Protocol` (`tcp`/`udp`, or 0/1) → port protocol
+  (default `tcp`).
+
+naabu repeats a port on several lines (one per scan pass or per host name): an exact repeat of
+an earlier line (same address, name, protocol and port) is skipped; other repeats are merged by
+key by the importer. Skipped: `timestamp` (changes every run), `tls`, `cdn`, `cdn-name`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from bastion.ingest.nuclei import add_host, add_ip, deduplicated
+from bastion.ingest.records import (
+    Invalid,
+    Malformed,
+    Record,
+    Sample,
+    as_object,
+    build,
+    json_lines,
+)
+
+NAME = "naabu"
+DESCRIPTION = "naabu JSON lines"
+
+_PROTOCOLS = {0: "tcp", 1: "udp", "tcp": "tcp", "udp": "udp", "sctp": "sctp"}
+
+
+def sniff(sample: Sample) -> bool:
+    first = sample.first
+    return (isinstance(first, dict) and "ip" in first and "port" in first and "url" not in first
+            and "template-id" not in first and "templateID" not in first)
+
+
+def parse(stream) -> Iterator[Record | Invalid]:
+    seen: set[tuple] = set()  # one entry per distinct open port: bounded by the scan's result
+    for where, value in json_lines(stream):
+        record = deduplicated(build(where, value, _fill))
+        if isinstance(record, Record):
+            identity = tuple(e.prepared[1] for e in record.entities)
+            if identity in seen:
+                continue
+            seen.add(identity)
+        yield record
+
+
+def _protocol(value: Any) -> str:
+    word = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(word, bool) or word not in _PROTOCOLS:
+        raise Malformed(f"member 'protocol': unknown protocol {value!r} (expected tcp or udp)")
+    return _PROTOCOLS[word]
+
+
+def _fill(record: Record, raw: Any) -> None:
+    obj = as_object(record.where, raw)
+    if not obj.get("ip"):
+        raise Malformed("no 'ip' member")
+    port = obj.get("port")
+    protocol = obj.get("protocol")
+    if isinstance(port, dict):  # {"Port": 80, "Protocol": 0, "TLS": false}
+        if protocol is None:
+            protocol = port.get("Protocol", port.get("protocol"))
+        port = port.get("Port", port.get("port"))
+    if port is None or port == "":
+        raise Malformed("no 'port' member")
+    if isinstance(port, bool) or not isinstance(port, (int, str)):
+        raise Malformed(f"member 'port' is not a port number: {port!r}")
+    try:
+        number = int(str(port).strip())
+    except ValueError:
+        raise Malformed(f"member 'port' is not a port number: {port!r}") from None
+    if not 0 < number <= 65535:
+        raise Malformed(f"member 'port': {number} is outside 1-65535")
+    proto = _protocol(protocol) if protocol not in (None, "") else "tcp"
+
+    ip = add_ip(record, "ip", obj["ip"])
+    host = add_host(record, "host", obj.get("host"))
+    if host is not None and host != ip:
+        record.link("RESOLVES_TO", host, ip)
+    record.add("port", asset=ip, protocol=proto, number=number, state="open")

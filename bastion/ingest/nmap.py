@@ -1,0 +1,285 @@
+"""nmap XML output (`-oX`, also the XML half of `-oA`), read as a stream.
+
+Each `<host>` element becomes one record, placed as `host N (line L)`: N counts every `<host>`
+of the document from 1 (down hosts included), L is the line its start tag is on.
+
+| nmap element / attribute                                        | Bastion                                   |
+|-----------------------------------------------------------------|-------------------------------------------|
+| `<status state="down">`                                         | the host is skipped (no record)           |
+| `<address addrtype="ipv4"/"ipv6" addr>`                         | IP asset (`identifier` = the address)     |
+| `<address addrtype="mac">`                                      | skipped (not reachable, not an asset)     |
+| `<hostnames><hostname name type="user"/"PTR">`                  | DNS-name asset; `RESOLVES_TO` name → each IP asset of the host |
+| `<port protocol portid>` with `<state state="open">`            | port on the host's first IP asset (`protocol`, `number`) |
+| `<service name>`                                                | port `service` (`unknown` is left out)    |
+| `<service product version extrainfo>`                           | port properties `product`, `version`, `extrainfo` |
+| `<service><cpe>` (`cpe:/a:…`)                                   | technology by CPE; `HAS_TECHNOLOGY` port → technology |
+| `<service><cpe>` (`cpe:/o:…`, `cpe:/h:…`)                       | technology by CPE; `HAS_TECHNOLOGY` IP asset → technology (an operating system or device belongs to the host, not to one port) |
+| `<service product version>` without `<cpe>`                     | technology `name` = product, `version`; `HAS_TECHNOLOGY` port → technology |
+| `<script id="vulners">` `<table key=CPE><table>` `<elem key="id">CVE-…` `<elem key="cvss">` `<elem key="is_exploit">` | finding on the **port**: named by the CVE, `cvss`, severity from the CVSS score (`severity_from_cvss`), evidence `CPE on PROTO/PORT`, properties `source: vulners`, `cpe`, `is_exploit` |
+
+Findings sit on the port rather than on the technology: a risk on a technology is grouped by
+`vendor:product` (one risk for every host running that software), while vulners reports
+version-matched CVEs for one service on one host, which is remediated host by host. On the port
+the risk is grouped by the address, so it merges with what other scanners (nuclei …) report for
+that CVE on the same address.
+
+Only ports whose state is exactly `open` are kept (`closed`, `filtered`, `open|filtered`,
+`unfiltered` … are not evidence of an exposed service); ports of protocols other than tcp, udp
+and sctp (`-sO` IP-protocol scans) are skipped. A host with several IP addresses gets its ports
+on the first one (the address nmap scanned). vulners entries that are not CVEs (exploit-db,
+packetstorm … ids) are skipped; without `<table>`s, the CVEs are read from the script's
+`output` text. Everything else (`<os>`, `<trace>`, `<times>`, `<uptime>`, other scripts,
+`<extraports>`, run statistics, timestamps) is not mapped.
+
+Security: the document is parsed with defusedxml. A `<!DOCTYPE nmaprun>` line as nmap writes it
+is accepted, but any entity declaration (internal: "billion laughs" expansion; external: XXE
+file or network access) refuses the whole file with `Malformed`. Input that is not XML, or
+XML cut short, refuses the whole file naming the line and column of the error; XML whose root
+element is not `<nmaprun>` is refused as not nmap output.
+
+Memory stays bounded: the document is fed to the parser in chunks and only the `<host>` being
+read is built as a tree; it is dropped as soon as its record is made.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
+
+from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import DefusedXMLParser
+
+from bastion.ingest.records import Invalid, Malformed, Record, Sample, build, severity_from_cvss
+from bastion.schema import normalize as norm
+
+NAME = "nmap"
+DESCRIPTION = "nmap XML (-oX); DTD entity declarations are refused"
+
+CHUNK = 64 * 1024
+_PROTOCOLS = ("tcp", "udp", "sctp")
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
+_CVE_LINE = re.compile(r"(CVE-\d{4}-\d{4,})\s+(\d+(?:\.\d+)?)", re.IGNORECASE)
+_REFUSED = "DTD entity declarations are refused (possible XXE / entity expansion attack)"
+
+
+def sniff(sample: Sample) -> bool:
+    # Any XML goes here: nmap is the only XML format, and a hostile document must meet the
+    # parser that refuses it clearly rather than "unknown format".
+    head = sample.head
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    return head.lstrip()[:1] == b"<"
+
+
+def parse(stream) -> Iterator[Record | Invalid]:
+    target = _HostCollector()
+    parser = DefusedXMLParser(target=target, forbid_dtd=False, forbid_entities=True,
+                              forbid_external=True)
+    target.parser = parser
+    try:
+        while True:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                break
+            parser.feed(chunk)
+            yield from _drain(target)
+        parser.close()
+        yield from _drain(target)
+    except DefusedXmlException as exc:
+        raise Malformed(f"{_refusal(exc)}: {_REFUSED}") from None
+    except ParseError as exc:
+        line, column = getattr(exc, "position", (None, None))
+        msg = str(exc).split(":", 1)[0]  # expat's reason without its own position suffix
+        raise Malformed(f"not well-formed XML at line {line}, column {column}: {msg}") from None
+    if target.root is None:
+        raise Malformed("no XML element found")
+
+
+def _refusal(exc: DefusedXmlException) -> str:
+    name = getattr(exc, "name", None)
+    system_id = getattr(exc, "sysid", None) or getattr(exc, "system_id", None)
+    if isinstance(exc, EntitiesForbidden):
+        return f"refused XML: the document type declares the entity {name!r}"
+    if isinstance(exc, ExternalReferenceForbidden):
+        return f"refused XML: external reference to {system_id!r}"
+    return f"refused XML ({type(exc).__name__})"
+
+
+def _drain(target: _HostCollector) -> Iterator[Record | Invalid]:
+    while target.done:
+        number, line, host = target.done.pop(0)
+        where = f"host {number} (line {line})" if line else f"host {number}"
+        status = host.find("status")
+        if status is not None and status.get("state") == "down":
+            continue
+        yield build(where, host, _fill)
+
+
+class _HostCollector:
+    """Parser target that builds a tree for each `<host>` only, remembering its line."""
+
+    def __init__(self) -> None:
+        self.parser: DefusedXMLParser | None = None
+        self.root: str | None = None
+        self.depth = 0
+        self.hosts = 0
+        self.builder: TreeBuilder | None = None
+        self.host_depth = 0
+        self.line: int | None = None
+        self.done: list[tuple[int, int | None, Element]] = []
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        self.depth += 1
+        if self.root is None:
+            self.root = tag
+            if tag != "nmaprun":
+                raise Malformed(f"not nmap XML output: the root element is <{tag}>, "
+                                "expected <nmaprun>")
+        if self.builder is None and tag == "host":
+            self.hosts += 1
+            self.builder = TreeBuilder()
+            self.host_depth = self.depth
+            try:
+                self.line = self.parser.parser.CurrentLineNumber  # type: ignore[union-attr]
+            except AttributeError:
+                self.line = None
+        if self.builder is not None:
+            self.builder.start(tag, attrs)
+
+    def end(self, tag: str) -> None:
+        if self.builder is not None:
+            self.builder.end(tag)
+            if self.depth == self.host_depth:
+                self.done.append((self.hosts, self.line, self.builder.close()))
+                self.builder = None
+        self.depth -= 1
+
+    def data(self, text: str) -> None:
+        if self.builder is not None:
+            self.builder.data(text)
+
+    def close(self) -> None:
+        return None
+
+
+def _fill(rec: Record, host: Element) -> None:
+    ips: list[str] = []
+    for addr in host.findall("address"):
+        kind = (addr.get("addrtype") or "").lower()
+        if kind not in ("ipv4", "ipv6"):
+            continue  # mac
+        value = addr.get("addr")
+        if not value:
+            raise Malformed(f"<address addrtype=\"{kind}\"> has no addr attribute")
+        if norm.ip_version(value) is None:
+            raise Malformed(f"<address addrtype=\"{kind}\"> addr {value!r} is not an IP address")
+        key = rec.add("asset", identifier=value)
+        if key not in ips:
+            ips.append(key)
+    if not ips:
+        raise Malformed("host has no <address> with addrtype ipv4 or ipv6")
+
+    names: list[str] = []
+    for hn in host.iterfind("hostnames/hostname"):
+        name = hn.get("name")
+        if not name:
+            continue
+        key = rec.add("asset", identifier=name)
+        if key not in names:
+            names.append(key)
+            for ip in ips:
+                rec.link("RESOLVES_TO", key, ip)
+
+    ip = ips[0]
+    for port in host.iterfind("ports/port"):
+        state = port.find("state")
+        if state is None or state.get("state") != "open":
+            continue
+        proto = (port.get("protocol") or "").lower()
+        if proto not in _PROTOCOLS:
+            continue
+        number = port.get("portid")
+        if number is None or not number.strip().isdigit():
+            raise Malformed(f"<port protocol=\"{proto}\"> has no numeric portid (got {number!r})")
+        _port(rec, ip, proto, int(number), port)
+
+
+def _port(rec: Record, ip: str, proto: str, number: int, port: Element) -> None:
+    svc = port.find("service")
+    name = product = version = extrainfo = None
+    cpes: list[str] = []
+    if svc is not None:
+        name = svc.get("name") or None
+        if name and name.lower() == "unknown":
+            name = None
+        product = svc.get("product") or None
+        version = svc.get("version") or None
+        extrainfo = svc.get("extrainfo") or None
+        cpes = [c.text.strip() for c in svc.findall("cpe") if c.text and c.text.strip()]
+    props = {k: v for k, v in (("product", product), ("version", version),
+                               ("extrainfo", extrainfo)) if v}
+    port_key = rec.add("port", props or None, asset=ip, protocol=proto, number=number,
+                       service=name)
+
+    app_tech = False
+    for cpe in cpes:
+        tech = rec.add("technology", cpe=cpe)
+        part = cpe[5:6] if cpe.startswith("cpe:/") else (cpe.split(":")[2:3] or [""])[0]
+        if part in ("o", "h"):
+            rec.link("HAS_TECHNOLOGY", ip, tech)
+        else:
+            rec.link("HAS_TECHNOLOGY", port_key, tech)
+            app_tech = True
+    if not app_tech and product:
+        tech = rec.add("technology", name=product, version=version)
+        rec.link("HAS_TECHNOLOGY", port_key, tech)
+
+    for script in port.findall("script"):
+        if script.get("id") == "vulners":
+            _vulners(rec, port_key, f"{proto}/{number}", script)
+
+
+def _vulners(rec: Record, port_key: str, where: str, script: Element) -> None:
+    found: dict[str, tuple[float | None, str | None, Any]] = {}  # CVE → (cvss, cpe, is_exploit)
+    tables = script.findall("table")
+    for outer in tables:
+        cpe = outer.get("key")
+        for entry in outer.findall("table"):
+            elems = {e.get("key"): (e.text or "").strip() for e in entry.findall("elem")}
+            ident = elems.get("id", "")
+            kind = elems.get("type", "cve").lower()
+            if kind != "cve" or not _CVE.match(ident):
+                continue
+            cvss = _score(elems.get("cvss"))
+            exploit = {"true": True, "false": False}.get(elems.get("is_exploit", "").lower())
+            _keep(found, ident.upper(), cvss, cpe, exploit)
+    if not tables:  # older vulners.nse: text output only
+        for ident, score in _CVE_LINE.findall(script.get("output") or ""):
+            _keep(found, ident.upper(), _score(score), None, None)
+    for cve, (cvss, cpe, exploit) in found.items():
+        props: dict[str, Any] = {"source": "vulners"}
+        if cpe:
+            props["cpe"] = cpe
+        if exploit is not None:
+            props["is_exploit"] = exploit
+        rec.finding(port_key, cve, severity=severity_from_cvss(cvss), cve=cve, cvss=cvss,
+                    evidence=[f"{cpe} on {where}" if cpe else where], properties=props)
+
+
+def _keep(found: dict, cve: str, cvss: float | None, cpe: str | None, exploit: Any) -> None:
+    old = found.get(cve)
+    if old is None or (cvss is not None and (old[0] is None or cvss > old[0])):
+        found[cve] = (cvss, cpe, exploit)
+
+
+def _score(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise Malformed(f"vulners cvss {text!r} is not a number") from None
+    if not 0 <= value <= 10:
+        raise Malformed(f"vulners cvss {value} is outside 0-10")
+    return value

@@ -1,6 +1,5 @@
-"""`bastion graph …` (queries over the tenant's graph) and `bastion import` (a JSON graph from a
-CMDB, a cloud inventory or a network map). Like every command: no SQL, the library does the work
-(bastion.store.traversal, bastion.graph)."""
+"""`bastion graph …`: queries over the tenant's graph, and subgraph export. Like every command:
+no SQL, the library does the work (bastion.store.traversal, bastion.graph)."""
 
 from __future__ import annotations
 
@@ -44,10 +43,6 @@ class ExportFormat(str, enum.Enum):
     json = "json"
     mermaid = "mermaid"
     dot = "dot"
-
-
-class ImportFormat(str, enum.Enum):
-    graph = "graph"
 
 
 _REL_LIST = ", ".join(REGISTRY.relationships)
@@ -375,62 +370,6 @@ def export(
                     f"{len(sub.edges)} relationship(s)", soft_wrap=True)
 
 
-# -- import ---------------------------------------------------------------------------------------
-
-
-def import_command(
-    ctx: typer.Context,
-    paths: Annotated[list[str], typer.Argument(
-        metavar="PATH", help="Files to import ('-' reads standard input). All of them are "
-                                "applied as one batch: all or nothing.")],
-    fmt: Annotated[ImportFormat, typer.Option(
-        "--format", "-f",
-        help="Input format. Only `graph` exists so far (the default): Bastion's JSON graph of "
-             "nodes and edges, see docs/graph.md.")] = ImportFormat.graph,
-    source: Annotated[str, typer.Option(
-        metavar="NAME", help="Source recorded in every event.")] = jsonformat.SOURCE,
-    replace: Annotated[bool, typer.Option(
-        "--replace",
-        help="Replace stored nodes: fields and properties the file leaves out take their "
-             "defaults. Without it they are merged: what the file leaves out is kept.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
-) -> None:
-    sess = session(ctx)
-    tenant = sess.tenant()
-    stdin = typer.get_binary_stream("stdin").read() if "-" in paths else None
-    docs = jsonformat.documents_from(paths, stdin)
-    report = jsonformat.import_documents(tenant, docs, actor=sess.actor, source=source,
-                                         merge=not replace)
-    r = report.result
-    if as_json:
-        echo_json({"files": report.documents, "nodes": report.nodes, "edges": report.edges,
-                   "created": r.created, "updated": r.updated, "unchanged": r.unchanged,
-                   "edges_added": r.edges_added, "edges_updated": r.edges_updated,
-                   "edges_unchanged": r.edges_unchanged, "events": r.events,
-                   "correlation_id": r.correlation_id})
-        return
-    out = console()
-    out.print(Text("imported  ", style="green") + Text(", ".join(report.documents))
-              + Text(f" ({report.nodes} node(s), {report.edges} edge(s))", style="dim"),
-              soft_wrap=True)
-    out.print(f"nodes:    {r.created} created, {r.updated} updated, {r.unchanged} unchanged",
-              soft_wrap=True)
-    out.print(f"edges:    {r.edges_added} added, {r.edges_updated} updated, "
-              f"{r.edges_unchanged} unchanged", soft_wrap=True)
-    out.print(f"events:   {r.events} (correlation id {r.correlation_id})", soft_wrap=True)
-
-
-IMPORT_HELP = (
-    "Import entities and relationships from files: what scanners cannot see, such as a CMDB, "
-    "a cloud inventory or network reachability.\n\n"
-    "Every item is validated first; a bad one is reported with its file and position "
-    "(graph.json: nodes[3].name: …) and nothing is written. Nodes already stored are merged "
-    "(see --replace). Importing the same files again changes nothing."
-)
-
-
 def register(root: typer.Typer) -> None:
-    """Add `graph` and `import` to the root command."""
+    """Add `graph` to the root command."""
     root.add_typer(app, name="graph", rich_help_panel="Read")
-    root.command("import", rich_help_panel="Write", help=IMPORT_HELP,
-                 epilog="Example: bastion import cmdb.json")(import_command)

@@ -25,7 +25,9 @@ from bastion.schema.registry import Classification, EntityKind, FieldType
 from bastion.store import migrate
 from bastion.store.store import DEFAULT_TENANT, Event, Record
 from bastion.cli import add as add_cmd
+from bastion.cli import enrich as enrich_cmd
 from bastion.cli import graph as graph_cmd
+from bastion.cli import ingest as ingest_cmd
 from bastion.cli.common import (
     SOURCE,
     Session,
@@ -47,8 +49,8 @@ from bastion.cli.common import (
 class BastionGroup(TyperGroup):
     """The root group: turns user mistakes into one `error: …` line and an exit code."""
 
-    ORDER = ("init", "demo", "tenant", "db", "schema", "add", "import", "link", "unlink", "delete",
-             "get", "list", "history", "stats", "graph")
+    ORDER = ("init", "demo", "tenant", "db", "schema", "add", "import", "imports", "risk", "enrich",
+             "link", "unlink", "delete", "get", "list", "history", "stats", "graph")
 
     def list_commands(self, ctx) -> list[str]:
         # Help lists commands in workflow order (Typer would put sub-groups such as `add` last).
@@ -246,7 +248,9 @@ def tenant_list(
 # -- writes -------------------------------------------------------------------------------------
 
 app.add_typer(add_cmd.app, name="add", rich_help_panel="Write")
-graph_cmd.register(app)  # `bastion import` (Write) and `bastion graph` (Read)
+graph_cmd.register(app)  # `bastion graph` (Read)
+ingest_cmd.register(app)  # `bastion import`, `imports`, `risk`
+enrich_cmd.register(app)  # `bastion enrich kev|epss`
 
 
 def _relationship(name: str) -> str:
@@ -395,6 +399,9 @@ def list_columns(kind: EntityKind, records: list[Record]) -> list[str]:
     return cols
 
 
+HIGHEST_FIRST = ("priority", "cvss", "epss", "epss_percentile")  # scores: the top matters
+
+
 @app.command("list", rich_help_panel="Read")
 def list_(
     ctx: typer.Context,
@@ -408,8 +415,10 @@ def list_(
     prefix: Annotated[Optional[str], typer.Option(
         help="Only keys starting with this (after '#kind#', or a whole key prefix).")] = None,
     sort: Annotated[Optional[str], typer.Option(metavar="FIELD", help="Sort by this field "
-                                                "(default: key).")] = None,
-    desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
+                                                "(default: key). Scores (priority, cvss, epss) "
+                                                "sort highest first.")] = None,
+    desc: Annotated[Optional[bool], typer.Option(
+        "--desc/--asc", help="Sort in descending / ascending order.", show_default=False)] = None,
     limit: Annotated[int, typer.Option(metavar="N", help="Page size.")] = 50,
     after: Annotated[Optional[str], typer.Option(
         metavar="CURSOR", help="Continue after this cursor (printed under a full page).")] = None,
@@ -427,6 +436,8 @@ def list_(
     if count:
         typer.echo(tenant.count(kind.name, where=filters, prefix=prefix))
         return
+    if desc is None:
+        desc = sort in HIGHEST_FIRST
     page = tenant.list(kind.name, where=filters, prefix=prefix, order_by=sort, descending=desc,
                        after=after, limit=limit)
     if as_json:

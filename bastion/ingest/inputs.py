@@ -24,14 +24,26 @@ GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"
 
 
+class UnknownFormat(Malformed):
+    """Content that is none of the formats."""
+
+
 @dataclass(frozen=True)
 class Input:
     name: str  # as shown to the user: the path, or "<stdin>"
     path: Path | None  # None for stdin
+    in_directory: bool = False  # found under a directory given (not named by the user)
 
     @property
     def is_stdin(self) -> bool:
         return self.path is None
+
+
+def check_exist(paths: list[str]) -> None:
+    """Refuse a run naming a path that is not there (a typo), before anything is recorded."""
+    for raw in paths:
+        if raw != STDIN and not Path(raw).exists():
+            raise InvalidValue(f"cannot read {raw}: No such file or directory")
 
 
 def expand(paths: list[str]) -> Iterator[Input | tuple[str, str]]:
@@ -47,13 +59,32 @@ def expand(paths: list[str]) -> Iterator[Input | tuple[str, str]]:
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
                 yield (raw, "directory has no files")
-            yield from (Input(str(p), p) for p in found)
+            yield from (Input(str(p), p, in_directory=True) for p in found)
         elif path.is_file():
             yield Input(raw, path)
         elif path.exists():
             yield (raw, "not a regular file")
         else:
             yield (raw, "no such file or directory")
+
+
+_stdin: io.BufferedReader | None = None
+
+
+def stdin() -> io.BufferedReader:
+    """Standard input as one peekable binary stream (a caller may peek before the importer reads)."""
+    global _stdin
+    raw = sys.stdin.buffer
+    if _stdin is None or _stdin.raw is not raw:
+        _stdin = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
+    return _stdin
+
+
+def looks_like_graph(head: bytes) -> bool:
+    """Bastion's own JSON graph (docs/graph.md), which `bastion import` hands to its own reader."""
+    head = head.lstrip()
+    return head.startswith(b"{") and (b"bastion-graph" in head or (
+        (b"nodes" in head or b"edges" in head) and b'"runs"' not in head))
 
 
 class Hashing(io.RawIOBase):
@@ -83,7 +114,7 @@ class Opened:
 
     def __init__(self, item: Input, progress=None):
         self.item = item
-        self._file = sys.stdin.buffer if item.is_stdin else open(item.path, "rb")
+        self._file = stdin() if item.is_stdin else open(item.path, "rb")
         self.hashing = Hashing(self._file, progress)
         raw = io.BufferedReader(self.hashing, buffer_size=1 << 20)
         self.compressed = raw.peek(2)[:2] == GZIP_MAGIC
@@ -137,7 +168,7 @@ def detect(sample: Sample, name: str) -> ModuleType:
     for module in formats().values():
         if module.sniff(sample):
             return module
-    raise Malformed("unknown format: not " + ", ".join(FORMAT_NAMES)
+    raise UnknownFormat("unknown format: not " + ", ".join(FORMAT_NAMES)
                     + " output (name it with --format if it is one of them)")
 
 

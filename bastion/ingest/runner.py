@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from bastion.errors import InvalidValue, ValidationFailed
-from bastion.ingest.inputs import Input, Opened, chosen, detect, expand
+from bastion.ingest.inputs import Input, Opened, UnknownFormat, check_exist, chosen, detect, expand
 from bastion.ingest.records import Finding, Invalid, Malformed, Record
 from bastion.risks import lifecycle
 from bastion.risks.priority import priority
@@ -53,7 +53,7 @@ class FileResult:
     format: str | None = None
     sha256: str | None = None
     bytes: int = 0
-    status: str = "imported"  # imported | rejected
+    status: str = "imported"  # imported | rejected | ignored (a file of no known format in a directory)
     records: int = 0
     findings: int = 0
     created: int = 0
@@ -82,7 +82,7 @@ class ImportResult:
 
     @property
     def rejected(self) -> list[FileResult]:
-        return [f for f in self.files if f.status != "imported"]
+        return [f for f in self.files if f.status == "rejected"]
 
     def totals(self) -> dict[str, int]:
         keys = ("records", "findings", "created", "updated", "unchanged", "reopened", "skipped")
@@ -111,6 +111,7 @@ def risk_source(tool: str, name: str | None) -> str:
 def import_paths(tenant, paths: list[str], options: Options, progress: Progress | None = None) -> ImportResult:
     """Import every file named by `paths` into `tenant` (a TenantStore); see the module doc."""
     module = chosen(options.format)
+    check_exist(paths)
     if options.source is not None:
         options.source = options.source.strip()
         if not options.source or len(options.source) > 100 or "#" in options.source:
@@ -195,6 +196,10 @@ class _File:
             fr.sha256, fr.bytes = opened.finish()
         except _Rejected:
             fr.status = "rejected"
+        except UnknownFormat as exc:
+            # A README or licence beside the scans in a directory is not the user's mistake.
+            fr.status = "ignored" if self.item.in_directory else "rejected"
+            fr.problem("", str(exc) if fr.status == "rejected" else "ignored: not a scanner output")
         except Malformed as exc:
             fr.status = "rejected"
             fr.problem("", str(exc))

@@ -12,7 +12,7 @@ import did not observe, with reason `not_observed`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from bastion.errors import InvalidValue
@@ -101,5 +101,33 @@ def check_transition(status: str, reason: str | None) -> tuple[str, str | None]:
     return status, reason
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str | None,
+               actor: str):
+    """An analyst's transition of one risk, written as an event (the comment is its note)."""
+    from bastion.errors import NotFound
+    from bastion.schema.batch import Batch, Entity
+    from bastion.schema.keys import kind_of
+
+    if kind_of(key) != "risk":
+        raise InvalidValue(f"{key} is not a risk")
+    rec = tenant.get(key)
+    if rec is None:
+        raise NotFound(f"no risk {key}")
+    status, reason = check_transition(state, reason)
+    values = {**rec.values, "status": status, "reason": reason}
+    if comment is not None:
+        values["comment"] = comment
+    batch = Batch()
+    batch.entities.append(Entity("risk", values, rec.properties, rec.version, note=comment))
+    tenant.apply(batch, actor=actor, source="cli")
+    return tenant.get(key)
+
+
+def overdue(tenant, at: datetime, limit: int = 100) -> list[tuple[Any, datetime]]:
+    """(risk, due date) of open risks past their SLA at `at`, the most overdue first."""
+    from bastion.store import runs
+
+    days = sla_days(runs.settings(tenant.scope))
+    cutoffs = {sev: at - timedelta(days=n) for sev, n in days.items()}
+    return [(r, due_date(r.values["severity"], r.first_seen, days))
+            for r in tenant.overdue_risks(cutoffs, limit)]

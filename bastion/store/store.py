@@ -214,6 +214,16 @@ class WriteSession:
                 .order_by(node.c.key))
         return [_record("risk", row) for row in self.conn.execute(stmt)]
 
+    def risks_with_cve(self, after_key: str | None = None, limit: int = 5000) -> list[Record]:
+        """Risks (any status) that name a CVE, in key order, at most `limit` after `after_key`:
+        page on by passing the last key back (enrichment; bastion.risks.enrich)."""
+        risk = typed["risk"]
+        stmt = _with_node("risk").where(self.scope.where(node), risk.c.cve.is_not(None))
+        if after_key is not None:
+            stmt = stmt.where(node.c.key > after_key)
+        stmt = stmt.order_by(node.c.key).limit(limit)
+        return [_record("risk", row) for row in self.conn.execute(stmt)]
+
 
 def _encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode()
@@ -290,6 +300,18 @@ class TenantStore:
 
     def _record(self, kind: str, row) -> Record:
         return _record(kind, row)
+
+    def overdue_risks(self, cutoffs: dict[str, datetime], limit: int = 1000) -> list[Record]:
+        """Open risks first seen before their severity's cutoff (now minus its SLA days),
+        oldest first."""
+        if not cutoffs:
+            return []
+        risk = typed["risk"]
+        late = or_(*(and_(risk.c.severity == sev, node.c.first_seen < cutoff)
+                     for sev, cutoff in cutoffs.items()))
+        stmt = _open_risks(self.scope).where(late).order_by(node.c.first_seen, node.c.key).limit(limit)
+        with self.scope.transaction() as conn:
+            return [_record("risk", row) for row in conn.execute(stmt)]
 
     def list(self, kind: str, *, where: dict[str, Any] | None = None, prefix: str | None = None,
              order_by: str | None = None, descending: bool = False, after: str | None = None,

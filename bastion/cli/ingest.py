@@ -1,0 +1,360 @@
+"""`bastion import` (scanner output, or Bastion's JSON graph), `bastion imports` (the record of
+every run) and `bastion risk` (the risk lifecycle: status, SLA). No SQL: bastion.ingest,
+bastion.risks and bastion.store do the work."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TransferSpeedColumn)
+from rich.table import Table
+from rich.text import Text
+
+from bastion.errors import BastionError, InvalidValue
+from bastion.graph import jsonformat
+from bastion.ingest import FORMAT_NAMES, inputs
+from bastion.ingest.runner import FileResult, ImportResult, Options, import_paths
+from bastion.risks import lifecycle
+from bastion.schema.kinds import RISK_REASONS, RISK_STATES
+from bastion.store import runs
+from bastion.cli.common import console, echo_json, fmt_time, session
+
+ImportFormat = enum.Enum("ImportFormat", {n: n for n in ("auto", "graph", *FORMAT_NAMES)}, type=str)
+
+
+class ImportRejected(BastionError):
+    """Some inputs were rejected; the summary above says which and why."""
+
+    exit_code = 2
+
+
+# -- import ---------------------------------------------------------------------------------------
+
+IMPORT_HELP = (
+    "Import scanner output — nuclei, nmap, httpx, naabu, subfinder, BBOT, SARIF — or Bastion's JSON "
+    "graph (a CMDB, cloud inventory or network map: docs/graph.md).\n\n"
+    "PATH is a file, a directory (every file below it) or '-' for standard input; gzip is read "
+    "as is. The format is recognised from the content (--format names it). Each file is imported "
+    "whole or not at all: a bad record is reported with its file, line and reason and nothing "
+    "from that file is written, unless --skip-invalid. Findings become risks, one per asset group "
+    "and finding name; seeing one again adds evidence, re-opens it if it was remediated and never "
+    "overrides an analyst's decision. Every run is recorded (`bastion imports list`). "
+    "Importing the same files again changes nothing but last-seen times.\n\n"
+    "Mappings of every format: docs/formats.md."
+)
+
+
+def import_command(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH...", help="Files or directories to import; '-' reads standard input.")],
+    fmt: Annotated[ImportFormat, typer.Option(
+        "--format", "-f", help="Input format; auto recognises it from each file's content.")] = "auto",
+    source: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="Name of the scan (its scope, e.g. 'external-weekly'): risks are "
+                             "filed under TOOL:NAME, and --close-missing closes only those.")] = None,
+    close_missing: Annotated[bool, typer.Option(
+        "--close-missing", help="Remediate (reason not_observed) the open risks of the same tool "
+                                "and --source that this import did not observe.")] = False,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Import the valid records of a file with bad ones, and list "
+                               "what was skipped.")] = False,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="JSON graph only: replace stored nodes (what the file leaves out takes "
+                          "its default) instead of merging.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    sess = session(ctx)
+    fmt = fmt.value if isinstance(fmt, enum.Enum) else fmt
+    if fmt == "graph" or (fmt == "auto" and _all_graph_documents(paths)):
+        _import_graph(sess, paths, source or jsonformat.SOURCE, replace, as_json)
+        return
+    tenant = sess.tenant()
+    options = Options(actor=sess.actor, format=fmt, source=source, close_missing=close_missing,
+                      skip_invalid=skip_invalid)
+    err = console(stderr=True)
+    if err.is_terminal and not as_json:
+        with _Bar(err) as bar:
+            result = import_paths(tenant, paths, options, bar)
+    else:
+        result = import_paths(tenant, paths, options)
+    if as_json:
+        echo_json(import_json(result))
+    else:
+        _summary(result)
+    if result.rejected:
+        raise ImportRejected(f"{len(result.rejected)} of {len(result.files)} input(s) rejected "
+                             f"(import {result.run_id}; `bastion imports show {result.run_id}`)")
+
+
+def _all_graph_documents(paths: list[str]) -> bool:
+    """Bastion's own JSON graph (the format `bastion graph export` writes)?"""
+    for p in paths:
+        if p == "-":
+            head = inputs.stdin().peek(4096)[:4096]
+        elif Path(p).is_file():
+            with open(p, "rb") as fh:
+                head = fh.read(4096)
+        else:
+            return False
+        if not inputs.looks_like_graph(head):
+            return False
+    return bool(paths)
+
+
+def _import_graph(sess, paths: list[str], source: str, replace: bool, as_json: bool) -> None:
+    tenant = sess.tenant()
+    stdin = inputs.stdin().read() if "-" in paths else None
+    docs = jsonformat.documents_from(paths, stdin)
+    report = jsonformat.import_documents(tenant, docs, actor=sess.actor, source=source,
+                                         merge=not replace)
+    r = report.result
+    if as_json:
+        echo_json({"files": report.documents, "nodes": report.nodes, "edges": report.edges,
+                   "created": r.created, "updated": r.updated, "unchanged": r.unchanged,
+                   "edges_added": r.edges_added, "edges_updated": r.edges_updated,
+                   "edges_unchanged": r.edges_unchanged, "events": r.events,
+                   "correlation_id": r.correlation_id})
+        return
+    out = console()
+    out.print(Text("imported  ", style="green") + Text(", ".join(report.documents))
+              + Text(f" ({report.nodes} node(s), {report.edges} edge(s))", style="dim"),
+              soft_wrap=True)
+    out.print(f"nodes:    {r.created} created, {r.updated} updated, {r.unchanged} unchanged",
+              soft_wrap=True)
+    out.print(f"edges:    {r.edges_added} added, {r.edges_updated} updated, "
+              f"{r.edges_unchanged} unchanged", soft_wrap=True)
+    out.print(f"events:   {r.events} (correlation id {r.correlation_id})", soft_wrap=True)
+
+
+class _Bar:
+    """A progress bar per file on the terminal: bytes read, rate, records so far."""
+
+    def __init__(self, err):
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TextColumn("{task.fields[records]} records"),
+                                 TimeElapsedColumn(), console=err, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def start(self, name: str, size: int | None) -> None:
+        label = name if len(name) <= 40 else "…" + name[-39:]
+        self.task = self.progress.add_task(label, total=size, records=0)
+
+    def advance(self, nbytes: int) -> None:
+        self.progress.advance(self.task, nbytes)
+
+    def records(self, count: int) -> None:
+        self.progress.update(self.task, records=f"{count:,}")
+
+    def done(self, result: FileResult) -> None:
+        self.progress.remove_task(self.task)
+
+
+COLUMNS = ("records", "findings", "created", "updated", "unchanged", "reopened", "skipped")
+
+
+def _summary(result: ImportResult) -> None:
+    out = console()
+    table = Table("File", "Format", *(c.title() for c in COLUMNS), "Status",
+                  title=f"import {result.run_id}: {result.status}", title_justify="left")
+    for f in result.files:
+        status = Text(f.status, style="green" if f.status == "imported"
+                      else "dim" if f.status == "ignored" else "bold red")
+        table.add_row(f.name, f.format or "-", *(f"{getattr(f, c):,}" for c in COLUMNS), status)
+    totals = result.totals()
+    if len(result.files) > 1:
+        table.add_row(Text("total", style="bold"), "", *(f"{totals[c]:,}" for c in COLUMNS), "",
+                      end_section=True)
+    out.print(table)
+    if result.closed:
+        out.print(f"closed:   {result.closed} risk(s) not observed by this import "
+                  "(remediated, reason not_observed)")
+    for note in result.notes:
+        out.print(Text(note, style="yellow"), soft_wrap=True)
+    for f in result.files:
+        style = "yellow" if f.status in ("imported", "ignored") else "red"
+        for line in f.errors:
+            out.print(Text(line, style=style), soft_wrap=True)
+        if f.more_errors:
+            out.print(Text(f"{f.name}: … and {f.more_errors} more", style=style), soft_wrap=True)
+
+
+def import_json(result: ImportResult) -> dict[str, Any]:
+    return {"import": result.run_id, "status": result.status, "correlation_id": result.correlation_id,
+            "totals": result.totals(), "notes": result.notes,
+            "files": [{**f.__dict__} for f in result.files]}
+
+
+# -- imports --------------------------------------------------------------------------------------
+
+imports_app = typer.Typer(no_args_is_help=True,
+                          help="The record of every `bastion import`: files and their SHA-256, "
+                               "counts, errors.")
+
+
+@imports_app.command("list")
+def imports_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List import runs, newest first."""
+    items = runs.import_runs(session(ctx).tenant().scope, limit)
+    if as_json:
+        echo_json([r.as_dict() for r in items])
+        return
+    if not items:
+        console().print("no imports yet", style="dim")
+        return
+    table = Table("Id", "Started", "Status", "Source", "Files", "Records", "Created", "Updated",
+                  "Closed", "Actor")
+    for r in items:
+        c = r.counts
+        table.add_row(str(r.id), fmt_time(r.started_at), r.status, r.source or "-",
+                      str(c.get("files", len(r.files))), f"{c.get('records', 0):,}",
+                      f"{c.get('created', 0):,}", f"{c.get('updated', 0):,}", f"{c.get('closed', 0):,}",
+                      r.actor)
+    console().print(table)
+
+
+@imports_app.command("show")
+def imports_show(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="ID", help="Import run id (`bastion imports list`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one import run: options, every file with its hash and counts, the errors."""
+    r = runs.get_import(session(ctx).tenant().scope, run_id)
+    if as_json:
+        echo_json(r.as_dict())
+        return
+    out = console()
+    out.print(f"import {r.id}: {r.status}", style="bold")
+    finished = fmt_time(r.finished_at) if r.finished_at else "-"
+    out.print(f"started {fmt_time(r.started_at)}, finished {finished}, by {r.actor}; "
+              f"correlation id {r.correlation_id}", soft_wrap=True)
+    opts = ", ".join(f"{k}={v}" for k, v in r.options.items() if v not in (None, False, []))
+    out.print(f"options: {opts}", soft_wrap=True)
+    table = Table("File", "Format", "SHA-256", "Bytes", *(c.title() for c in COLUMNS), "Status")
+    for f in r.files:
+        table.add_row(f["name"], f.get("format") or "-", (f.get("sha256") or "-")[:16],
+                      f"{f.get('bytes', 0):,}", *(f"{f.get(c, 0):,}" for c in COLUMNS), f["status"])
+    out.print(table)
+    if r.counts.get("closed"):
+        out.print(f"closed: {r.counts['closed']} risk(s) not observed")
+    for line in r.errors:
+        out.print(Text(line, style="red"), soft_wrap=True)
+
+
+# -- risk -----------------------------------------------------------------------------------------
+
+risk_app = typer.Typer(no_args_is_help=True,
+                       help="The risk lifecycle: analyst decisions, SLA deadlines, what is overdue.")
+
+
+@risk_app.command("set-status")
+def risk_set_status(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The risk's key (`bastion list risks`).")],
+    state: Annotated[str, typer.Argument(metavar="STATE", help="One of: " + ", ".join(RISK_STATES) + ".")],
+    reason: Annotated[Optional[str], typer.Option(
+        metavar="REASON", help="Why it is closed (remediated or deleted): "
+                               + ", ".join(RISK_REASONS) + ".")] = None,
+    comment: Annotated[Optional[str], typer.Option(
+        metavar="TEXT", help="A note kept on the risk and on the event.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the risk as JSON.")] = False,
+) -> None:
+    """Set a risk's state (triage, open, accepted, remediated, deleted). Accepted and deleted
+    risks keep their state whatever scanners report later; a remediated one re-opens when a
+    scanner sees it again. Every transition is an event."""
+    sess = session(ctx)
+    rec = lifecycle.set_status(sess.tenant(), key, state, reason=reason, comment=comment,
+                               actor=sess.actor)
+    if as_json:
+        from bastion.cli.main import record_json
+
+        echo_json(record_json(rec))
+        return
+    why = f" ({rec.values['reason']})" if rec.values.get("reason") else ""
+    console().print(f"{key}: {rec.values['status']}{why}, version {rec.version}", soft_wrap=True)
+
+
+@risk_app.command("overdue")
+def risk_overdue(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many, oldest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Open risks (triage or open) past their remediate-by date: first seen + the SLA days of
+    their severity (`bastion risk sla`)."""
+    tenant = session(ctx).tenant()
+    now = datetime.now(timezone.utc)
+    items = lifecycle.overdue(tenant, now, limit)
+    if as_json:
+        echo_json([{"key": r.key, "severity": r.values["severity"], "status": r.values["status"],
+                    "first_seen": r.first_seen, "due": due, "days_overdue": (now - due).days}
+                   for r, due in items])
+        return
+    if not items:
+        console().print("no overdue risks", style="green")
+        return
+    table = Table("Key", "Severity", "Status", "First seen", "Due", "Days overdue")
+    for r, due in items:
+        table.add_row(r.key, r.values["severity"], r.values["status"], fmt_time(r.first_seen),
+                      fmt_time(due), str((now - due).days))
+    console().print(table)
+
+
+@risk_app.command("sla")
+def risk_sla(
+    ctx: typer.Context,
+    set_: Annotated[Optional[str], typer.Option(
+        "--set", metavar="SEVERITY=DAYS,…", help="Change deadlines, e.g. critical=7,high=30.")] = None,
+    initial_status: Annotated[Optional[str], typer.Option(
+        metavar="STATE", help="The state new findings start in: triage (default) or open.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show or change the tenant's remediation deadlines per severity and the state new findings
+    start in. Changes are events."""
+    sess = session(ctx)
+    scope = sess.tenant().scope
+    settings = runs.settings(scope)
+    if set_ is not None:
+        days = {**(settings.get(lifecycle.SLA_SETTING) or {}), **lifecycle.parse_sla(set_)}
+        runs.set_setting(scope, lifecycle.SLA_SETTING, days, actor=sess.actor, source="cli")
+    if initial_status is not None:
+        if initial_status not in lifecycle.OPEN_STATES:
+            raise InvalidValue("--initial-status must be triage or open")
+        runs.set_setting(scope, lifecycle.INITIAL_STATUS_SETTING, initial_status,
+                         actor=sess.actor, source="cli")
+    settings = runs.settings(scope)
+    days = lifecycle.sla_days(settings)
+    initial = lifecycle.initial_status(settings)
+    if as_json:
+        echo_json({"sla_days": days, "initial_status": initial})
+        return
+    table = Table("Severity", "Remediate within")
+    for sev in ("critical", "high", "medium", "low", "info"):
+        table.add_row(sev, f"{days[sev]} days" if sev in days else "no deadline")
+    console().print(table)
+    console().print(f"new findings start in: {initial}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("import", rich_help_panel="Write", help=IMPORT_HELP,
+                 epilog="Examples: bastion import nuclei.jsonl scans/ --source external-weekly "
+                        "--close-missing; bastion import cmdb.json")(import_command)
+    root.add_typer(imports_app, name="imports", rich_help_panel="Read")
+    root.add_typer(risk_app, name="risk", rich_help_panel="Write")

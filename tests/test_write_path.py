@@ -75,6 +75,22 @@ def test_reapply_changes_nothing_but_last_seen(store, tenant):
     assert edges[0].first_seen == T0 and edges[0].last_seen == T0 + timedelta(hours=1)
 
 
+def test_a_change_that_is_no_sighting_keeps_last_seen(store, tenant):
+    b, _ = surface()
+    tenant.apply(b, actor="a", source="s", at=T0)
+    b2, keys = surface()
+    risk = next(e for e in b2.entities if e.kind == "risk")
+    risk.values["status"] = "accepted"
+    risk.prepared = None
+    result = tenant.apply(b2, actor="ana", source="cli", at=T0 + timedelta(hours=1), observed=False)
+    assert (result.updated, result.unchanged) == (1, 3)
+    for key, row in node_rows(store, tenant).items():
+        assert row.last_seen == T0, key
+        if key.startswith("#risk#"):
+            assert row.updated_at == T0 + timedelta(hours=1) and row.version == 2
+    assert all(link.last_seen == T0 for k in keys.values() for link in tenant.links(k))
+
+
 def test_changed_field_bumps_version_and_records_the_diff(tenant):
     b, keys = surface()
     tenant.apply(b, actor="a", source="s", at=T0)

@@ -390,5 +390,5 @@ def _close_missing(tenant, source: str, at: datetime, cid: str, run_id: int, act
         for rec in stale:
             values = {**rec.values, "status": "remediated", "reason": "not_observed"}
             batch.entities.append(Entity("risk", values, rec.properties, None, (values, rec.key), note))
-        session.apply(batch)
+        session.apply(batch, observed=False)  # closing is no sighting: last_seen stays
     return len(stale)

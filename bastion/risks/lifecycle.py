@@ -119,7 +119,7 @@ def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str
         values["comment"] = comment
     batch = Batch()
     batch.entities.append(Entity("risk", values, rec.properties, rec.version, note=comment))
-    tenant.apply(batch, actor=actor, source="cli")
+    tenant.apply(batch, actor=actor, source="cli", observed=False)
     return tenant.get(key)
 
 

@@ -200,9 +200,10 @@ class WriteSession:
         self.scope, self.conn = scope, conn
         self.actor, self.source, self.correlation_id, self.at = actor, source, correlation_id, at
 
-    def apply(self, batch: Batch | PreparedBatch) -> writer.ApplyResult:
+    def apply(self, batch: Batch | PreparedBatch, *, observed: bool = True) -> writer.ApplyResult:
         return writer.apply(self.scope, batch, actor=self.actor, source=self.source,
-                            correlation_id=self.correlation_id, at=self.at, conn=self.conn)
+                            correlation_id=self.correlation_id, at=self.at, conn=self.conn,
+                            observed=observed)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Record]:
         return _get_many(self.scope, self.conn, keys)
@@ -263,10 +264,11 @@ class TenantStore:
     # -- writes -----------------------------------------------------------------------------
 
     def apply(self, batch: Batch | PreparedBatch, *, actor: str, source: str,
-              correlation_id: str | None = None, at: datetime | None = None) -> writer.ApplyResult:
+              correlation_id: str | None = None, at: datetime | None = None,
+              observed: bool = True) -> writer.ApplyResult:
         """Apply a batch all-or-nothing; see bastion.store.writer."""
         return writer.apply(self.scope, batch, actor=actor, source=source,
-                            correlation_id=correlation_id, at=at)
+                            correlation_id=correlation_id, at=at, observed=observed)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -75,17 +75,20 @@ def _edge_diff(e: PreparedEdge, old_props: Any, new_props: Any) -> dict[str, Any
 
 def apply(scope: Scope, batch: Batch | PreparedBatch, *, actor: str, source: str,
           correlation_id: str | None = None, at: datetime | None = None,
-          conn: Connection | None = None) -> ApplyResult:
+          conn: Connection | None = None, observed: bool = True) -> ApplyResult:
     """Validate and write a batch with its events. In a transaction of its own, or in `conn`'s
-    (a `TenantStore.writing()` session: several batches, one commit)."""
+    (a `TenantStore.writing()` session: several batches, one commit).
+
+    `observed=False` for a change that is not a sighting (an analyst's decision, enrichment,
+    closing what a scan missed): `last_seen` of the batch's nodes and edges stays as it was."""
     with paused_gc():
         pb = batch if isinstance(batch, PreparedBatch) else validate(batch)
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         cid = correlation_id or uuid.uuid4().hex
         if conn is not None:
-            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid)).run()
+            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid), observed).run()
         with scope.transaction(write=True) as conn:
-            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid)).run()
+            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid), observed).run()
 
 
 @contextmanager
@@ -132,8 +135,10 @@ def record_event(scope: Scope, conn: Connection, *, key: str, kind: str, event_t
 
 
 class _Apply:
-    def __init__(self, scope: Scope, conn: Connection, pb: PreparedBatch, at: datetime, ev: _Events):
+    def __init__(self, scope: Scope, conn: Connection, pb: PreparedBatch, at: datetime, ev: _Events,
+                 observed: bool = True):
         self.scope, self.conn, self.pb, self.at, self.ev = scope, conn, pb, at, ev
+        self.observed = observed
         self.result = ApplyResult(correlation_id=ev.cid)
         self.counts: Counter[str] = Counter()  # node/edge count changes per kind, for graph_stats
 
@@ -160,6 +165,9 @@ class _Apply:
         other -= seen
         found: dict[int, Any] = {}
         cols = (node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash)
+        if not self.observed:
+            other |= seen
+            seen = set()
         for chunk in chunks(sorted(seen)):
             stmt = (update(node).where(self.scope.where(node), self.scope.id_in(node.c.id, chunk))
                     .values(last_seen=self.at).returning(*cols))
@@ -258,16 +266,18 @@ class _Apply:
                 self.ev.add(e.key, kind, version, f"{kind}.{etype}", diff, e.note)
                 node_params.append({
                     "b_id": e.id, "version": version, "content_hash": e.content_hash,
-                    "properties": e.properties, "last_seen": self.at, "updated_at": self.at,
+                    "properties": e.properties, "updated_at": self.at,
                 })
                 typed_params.append({"b_id": e.id, **e.values})
             table = typed[kind]
             stmt = (update(table).where(self.scope.where(table), table.c.node_id == bindparam("b_id"))
                     .values({n: bindparam(n) for n in REGISTRY.entity(kind).field_names}))
             self.conn.execute(stmt, typed_params)
+        moved = ("version", "content_hash", "properties", "updated_at")
         stmt = (update(node).where(self.scope.where(node), node.c.id == bindparam("b_id"))
-                .values({c: bindparam(c) for c in
-                         ("version", "content_hash", "properties", "last_seen", "updated_at")}))
+                .values({c: bindparam(c) for c in moved}))
+        if self.observed:
+            stmt = stmt.values(last_seen=self.at)
         self.conn.execute(stmt, node_params)
 
     # -- edges ------------------------------------------------------------------------------------
@@ -289,7 +299,7 @@ class _Apply:
         # An edge with an end created by this batch cannot exist yet: look up only the others,
         # moving their last_seen in the same pass.
         maybe = [i for i in edges if i[0] in existing_nodes and i[2] in existing_nodes]
-        found = self._existing_edges(maybe, touch=True)
+        found = self._existing_edges(maybe, touch=self.observed)
         new, changed, touched = [], [], []
         for ident, e in edges.items():
             if ident not in found:
@@ -311,10 +321,11 @@ class _Apply:
             stmt = (update(edge).where(self.scope.where(edge), edge.c.source_id == bindparam("b_s"),
                                        edge.c.kind == bindparam("b_k"),
                                        edge.c.target_id == bindparam("b_t"))
-                    .values(properties=bindparam("properties"), last_seen=bindparam("last_seen")))
+                    .values(properties=bindparam("properties")))
+            if self.observed:
+                stmt = stmt.values(last_seen=at)
             self.conn.execute(stmt, [{"b_s": e.source_id, "b_k": e.kind, "b_t": e.target_id,
-                                      "properties": e.properties, "last_seen": at}
-                                     for e, _ in changed])
+                                      "properties": e.properties} for e, _ in changed])
             for e, old in changed:
                 self.ev.add(e.source, "edge", None, "edge.updated", _edge_diff(e, old, e.properties))
         self.result.edges_added += len(new)

@@ -1,0 +1,352 @@
+"""Known-exploited and exploit-probability data on risks (docs/_formats/enrich.md).
+
+`read_kev` reads the CISA Known Exploited Vulnerabilities catalog (JSON, streamed with ijson),
+`read_epss` FIRST's EPSS scores (CSV); both accept gzip. A file that cannot be read as what it
+claims to be is refused with one line naming the file, the line or entry, and the reason
+(InvalidValue); nothing is written then.
+
+`apply_kev` / `apply_epss` set the fields on every risk of a tenant that names a CVE, recompute
+its priority (bastion.risks.priority) and write the risks whose values changed, page by page, in
+one transaction through the store's write path: each change is a `risk.updated` event with its
+diff, source `enrich:kev` or `enrich:epss`. The KEV catalog is complete: a CVE it does not list is
+not known exploited (kev false). An EPSS file may not score every CVE: a risk whose CVE it lacks
+keeps the scores it had.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import os
+import zlib
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from typing import IO, Any, Callable, Iterator, Union
+
+from bastion.errors import InvalidValue
+from bastion.risks.priority import priority
+from bastion.schema import normalize as norm
+from bastion.schema.batch import Batch, Entity
+from bastion.schema.keys import kind_of, parse_key
+
+KEV_SOURCE = "enrich:kev"
+EPSS_SOURCE = "enrich:epss"
+PAGE = 5000  # risks read, compared and written at a time
+EPSS_COLUMNS = ("cve", "epss", "percentile")
+_SNIFF = 4096
+_KEV_FIELDS = {f"vulnerabilities.item.{f}": f for f in ("cveID", "dueDate", "knownRansomwareCampaignUse")}
+
+Source = Union[str, "os.PathLike[str]", IO[bytes]]
+
+
+class Catalog(dict):
+    """CVE → values read from one file, with the file's name and the publisher's version/date."""
+
+    def __init__(self, name: str, version: str | None = None, date: str | None = None):
+        super().__init__()
+        self.name, self.version, self.date = name, version, date
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def _fail(name: str, where: str | None, reason: str) -> InvalidValue:
+    return InvalidValue(f"{name}: {where}: {reason}" if where else f"{name}: {reason}")
+
+
+def _one_line(text: Any, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+@contextmanager
+def _opened(source: Source, label: str | None = None) -> Iterator[tuple[str, io.BufferedIOBase]]:
+    """(display name, binary stream of the content), gunzipped when it starts with 1f 8b."""
+    if isinstance(source, (str, os.PathLike)):
+        name = label or os.fspath(source)
+        try:
+            raw: Any = open(source, "rb")
+        except OSError as exc:
+            raise _fail(name, None, f"cannot open: {exc.strerror or exc}") from None
+        owned = True
+    else:
+        raw, owned = source, False
+        name = label or getattr(source, "name", None)
+        name = name if isinstance(name, str) else "<stream>"
+    wrapper = None
+    try:
+        if not hasattr(raw, "peek"):  # e.g. BytesIO: add a buffer to look at the first bytes
+            raw = wrapper = io.BufferedReader(raw)
+        stream: Any = raw
+        if raw.peek(2)[:2] == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        try:
+            yield name, stream
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a cut-off or corrupt gzip
+            raise _fail(name, None, f"cannot read: {_one_line(exc) or type(exc).__name__}") from None
+    finally:
+        if owned:
+            raw.close()
+        elif wrapper is not None:
+            wrapper.detach()  # the caller's stream stays open
+
+
+def _head(name: str, stream, what: str) -> bytes:
+    """The first bytes of the content: refuses an empty or a binary file."""
+    try:
+        head = stream.peek(_SNIFF)[:_SNIFF]
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise _fail(name, None, f"cannot read: {_one_line(exc) or type(exc).__name__}") from None
+    if not head.strip():
+        raise _fail(name, None, f"empty file, expected {what}")
+    if b"\x00" in head:
+        raise _fail(name, None, f"binary file, expected {what}")
+    return head
+
+
+def read_kev(source: Source, name: str | None = None) -> Catalog:
+    """CVE → (due date as a UTC datetime or None, known ransomware use) from a KEV catalog
+    (`{"catalogVersion", "dateReleased", "count", "vulnerabilities": [{"cveID", "dueDate",
+    "knownRansomwareCampaignUse", …}]}`), streamed: memory holds the result, not the file.
+    `name` names the input in errors (default: the path)."""
+    import ijson
+
+    with _opened(source, name) as (name, stream):
+        _head(name, stream, "a KEV catalog (JSON)")
+        catalog = Catalog(name)
+        meta: dict[str, Any] = {}
+        found = False  # a `vulnerabilities` array at the top level
+        entry: dict[str, Any] | None = None
+        count = 0
+        scalars = ("string", "number", "boolean", "null")
+        try:
+            events = ijson.parse(stream, use_float=True)
+            for prefix, event, value in events:
+                if prefix == "":
+                    if event not in ("start_map", "map_key", "end_map"):
+                        raise _fail(name, None, "not a KEV catalog: expected a JSON object with a "
+                                                "'vulnerabilities' array")
+                elif prefix == "vulnerabilities":
+                    if event == "start_array":
+                        found = True
+                    elif event != "end_array":
+                        raise _fail(name, None, "not a KEV catalog: 'vulnerabilities' is not an array")
+                elif prefix == "vulnerabilities.item":
+                    if event == "start_map":
+                        count += 1
+                        entry = {}
+                    elif event == "end_map":
+                        _kev_entry(catalog, name, count, entry or {})
+                        entry = None
+                    elif event != "map_key":
+                        raise _fail(name, f"vulnerability {count + 1}", "not a JSON object")
+                elif entry is not None and event in scalars and prefix in _KEV_FIELDS:
+                    entry[_KEV_FIELDS[prefix]] = value
+                elif event in scalars and prefix in ("catalogVersion", "dateReleased", "count"):
+                    meta[prefix] = value
+        except ijson.JSONError as exc:
+            raise _fail(name, None, f"not valid JSON: {_json_reason(exc)}") from None
+        except UnicodeDecodeError:
+            raise _fail(name, None, "not UTF-8 text, expected a KEV catalog (JSON)") from None
+    if not found:
+        raise _fail(name, None, "not a KEV catalog: no 'vulnerabilities' array")
+    if not catalog:
+        raise _fail(name, None, "the catalog lists no vulnerabilities")
+    version = meta.get("catalogVersion")
+    catalog.version = str(version) if version is not None else None
+    released = meta.get("dateReleased")
+    catalog.date = str(released) if released is not None else None
+    return catalog
+
+
+def _json_reason(exc: Exception) -> str:
+    """The parser's message without its excerpt of the input (yajl gives bytes, several lines)."""
+    msg = exc.args[0] if exc.args else exc
+    if isinstance(msg, bytes):
+        msg = msg.decode("utf-8", "replace")
+    first = str(msg).strip().splitlines()
+    return _one_line(first[0] if first else type(exc).__name__)
+
+
+def _kev_entry(catalog: Catalog, name: str, n: int, entry: dict[str, Any]) -> None:
+    cve = entry.get("cveID")
+    where = f"vulnerability {n}" + (f" ({_one_line(cve, 40)})" if isinstance(cve, str) else "")
+    if not isinstance(cve, str) or not cve.strip():
+        raise _fail(name, where, "no cveID")
+    try:
+        cve = norm.cve(cve)
+    except InvalidValue:
+        raise _fail(name, where,
+                    f"invalid CVE id {_one_line(cve, 40)!r} (expected CVE-YYYY-NNNN)") from None
+    raw_due = entry.get("dueDate")
+    due = None
+    if raw_due not in (None, ""):
+        try:
+            day = date.fromisoformat(str(raw_due).strip())
+        except ValueError:
+            raise _fail(name, where,
+                        f"dueDate {_one_line(raw_due, 40)!r} is not a date (YYYY-MM-DD)") from None
+        due = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    ransomware = str(entry.get("knownRansomwareCampaignUse") or "").strip().lower() == "known"
+    catalog[cve] = (due, ransomware)
+
+
+def read_epss(source: Source, name: str | None = None) -> Catalog:
+    """CVE → (epss, percentile) from an EPSS CSV: an optional first line
+    `#model_version:…,score_date:…`, the header `cve,epss,percentile`, then one row per CVE.
+    `name` names the input in errors (default: the path)."""
+    with _opened(source, name) as (name, stream):
+        _head(name, stream, "EPSS scores (CSV)")
+        catalog = Catalog(name)
+        columns: tuple[int, int, int] | None = None
+        width = 0
+        n = 0
+        for n, raw in enumerate(stream, start=1):  # bytes, decoded per line: errors name their line
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise _fail(name, f"line {n}", "not UTF-8 text (a binary file?)") from None
+            if not line.strip():
+                continue
+            if columns is None:
+                if line.startswith("#"):
+                    if n == 1:
+                        meta = _epss_meta(line)
+                        catalog.version = meta.get("model_version")
+                        catalog.date = meta.get("score_date")
+                    continue
+                header = [c.strip().strip('"').lower() for c in line.split(",")]
+                if any(c not in header for c in EPSS_COLUMNS):
+                    raise _fail(name, f"line {n}", "expected the header 'cve,epss,percentile', got "
+                                                    f"{_one_line(line, 80)!r}")
+                columns = tuple(header.index(c) for c in EPSS_COLUMNS)  # type: ignore[assignment]
+                width = len(header)
+                continue
+            row = [c.strip().strip('"') for c in line.split(",")]
+            if len(row) != width:
+                raise _fail(name, f"line {n}", f"expected {width} columns, got {len(row)}")
+            cve, epss, pct = (row[i] for i in columns)
+            try:
+                cve = norm.cve(cve)
+            except InvalidValue:
+                raise _fail(name, f"line {n}",
+                            f"invalid CVE id {_one_line(cve, 40)!r} (expected CVE-YYYY-NNNN)") from None
+            catalog[cve] = (_score(name, n, "epss", epss), _score(name, n, "percentile", pct))
+    if columns is None:
+        raise _fail(name, None, "no header line 'cve,epss,percentile'")
+    if not catalog:
+        raise _fail(name, None, "no scores after the header")
+    return catalog
+
+
+def _epss_meta(line: str) -> dict[str, str]:
+    out = {}
+    for part in line.lstrip("#").split(","):
+        key, sep, value = part.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _score(name: str, n: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise _fail(name, f"line {n}", f"{column} {_one_line(text, 40)!r} is not a number")
+    if not 0 <= value <= 1:
+        raise _fail(name, f"line {n}", f"{column} {_one_line(text, 40)} is outside 0-1")
+    return value
+
+
+# -- applying ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EnrichResult:
+    catalog: str  # kev | epss
+    file: str
+    version: str | None  # KEV catalogVersion; EPSS model_version
+    date: str | None  # KEV dateReleased; EPSS score_date
+    entries: int  # CVEs in the file
+    risks: int  # risks that name a CVE
+    matched: int  # of them, those the file lists
+    updated: int  # risks written (one event each)
+    correlation_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def apply_kev(tenant, kev: Catalog, actor: str, *, at: datetime | None = None) -> EnrichResult:
+    """Set kev, kev_due and kev_ransomware (and priority) on every risk of `tenant` (a
+    TenantStore) that names a CVE; a CVE not in the catalog gets kev false, no due date."""
+
+    def update(values: dict[str, Any], cve: str) -> bool:
+        hit = kev.get(cve)
+        due, ransomware = hit if hit is not None else (None, False)
+        values.update(kev=hit is not None, kev_due=due, kev_ransomware=ransomware)
+        return hit is not None
+
+    label = f"KEV catalog {kev.version}" if kev.version else f"KEV catalog {kev.name}"
+    return _enrich(tenant, "kev", kev, actor, KEV_SOURCE, label, update, at)
+
+
+def apply_epss(tenant, epss: Catalog, actor: str, *, at: datetime | None = None) -> EnrichResult:
+    """Set epss and epss_percentile (and priority) on every risk of `tenant` whose CVE the
+    scores list; the others keep theirs (their priority is still brought up to date)."""
+
+    def update(values: dict[str, Any], cve: str) -> bool:
+        hit = epss.get(cve)
+        if hit is not None:
+            values.update(epss=hit[0], epss_percentile=hit[1])
+        return hit is not None
+
+    label = " ".join(["EPSS scores", *(p for p in (epss.version, epss.date) if p)])
+    if not (epss.version or epss.date):
+        label += f" {epss.name}"
+    return _enrich(tenant, "epss", epss, actor, EPSS_SOURCE, label, update, at)
+
+
+def _asset_of(target: str | None) -> str | None:
+    """The asset whose exposure counts for a risk on `target` (none for a technology)."""
+    if not target:
+        return None
+    kind = kind_of(target)
+    if kind == "asset":
+        return target
+    return parse_key(target).parts["asset"] if kind == "port" else None
+
+
+def _enrich(tenant, kind: str, catalog: Catalog, actor: str, source: str, note: str,
+            update: Callable[[dict[str, Any], str], bool], at: datetime | None) -> EnrichResult:
+    result = EnrichResult(kind, catalog.name, catalog.version, catalog.date, len(catalog), 0, 0, 0)
+    with tenant.writing(actor=actor, source=source, at=at) as session:
+        result.correlation_id = session.correlation_id
+        after = None
+        while True:
+            page = session.risks_with_cve(after, PAGE)
+            if not page:
+                break
+            assets = {a for rec in page if (a := _asset_of(rec.values.get("target")))}
+            stored = session.get_many(sorted(assets)) if assets else {}
+            exposure = {key: rec.values.get("exposure") for key, rec in stored.items()}
+            batch = Batch()
+            for rec in page:
+                values = dict(rec.values)
+                result.risks += 1
+                result.matched += update(values, values["cve"])
+                values["priority"] = priority(values, exposure.get(_asset_of(values.get("target"))))
+                if values != rec.values:
+                    batch.entities.append(Entity("risk", values, rec.properties, None,
+                                                 (values, rec.key), note))
+            if batch.entities:
+                session.apply(batch, observed=False)  # data about the CVE, not a sighting
+                result.updated += len(batch.entities)
+            if len(page) < PAGE:
+                break
+            after = page[-1].key
+    return result

@@ -1,39 +1,10 @@
-"""BBOT event streams: the `json` output module's NDJSON (`output.json` / `output.ndjson`).
+"""BBOT event streams (the `json` output module's NDJSON), BBOT 1.x/2.x (`data`, ISO timestamps,
+`siem_friendly` wrapping) and 3.0 (`data_json`, epoch timestamps). Each line is one record.
 
-Accepted: BBOT 1.x/2.x events (`data` a string or an object, `timestamp` ISO 8601 text or epoch
-seconds, parent in `parent` or older `source`), the same with `siem_friendly` on (`data` wrapped
-as `{"DNS_NAME": "example.com"}`), and BBOT 3.0 events (`data_json` object for structured
-events, `data` string otherwise, `timestamp` epoch seconds, `parent`/`parent_uuid`). Each line
-is one record, placed as `line N`. Timestamps are not used.
+The mapping, event type by event type, and the types skipped: docs/formats.md#bbot.
 
-| BBOT event (`type`, payload)                                 | Bastion |
-|--------------------------------------------------------------|---------|
-| `DNS_NAME` `"www.example.com"`                               | DNS-name asset |
-| `DNS_NAME` `resolved_hosts` (IP addresses)                   | IP assets; `RESOLVES_TO` name → each IP |
-| `IP_ADDRESS` `"192.0.2.1"`                                   | IP asset |
-| `OPEN_TCP_PORT` `"host:443"`, `"[2001:db8::1]:443"`          | host asset (DNS name or IP) + `tcp` port on it |
-| `OPEN_UDP_PORT` (same shape)                                 | host asset + `udp` port on it |
-| `URL` `"https://…"` or `{"url": …}`                          | URL asset; host asset (`host`, else the URL's host); `RESOLVES_TO` URL → host |
-| `TECHNOLOGY` `{host, url, technology}`                       | technology `name` = `technology` (a `cpe:` value is used as the CPE); `HAS_TECHNOLOGY` from the host asset (from the URL asset when there is no host) |
-| `FINDING` `{host, description, url, name?, severity?, confidence?, cves?}` | finding on the host asset; name = `name` when given (3.0), else the nuclei template id of a `Template: [id]` description, else a slug of the description's first sentence (URLs, `(…)` and `[…]` removed); severity = `severity` or `info`; title = description; evidence = `url`/`full_url`/`path`; properties `module`, `confidence` |
-| `VULNERABILITY` `{host, severity, description, url, cves?}` (2.x) | as `FINDING`, with its severity |
-| CVEs: `cves` list, else CVE ids in the description           | one finding per CVE, named by it |
-| `parent` / `parent_uuid` / `source` naming an earlier event  | `DISCOVERED` parent's asset → this event's asset (not when they are the same asset) |
-
-Parent links: the parser keeps a map from each valid record's event `id` and `uuid` to the key
-of its asset (the asset it produced or, for TECHNOLOGY/FINDING/VULNERABILITY, the asset it sits
-on), so memory grows with the number of events (a few hundred bytes each). A parent that is
-not in the file before its child (skipped types such as `SCAN`, `URL_UNVERIFIED`, a parent
-written later, an invalid line) gives no edge.
-
-Skipped without a record: `SCAN`, `FINISHED`, `ASN`, `ORG_STUB`, `STORAGE_BUCKET`, `PROTOCOL`,
-`WAF`, `CODE_REPOSITORY`, `EMAIL_ADDRESS`, `URL_UNVERIFIED` (not visited: may not exist),
-`URL_HINT`, `HTTP_RESPONSE`, `RAW_DNS_RECORD`, `DNS_NAME_UNRESOLVED`, `IP_RANGE`,
-`WEB_PARAMETER`, `SOCIAL`, `AZURE_TENANT`, `GEOLOCATION`, `VIRTUAL_HOST`, `PASSWORD`,
-`HASHED_PASSWORD`, `USERNAME`, `FILESYSTEM`, `WEBSCREENSHOT`, `MOBILE_APP` and any other type:
-they are not attack-surface entities Bastion models, or carry secrets. Also not mapped:
-`tags`, `scope_distance`, `module_sequence`, `discovery_context`, `discovery_path`,
-`dns_children`, `web_spider_distance`, `timestamp`, `scan` (per-run values).
+Parent links become DISCOVERED edges: the parser keeps a map from each valid record's event id
+to the key of its asset, so memory grows with the number of events (a few hundred bytes each).
 """
 
 from __future__ import annotations

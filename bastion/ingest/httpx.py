@@ -1,24 +1,7 @@
-"""httpx results: JSON lines (`httpx -json` / `-jsonl`), one probed URL per line.
+"""httpx JSON lines: web applications (URL assets), their ports, technologies and DNS answers.
+`host` is the address httpx connected to, not the name; `port` is a string.
 
-Mapping (docs/_formats/httpx.md):
-
-- `url` → web application asset (class `url`); `title`, `status_code`/`status-code` and
-  `webserver` → its properties.
-- host of `url`, else of `input` → the host asset (the DNS name, or the address when the URL
-  names one); `RESOLVES_TO` URL → host.
-- `host` (the address httpx connected to), `a`, `aaaa` → IP assets; `RESOLVES_TO` DNS name →
-  each address. `cname` → DNS name assets; `RESOLVES_TO` DNS name → each CNAME target.
-- `port` (a string), else the URL's port or the scheme's default → port on the address httpx
-  connected to (`host`, else the URL's address, else the first of `a`/`aaaa`, else the DNS
-  name): tcp, service `http`/`https` from `scheme`.
-- `tech` entries (`Name:Version` or `Name`) → technologies, `HAS_TECHNOLOGY` from the URL asset.
-- `webserver` (`nginx/1.19.0`, `Apache/2.4.41 (Ubuntu)`) → a technology too, only when no `tech`
-  entry already names it (`Nginx:1.19.0`, `Apache HTTP Server:2.4.41`).
-
-A line with `"failed": true` (a probe without an answer) yields an empty record: nothing was
-observed. Skipped: `timestamp`, `time`, `words`, `lines`, `content_length`, hashes, `jarm`,
-`knowledgebase`, `method`, `path`, `content_type`, `tls`, `csp`, bodies and headers — they
-change from run to run, or describe the request rather than the asset.
+The mapping and what is skipped: docs/formats.md#httpx.
 """
 
 from __future__ import annotations
@@ -27,7 +10,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from bastion.errors import ValidationFailed
-from bastion.ingest.nuclei import add_host, add_ip, deduplicated, is_ip_key, string_list
+from bastion.ingest.hosts import add_host, add_ip, is_ip_key, string_list
 from bastion.ingest.records import (
     Invalid,
     Malformed,
@@ -55,7 +38,7 @@ def sniff(sample: Sample) -> bool:
 
 def parse(stream) -> Iterator[Record | Invalid]:
     for where, value in json_lines(stream):
-        yield deduplicated(build(where, value, _fill))
+        yield build(where, value, _fill)
 
 
 def _port_number(value: Any, member: str) -> int:

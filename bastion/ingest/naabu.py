@@ -1,24 +1,14 @@
-"""naabu results: JSON lines (`naabu -json`), one open port per line.
+"""naabu JSON lines: open ports on addresses. `host` is left out when it equals the IP, and the
+same port may repeat on several lines (repeats are skipped here; the importer dedups by key too).
 
-Mapping (docs/_formats/naabu.md):
-
-- `ip` → IP asset.
-- `host`, when given and not the address itself → DNS name asset; `RESOLVES_TO` name → IP.
-- `port` (a number or string, or `{"Port": 80, "Protocol": 0, "TLS": false}` in some versions)
-  → port on the IP asset, state `open`.
-- `protocol`, else the port object's `Protocol` (`tcp`/`udp`, or 0/1) → port protocol
-  (default `tcp`).
-
-naabu repeats a port on several lines (one per scan pass or per host name): an exact repeat of
-an earlier line (same address, name, protocol and port) is skipped; other repeats are merged by
-key by the importer. Skipped: `timestamp` (changes every run), `tls`, `cdn`, `cdn-name`.
+The mapping: docs/formats.md#naabu.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
-from bastion.ingest.nuclei import add_host, add_ip, deduplicated
+from bastion.ingest.hosts import add_host, add_ip
 from bastion.ingest.records import (
     Invalid,
     Malformed,
@@ -44,7 +34,7 @@ def sniff(sample: Sample) -> bool:
 def parse(stream) -> Iterator[Record | Invalid]:
     seen: set[tuple] = set()  # one entry per distinct open port: bounded by the scan's result
     for where, value in json_lines(stream):
-        record = deduplicated(build(where, value, _fill))
+        record = build(where, value, _fill)
         if isinstance(record, Record):
             identity = tuple(e.prepared[1] for e in record.entities)
             if identity in seen:

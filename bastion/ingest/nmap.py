@@ -1,44 +1,12 @@
-"""nmap XML output (`-oX`, also the XML half of `-oA`), read as a stream.
+"""nmap XML (`-oX`), read as a stream: each `<host>` is one record, placed as `host N (line L)`.
 
-Each `<host>` element becomes one record, placed as `host N (line L)`: N counts every `<host>`
-of the document from 1 (down hosts included), L is the line its start tag is on.
+The mapping, element by element, and what is skipped: docs/formats.md#nmap.
 
-| nmap element / attribute                                        | Bastion                                   |
-|-----------------------------------------------------------------|-------------------------------------------|
-| `<status state="down">`                                         | the host is skipped (no record)           |
-| `<address addrtype="ipv4"/"ipv6" addr>`                         | IP asset (`identifier` = the address)     |
-| `<address addrtype="mac">`                                      | skipped (not reachable, not an asset)     |
-| `<hostnames><hostname name type="user"/"PTR">`                  | DNS-name asset; `RESOLVES_TO` name → each IP asset of the host |
-| `<port protocol portid>` with `<state state="open">`            | port on the host's first IP asset (`protocol`, `number`) |
-| `<service name>`                                                | port `service` (`unknown` is left out)    |
-| `<service product version extrainfo>`                           | port properties `product`, `version`, `extrainfo` |
-| `<service><cpe>` (`cpe:/a:…`)                                   | technology by CPE; `HAS_TECHNOLOGY` port → technology |
-| `<service><cpe>` (`cpe:/o:…`, `cpe:/h:…`)                       | technology by CPE; `HAS_TECHNOLOGY` IP asset → technology (an operating system or device belongs to the host, not to one port) |
-| `<service product version>` without `<cpe>`                     | technology `name` = product, `version`; `HAS_TECHNOLOGY` port → technology |
-| `<script id="vulners">` `<table key=CPE><table>` `<elem key="id">CVE-…` `<elem key="cvss">` `<elem key="is_exploit">` | finding on the **port**: named by the CVE, `cvss`, severity from the CVSS score (`severity_from_cvss`), evidence `CPE on PROTO/PORT`, properties `source: vulners`, `cpe`, `is_exploit` |
-
-Findings sit on the port rather than on the technology: a risk on a technology is grouped by
-`vendor:product` (one risk for every host running that software), while vulners reports
-version-matched CVEs for one service on one host, which is remediated host by host. On the port
-the risk is grouped by the address, so it merges with what other scanners (nuclei …) report for
-that CVE on the same address.
-
-Only ports whose state is exactly `open` are kept (`closed`, `filtered`, `open|filtered`,
-`unfiltered` … are not evidence of an exposed service); ports of protocols other than tcp, udp
-and sctp (`-sO` IP-protocol scans) are skipped. A host with several IP addresses gets its ports
-on the first one (the address nmap scanned). vulners entries that are not CVEs (exploit-db,
-packetstorm … ids) are skipped; without `<table>`s, the CVEs are read from the script's
-`output` text. Everything else (`<os>`, `<trace>`, `<times>`, `<uptime>`, other scripts,
-`<extraports>`, run statistics, timestamps) is not mapped.
-
-Security: the document is parsed with defusedxml. A `<!DOCTYPE nmaprun>` line as nmap writes it
-is accepted, but any entity declaration (internal: "billion laughs" expansion; external: XXE
-file or network access) refuses the whole file with `Malformed`. Input that is not XML, or
-XML cut short, refuses the whole file naming the line and column of the error; XML whose root
-element is not `<nmaprun>` is refused as not nmap output.
-
-Memory stays bounded: the document is fed to the parser in chunks and only the `<host>` being
-read is built as a tree; it is dropped as soon as its record is made.
+Security: parsed with defusedxml. A `<!DOCTYPE nmaprun>` line as nmap writes it is accepted, but
+any entity declaration (internal: "billion laughs" expansion; external: XXE) refuses the whole
+file. Memory stays bounded: the document is fed to the parser in chunks and only the `<host>`
+being read is built as a tree, dropped as soon as its record is made — which is also how each
+host's line number is known (iterparse cannot say it).
 """
 
 from __future__ import annotations

@@ -1,36 +1,17 @@
-"""nuclei results: JSON lines (`-jsonl`, `-json` before v3) or one JSON array (`-je FILE`).
+"""nuclei results: JSON lines (`-jsonl`, `-json` before v3, v2 and v3 keys) or one JSON array
+(`-je FILE`). Each result is one finding on the host the template ran against.
 
-Each result becomes one finding on the host the template ran against (docs/_formats/nuclei.md):
-
-- `host`, else `matched-at`/`matched`, else `url`, else `ip` → the target asset: the DNS name or
-  address of the host part (`https://X.com:8443`, `x.com:8443`, `[v6]:443`, `x.com.` → `x.com`).
-- `ip` → IP asset; `RESOLVES_TO` target → IP when the target is a DNS name.
-- `template-id` (v3) / `templateID` (v2) → finding name (unless a CVE names it) and property
-  `template_id`.
-- `info.name` → title; `info.severity` → severity (`unknown` or missing → `info`).
-- `info.classification.cve-id` (string, list or null; any case) → the finding's CVE (the first;
-  the risk is then named by it); several → property `cves`. A template id that is itself a CVE
-  id is used when no `cve-id` is given.
-- `info.classification.cvss-score` → CVSS; `cvss-metrics` → `cvss_vector`; `cwe-id` → `cwe`.
-- `info.tags` (list or comma string) → `tags`; `info.reference` (list or string) →
-  `references`; `info.description` → `description`; `type` → `type`.
-- `matched-at`/`matched`, else `url` (+ `matcher-name`/`matcher_name`) → evidence `URL` or
-  `URL (matcher: NAME)`.
-
-Skipped: `timestamp`, `curl-command`, `request`, `response`, `extracted-results`,
-`template-url`, `template-path`, `matcher-status`, `info.author`, `info.metadata` — they change
-from run to run or restate the template; `port`/`scheme` of newer versions (ports are left to
-the port scanners). The matcher name goes into the evidence, not the properties: one template
-(`tech-detect`) reports many matchers on one host, which are one risk.
+The mapping, member by member, and what is skipped: docs/formats.md#nuclei. Helpers shared by
+the JSON-lines formats (host parts, asset keys) live here too.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Iterator
-from urllib.parse import urlsplit
 
-from bastion.errors import InvalidValue, ValidationFailed
+from bastion.errors import InvalidValue
+from bastion.ingest.hosts import add_host, add_ip, is_ip_key, string_list
 from bastion.ingest.records import (
     Invalid,
     Malformed,
@@ -55,109 +36,7 @@ def sniff(sample: Sample) -> bool:
 
 def parse(stream) -> Iterator[Record | Invalid]:
     for where, value in json_lines(stream):
-        yield deduplicated(build(where, value, _fill))
-
-
-# -- helpers shared by the JSON-lines formats (httpx, naabu and subfinder import them) --------
-
-
-def deduplicated(record: Record | Invalid) -> Record | Invalid:
-    """The record with each entity (by key) and each edge listed once: the first mention of an
-    entity is kept (a host named by `host` and again by `matched-at` is one asset)."""
-    if isinstance(record, Record):
-        seen: set[str] = set()
-        entities = []
-        for entity in record.entities:
-            key = entity.prepared[1]
-            if key not in seen:
-                seen.add(key)
-                entities.append(entity)
-        record.entities = entities
-        edges = {}
-        for edge in record.relationships:
-            edges.setdefault((edge.kind, edge.source, edge.target), edge)
-        record.relationships = list(edges.values())
-    return record
-
-
-def host_of(value: Any) -> str | None:
-    """The host part of a URL (`https://x:8443/p`), `host:port`, `[v6]:port`, `host/path` or a
-    bare host or address; None when `value` is empty. Case and trailing dots are left to the
-    normalizers."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise Malformed(f"expected a host name or URL, got {type(value).__name__} {value!r}")
-    text = value.strip()
-    if not text:
-        return None
-    if "://" in text:
-        try:
-            host = urlsplit(text).hostname
-        except ValueError as exc:
-            raise Malformed(f"invalid URL {value!r}: {exc}") from None
-        if not host:
-            raise Malformed(f"URL {value!r} has no host")
-        return host
-    text = text.split("/", 1)[0]
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise Malformed(f"unbalanced '[' in {value!r}")
-        return text[1:end]
-    if text.count(":") == 1:  # host:port (a bare IPv6 address has several colons)
-        text = text.split(":", 1)[0]
-    return text or None
-
-
-def add_host(record: Record, member: str, value: Any) -> str | None:
-    """Add the asset named by the host part of `value` (read from input member `member`) and
-    return its key; None when `value` is empty. A bad name fails the record naming the member."""
-    host = host_of(value)
-    if host is None:
-        return None
-    return add_asset(record, member, host)
-
-
-def add_asset(record: Record, member: str, identifier: str) -> str:
-    """`record.add("asset", identifier=…)` with errors that name the input member."""
-    try:
-        return record.add("asset", identifier=identifier)
-    except ValidationFailed as exc:
-        reason = "; ".join(p.reason for p in exc.problems)
-        raise Malformed(f"member {member!r}: {reason}") from None
-
-
-def add_ip(record: Record, member: str, value: Any) -> str | None:
-    """Add the IP asset of member `member` (which must hold an address) and return its key."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str):
-        raise Malformed(f"member {member!r} is not an IP address: {value!r}")
-    try:
-        address = norm.ip_address(value)
-    except InvalidValue as exc:
-        raise Malformed(f"member {member!r}: {exc}") from None
-    return add_asset(record, member, address)
-
-
-def is_ip_key(key: str | None) -> bool:
-    """Whether an asset key names an IP address (`#asset#192.0.2.1#192.0.2.1`)."""
-    return key is not None and norm.ip_version(key.rsplit("#", 1)[-1]) is not None
-
-
-def string_list(value: Any, split: str | None = ",") -> list[str]:
-    """A list of strings from a list, a `split`-separated string (one item when `split` is
-    None) or None; blanks dropped, order kept, duplicates removed."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items = value.split(split) if split else [value]
-    elif isinstance(value, list):
-        items = [v for v in value if v is not None]
-    else:
-        items = [value]
-    return list(dict.fromkeys(s for s in (str(i).strip() for i in items) if s))
+        yield build(where, value, _fill)
 
 
 # -- nuclei --------------------------------------------------------------------------------------

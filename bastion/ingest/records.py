@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import orjson
 
-from bastion.errors import BastionError, InvalidValue, ValidationFailed
+from bastion.errors import BastionError, ValidationFailed
 from bastion.schema.batch import Entity, Relationship, prepare_values
 from bastion.schema.keys import build_key
 from bastion.schema.kinds import REGISTRY, SEVERITIES
@@ -59,25 +59,33 @@ class Finding:
 class Record:
     """Everything one input record says, already normalized and keyed."""
 
-    __slots__ = ("where", "entities", "relationships", "findings")
+    __slots__ = ("where", "entities", "relationships", "findings", "_keys", "_edges")
 
     def __init__(self, where: str):
         self.where = where
         self.entities: list[Entity] = []
         self.relationships: list[Relationship] = []
         self.findings: list[Finding] = []
+        self._keys: set[str] = set()
+        self._edges: set[tuple[str, str, str]] = set()
 
     def add(self, kind: str, properties: dict[str, Any] | None = None, **values: Any) -> str:
-        """Add an entity (None values are left out) and return its key; a bad value raises."""
+        """Add an entity (None values are left out) and return its key; a bad value raises.
+        An entity the record already has keeps its first mention (a host named by `host` and
+        again by `matched-at` is one asset)."""
         ek = REGISTRY.node_kinds[kind]
         given = {k: v for k, v in values.items() if v is not None}
         prepared = prepare_values(ek, given)
         key = build_key(ek, prepared)
-        self.entities.append(Entity(kind, given, properties or None, None, (prepared, key)))
+        if key not in self._keys:
+            self._keys.add(key)
+            self.entities.append(Entity(kind, given, properties or None, None, (prepared, key)))
         return key
 
     def link(self, kind: str, source: str, target: str, **properties: Any) -> None:
-        self.relationships.append(Relationship(kind, source, target, properties or None))
+        if (kind, source, target) not in self._edges:
+            self._edges.add((kind, source, target))
+            self.relationships.append(Relationship(kind, source, target, properties or None))
 
     def finding(self, target: str, name: str | None, *, severity: str | None, title: str | None = None,
                 cve: str | None = None, cvss: float | str | None = None,

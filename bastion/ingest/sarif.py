@@ -1,45 +1,14 @@
-"""SARIF 2.1.0 logs (semgrep, CodeQL, ShiftLeft scan, shellcheck converters …), streamed.
+"""SARIF 2.1.0 logs (CodeQL, Semgrep, ShellCheck converters …), streamed: each result is one
+record, placed as `runs[R].results[I]`. Findings are filed per file (each file its own asset
+group), so one rule in ten files is ten risks and one rule at several lines of a file is one
+risk with several evidence lines.
 
-Each result becomes one record, placed as `runs[R].results[I]` (both counted from 0, as in a
-JSON path). Code scanning findings are filed per file: the risk key is (asset group, finding
-name), and each file is its own asset group, so one rule firing in ten files is ten risks, and
-the same rule at several lines of one file is one risk with several evidence lines.
-
-| SARIF member                                                        | Bastion |
-|---------------------------------------------------------------------|---------|
-| `runs[].versionControlProvenance[0].repositoryUri`                  | repository asset: `class` `repository`, `identifier` = the URI (trailing `/` and `.git` removed), `group` = the identifier |
-| (no `versionControlProvenance`)                                     | repository asset `sarif:<tool.driver.name>` |
-| `results[].locations[0].physicalLocation.artifactLocation.uri` (else `.index` into `runs[].artifacts`) | file asset: `class` `repository`, `identifier` = `<repository>/<path>`, `group` = the identifier (long ones shortened, below); `DEPENDS_ON` repository → file |
-| `ruleId`, else `rule.id`, else the id of the rule at `ruleIndex` / `rule.index` | finding name |
-| rule `properties["security-severity"]` (result's first)             | severity: ≥ 9 critical, ≥ 7 high, ≥ 4 medium, > 0 low, 0 info; `security_severity` property |
-| `level`, else rule `defaultConfiguration.level`, else `warning`      | severity when there is no security-severity: error → high, warning → medium, note → low, none → info |
-| `message.text`, else `message.id` + `arguments` formatted with the rule's `messageStrings`, else rule `shortDescription.text` / `fullDescription.text` | finding title (white space collapsed) |
-| each `locations[].physicalLocation` `uri` + `region.startLine`      | evidence `path:line` |
-| `partialFingerprints` / `fingerprints`                              | evidence `fingerprint NAME=VALUE` |
-| `tool.driver.name`                                                  | `tool` property |
-| rule `properties.tags`                                              | `tags` property; CWE ids found in them (`external/cwe/cwe-079`, `CWE-79: …`) and in rule `properties.cwe` → `cwe` property (`CWE-79`) |
-| rule `shortDescription.text`                                        | `rule_description` property |
-
-The finding sits on the file of the primary (first) location; further locations only add
-evidence, also when they are in other files. A result without any location sits on the
-repository asset. Paths: a `file://` URI becomes its path, `.` segments and a leading `/` or
-`./` are removed, `%`-escapes decoded. A file identifier whose group would exceed 300 characters
-gets the group `<first 240 characters>…<sha256 prefix>` (the identifier itself is kept whole).
-
-Whole-file refusals (`Malformed`): not JSON, a top level that is not an object, a `version`
-other than `2.1.0`, a missing `version` or `runs`. Per result (`Invalid`): a result that is not
-an object, or names no rule.
-
-Skipped: `invocations`, `conversion`, `automationDetails`, `taxonomies`, `graphs`, `threadFlows`,
-`codeFlows`, `stacks`, `fixes`, snippets, `baselineState`, `suppressions` (a suppressed result is
-still imported; triage it in Bastion), columns and end lines, timestamps.
+The mapping and what is skipped: docs/formats.md#sarif.
 
 Streaming: results are read one at a time with ijson. A result needs its run's rules and
-repository: when `tool` and `versionControlProvenance` come before `results` (the usual order)
-each result is mapped as soon as it is read; otherwise (e.g. ShiftLeft writes
-`versionControlProvenance` after `results`) the run's results are spooled to a temporary file
-(memory above 8 MiB goes to disk) and mapped when the run ends. Memory is bounded by the size of
-one run's `tool` (its rules), `artifacts` and one result.
+repository: when they come before `results` (the usual order) each result is mapped as soon as
+it is read; otherwise the run's results are spooled to a temporary file (memory above 8 MiB
+goes to disk) and mapped when the run ends.
 """
 
 from __future__ import annotations

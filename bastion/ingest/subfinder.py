@@ -1,23 +1,14 @@
-"""subfinder results: JSON lines (`subfinder -oJ` / `-json`), one subdomain per line.
+"""subfinder JSON lines: subdomains DISCOVERED from the input domain, SUBDOMAIN_OF it when they
+lie below it, RESOLVES_TO their address when given.
 
-Mapping (docs/_formats/subfinder.md):
-
-- `host` → DNS name asset (the subdomain).
-- `input` → DNS name asset (the domain searched); `DISCOVERED` input → host; `SUBDOMAIN_OF`
-  host → input when the host lies below the input.
-- `ip` (`-active -ip`) → IP asset; `RESOLVES_TO` host → IP.
-
-Edges carry no properties. Skipped: `source` / `sources` (the passive source differs from run
-to run, and a property that changes with it would look like a change on every import) and
-`timestamp`. A host equal to its input gets no edge to itself; a host that is not below its
-input (some sources return related names) gets `DISCOVERED` but no `SUBDOMAIN_OF`.
+The mapping: docs/formats.md#subfinder.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
-from bastion.ingest.nuclei import add_host, add_ip, deduplicated
+from bastion.ingest.hosts import add_host, add_ip
 from bastion.ingest.records import (
     Invalid,
     Malformed,
@@ -40,7 +31,7 @@ def sniff(sample: Sample) -> bool:
 
 def parse(stream) -> Iterator[Record | Invalid]:
     for where, value in json_lines(stream):
-        yield deduplicated(build(where, value, _fill))
+        yield build(where, value, _fill)
 
 
 def _name(key: str) -> str:

@@ -1,4 +1,4 @@
-"""Known-exploited and exploit-probability data on risks (docs/_formats/enrich.md).
+"""Known-exploited and exploit-probability data on risks (docs/formats.md#enrichment-kev-and-epss).
 
 `read_kev` reads the CISA Known Exploited Vulnerabilities catalog (JSON, streamed with ijson),
 `read_epss` FIRST's EPSS scores (CSV); both accept gzip. A file that cannot be read as what it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import sys
 import zlib
 from dataclasses import dataclass
@@ -80,11 +81,13 @@ def stdin() -> io.BufferedReader:
     return _stdin
 
 
+_GRAPH_START = re.compile(rb'\{\s*"?(format|version|root|depth|nodes|edges)"?\s*:')
+
+
 def looks_like_graph(head: bytes) -> bool:
-    """Bastion's own JSON graph (docs/graph.md), which `bastion import` hands to its own reader."""
-    head = head.lstrip()
-    return head.startswith(b"{") and (b"bastion-graph" in head or (
-        (b"nodes" in head or b"edges" in head) and b'"runs"' not in head))
+    """Bastion's own JSON graph (docs/graph.md), which `bastion import` hands to its own reader:
+    an object whose first member is one of the graph document's."""
+    return _GRAPH_START.match(head.lstrip()) is not None
 
 
 class Hashing(io.RawIOBase):

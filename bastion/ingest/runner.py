@@ -212,6 +212,11 @@ class _File:
                 fr.problem(p.where, f"{p.field}: {p.reason}" if p.field else p.reason)
         finally:
             if opened is not None:
+                if fr.sha256 is None:  # a rejected file is recorded with its hash too
+                    try:
+                        fr.sha256, fr.bytes = opened.finish()
+                    except OSError:
+                        pass
                 opened.close()
         if fr.status != "imported":
             fr.created = fr.updated = fr.unchanged = fr.reopened = 0

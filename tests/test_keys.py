@@ -563,7 +563,33 @@ def integration_values():
     return st.fixed_dictionaries({"type": NAME, "name": NAME})
 
 
+TECHNIQUE = st.tuples(st.integers(1000, 1700), st.none() | st.integers(1, 20)).map(
+    lambda t: f"t{t[0]}" + (f".{t[1]:03d}" if t[1] else ""))
+
+
+def cloud_account_values():
+    return st.fixed_dictionaries({"provider": st.sampled_from(["aws", "AZURE", "gcp", "other"]),
+                                  "identifier": TEXT.filter(str.strip)})
+
+
+def detection_values():
+    return st.fixed_dictionaries({"account": key_of(("cloud_account",)),
+                                  "rule_id": TEXT.filter(str.strip)})
+
+
+def mapping_values():
+    return st.fixed_dictionaries({"detection": key_of(("detection",)), "technique": TECHNIQUE})
+
+
+def gap_values():
+    return st.fixed_dictionaries({"account": key_of(("cloud_account",)), "technique": TECHNIQUE})
+
+
 VALUES = {
+    "cloud_account": cloud_account_values,
+    "detection": detection_values,
+    "mapping": mapping_values,
+    "gap": gap_values,
     "asset": asset_values,
     "port": port_values,
     "technology": technology_values,

@@ -337,6 +337,121 @@ INTEGRATION = EntityKind(
     ),
 )
 
+# -- detection coverage (docs/coverage.md) ----------------------------------------------------
+
+DETECTION_TYPES = ("sigma_rule", "cloud_control", "log_query", "event_pattern", "metric_alarm", "other")
+MAPPING_METHODS = ("tag", "vendor", "pattern", "analyst", "derived")
+HEALTH_STATES = ("healthy", "degraded", "broken", "unknown")
+GAP_STATES = ("open", "acknowledged", "remediated", "accepted_risk")
+_ATTACK_ID = "ATT&CK technique id (T1078, T1078.004), upper-case."
+
+
+def _prepare_technique_ref(v: dict[str, Any]) -> dict[str, Any]:
+    if v.get("technique") is not None:
+        v["technique"] = _on("technique", norm.attack_technique, v["technique"])
+    return v
+
+
+CLOUD_ACCOUNT = EntityKind(
+    name="cloud_account",
+    description="An account, subscription, project, tenant or cluster whose detections are "
+                "measured against ATT&CK. Detections imported without --account belong to the "
+                "tenant's `other/default` account.",
+    key=("provider", "identifier"),
+    fields=(
+        Field("provider", domain=CLOUD_PROVIDERS, required=True, normalize=norm.lower,
+              classification=C.INTERNAL),
+        Field("identifier", required=True, max_length=200, normalize=norm.text,
+              classification=C.CONFIDENTIAL,
+              description="Account id, subscription id, project id, org or cluster name."),
+        Field("name", max_length=200, classification=C.INTERNAL),
+        Field("environment", domain=("prod", "staging", "dev"), normalize=norm.lower,
+              classification=C.INTERNAL),
+        Field("criticality", domain=("low", "medium", "high", "critical"), default="medium",
+              normalize=norm.lower, classification=C.INTERNAL,
+              description="Weighs the risk score of its coverage gaps."),
+        Field("regions", T.JSON, classification=C.INTERNAL, description="Regions in use (a list)."),
+        Field("platforms", T.JSON, classification=C.PUBLIC,
+              description="ATT&CK platforms that apply (IaaS, SaaS, Office Suite, Identity "
+                          "Provider, Containers, Windows …): the techniques coverage counts."),
+    ),
+)
+
+DETECTION = EntityKind(
+    name="detection",
+    description="A detection in an account: a Sigma rule, a native cloud control, a log query, "
+                "an event pattern or a metric alarm. A change of its content is a new revision; "
+                "its history lists every revision.",
+    key=("account", "rule_id"),
+    implies=ImpliedEdge("account", "HAS_DETECTION"),
+    fields=(
+        Field("account", T.KEY, required=True, ref_kinds=("cloud_account",), classification=C.INTERNAL),
+        Field("rule_id", required=True, max_length=300, normalize=norm.text, classification=C.INTERNAL,
+              description="The rule's own id (Sigma `id`, a control id, a file path when none)."),
+        Field("name", max_length=500, classification=C.INTERNAL),
+        Field("type", domain=DETECTION_TYPES, required=True, default="other", classification=C.PUBLIC),
+        Field("service", max_length=100, normalize=norm.lower, indexed=True, classification=C.PUBLIC,
+              description="Cloud service or log source product (cloudtrail, guardduty, azure …)."),
+        Field("status", domain=("enabled", "disabled", "deprecated"), default="enabled",
+              normalize=norm.lower, indexed=True, classification=C.PUBLIC),
+        Field("owner", max_length=200, classification=C.INTERNAL),
+        Field("level", domain=("informational", "low", "medium", "high", "critical"),
+              normalize=norm.lower, classification=C.PUBLIC,
+              description="The rule's own severity (Sigma `level`)."),
+        Field("rule_tags", T.JSON, classification=C.PUBLIC, description="The rule's own tags, verbatim (Sigma `tags`)."),
+        Field("logsource", T.JSON, classification=C.PUBLIC, description="Sigma `logsource` (product, service, category)."),
+        Field("raw", classification=C.CONFIDENTIAL,
+              description="The rule or control configuration, verbatim as imported."),
+        Field("content_hash", max_length=64, classification=C.PUBLIC,
+              description="SHA-256 of `raw`: what tells a changed rule from the same one."),
+        Field("revision", T.INT, ge=1, default=1, classification=C.PUBLIC,
+              description="1 for the first content, +1 for each changed content."),
+        Field("source_path", max_length=1000, classification=C.INTERNAL),
+        Field("health", domain=HEALTH_STATES, default="unknown", indexed=True, classification=C.INTERNAL,
+              description="Whether it works: broken detections never count as coverage."),
+        Field("last_validated", T.DATETIME, classification=C.INTERNAL),
+        Field("health_issues", T.JSON, classification=C.INTERNAL,
+              description="What was found wrong (a list of strings)."),
+    ),
+)
+
+MAPPING = EntityKind(
+    name="mapping",
+    description="A detection covers an ATT&CK technique, with a confidence, the method that "
+                "found it, who made it, why, and its validation.",
+    key=("technique", "detection"),
+    prepare=_prepare_technique_ref,
+    implies=ImpliedEdge("detection", "MAPS_TO"),
+    fields=(
+        Field("detection", T.KEY, required=True, ref_kinds=("detection",), classification=C.INTERNAL),
+        Field("technique", required=True, max_length=20, indexed=True, classification=C.PUBLIC,
+              description=_ATTACK_ID),
+        Field("confidence", T.FLOAT, required=True, default=1.0, ge=0, le=1, classification=C.INTERNAL),
+        Field("method", domain=MAPPING_METHODS, required=True, default="analyst", classification=C.INTERNAL),
+        Field("mapped_by", max_length=200, classification=C.INTERNAL),
+        Field("rationale", max_length=2000, classification=C.INTERNAL),
+        Field("validation", domain=("pending", "validated", "disputed"), default="pending",
+              normalize=norm.lower, classification=C.INTERNAL),
+        Field("attack_version", max_length=20, classification=C.PUBLIC,
+              description="The ATT&CK version the mapping was made against."),
+    ),
+)
+
+GAP = EntityKind(
+    name="gap",
+    description="An analyst's decision about a technique an account does not cover (acknowledged, "
+                "accepted risk …); kept across recomputations. Gaps without one are open.",
+    key=("technique", "account"),
+    prepare=_prepare_technique_ref,
+    implies=ImpliedEdge("account", "HAS_GAP"),
+    fields=(
+        Field("account", T.KEY, required=True, ref_kinds=("cloud_account",), classification=C.INTERNAL),
+        Field("technique", required=True, max_length=20, classification=C.PUBLIC, description=_ATTACK_ID),
+        Field("status", domain=GAP_STATES, default="open", normalize=norm.lower, classification=C.INTERNAL),
+        Field("comment", max_length=4000, classification=C.CONFIDENTIAL),
+    ),
+)
+
 # ---------------------------------------------------------------------------------------------
 
 _between = RelationshipKind.between
@@ -365,8 +480,14 @@ RELATIONSHIPS = (
                      _between(("asset", "port", "seed"), ("capability", "job"))),
     RelationshipKind("INTEGRATES_WITH", "An integration connects to an asset, seed or capability.",
                      _between(("integration",), ("asset", "seed", "capability"))),
+    RelationshipKind("HAS_DETECTION", "A cloud account runs a detection.",
+                     _between(("cloud_account",), ("detection",))),
+    RelationshipKind("MAPS_TO", "A detection's mapping to an ATT&CK technique.",
+                     _between(("detection",), ("mapping",))),
+    RelationshipKind("HAS_GAP", "An analyst's decision on a coverage gap of an account.",
+                     _between(("cloud_account",), ("gap",))),
 )
 
 REGISTRY = Registry()
 REGISTRY.add(TENANT, ASSET, PORT, TECHNOLOGY, ATTRIBUTE, RISK, SEED, CAPABILITY, JOB, INTEGRATION,
-             *RELATIONSHIPS)
+             CLOUD_ACCOUNT, DETECTION, MAPPING, GAP, *RELATIONSHIPS)

@@ -390,3 +390,14 @@ def text(value: str) -> str:
 
 def lower(value: str) -> str:
     return str(value).strip().lower()
+
+
+_ATTACK_TECHNIQUE = re.compile(r"T[0-9]{4}(\.[0-9]{3})?")
+
+
+def attack_technique(value: str) -> str:
+    """An ATT&CK technique or sub-technique id, upper-case: `t1078.004` → `T1078.004`."""
+    text = str(value).strip().upper()
+    if not _ATTACK_TECHNIQUE.fullmatch(text):
+        raise InvalidValue(f"invalid ATT&CK technique id {value!r} (expected T1234 or T1234.001)")
+    return text

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     literal,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -266,6 +267,110 @@ setting = Table(
     sqlite_with_rowid=False,
 )
 
+# -- detection coverage -------------------------------------------------------------------------
+# The ATT&CK catalog is reference data shared by every tenant (no tenant_id): releases per domain
+# and version side by side, exactly one active per domain; their objects (tactics, techniques,
+# groups, detection strategies, analytics, data components …) and relations by STIX id.
+ATTACK_DOMAINS = ("enterprise", "ics", "mobile")
+
+attack_release = Table(
+    "attack_release",
+    metadata,
+    Column("domain", String(20), nullable=False),
+    Column("version", String(20), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("released", String(30)),  # the release's date as the data gives it
+    Column("source", String(500), nullable=False),  # file path, package or URL it came from
+    Column("sha256", String(64)),
+    Column("spec_version", String(10)),  # STIX 2.0 or 2.1
+    Column("imported_at", UTCDateTime, nullable=False),
+    Column("active", Boolean(create_constraint=False), nullable=False),
+    Column("counts", JSONType, nullable=False),  # objects per type
+    PrimaryKeyConstraint("domain", "version"),
+    CheckConstraint(f"domain IN ({_quoted(ATTACK_DOMAINS)})", name="domain_domain"),
+    # Exactly one active version per domain (a partial unique index on both engines).
+    Index("uq_attack_release_active", "domain", unique=True,
+          sqlite_where=text("active"), postgresql_where=text("active")),
+    sqlite_with_rowid=False,
+)
+
+attack_object = Table(
+    "attack_object",
+    metadata,
+    Column("domain", String(20), nullable=False),
+    Column("version", String(20), nullable=False),
+    Column("stix_id", String(100), nullable=False),
+    Column("type", String(40), nullable=False),  # STIX type: attack-pattern, x-mitre-tactic …
+    Column("attack_id", String(30)),  # T1078.004, TA0001, G0016, DET0001 …
+    Column("name", String(300), nullable=False),
+    Column("parent", String(30)),  # a sub-technique's parent technique id
+    Column("tactics", JSONType),  # a technique's tactic short names, in kill-chain order
+    Column("platforms", JSONType),
+    Column("shortname", String(100)),  # a tactic's short name (initial-access …)
+    Column("ordinal", Integer),  # a tactic's position in its matrix
+    Column("deprecated", Boolean(create_constraint=False), nullable=False),
+    Column("revoked", Boolean(create_constraint=False), nullable=False),
+    Column("extra", JSONType),  # type-specific details (log sources, data components …)
+    PrimaryKeyConstraint("domain", "version", "stix_id"),
+    ForeignKeyConstraint(["domain", "version"], ["attack_release.domain", "attack_release.version"],
+                         ondelete="CASCADE"),
+    Index(None, "domain", "version", "attack_id"),
+    Index(None, "domain", "version", "type"),
+    sqlite_with_rowid=False,
+)
+
+attack_relation = Table(
+    "attack_relation",
+    metadata,
+    Column("domain", String(20), nullable=False),
+    Column("version", String(20), nullable=False),
+    Column("source", String(100), nullable=False),  # STIX ids
+    Column("kind", String(40), nullable=False),  # uses, subtechnique-of, revoked-by, detects …
+    Column("target", String(100), nullable=False),
+    PrimaryKeyConstraint("domain", "version", "source", "kind", "target"),
+    ForeignKeyConstraint(["domain", "version"], ["attack_release.domain", "attack_release.version"],
+                         ondelete="CASCADE"),
+    Index(None, "domain", "version", "target", "kind"),
+    sqlite_with_rowid=False,
+)
+
+# Per tenant: what an account's detection inventory was at each import (for drift), and the
+# coverage computed then (for history), each tagged with the ATT&CK version it was measured on.
+detection_snapshot = Table(
+    "detection_snapshot",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("account", KeyType, nullable=False),
+    Column("taken_at", UTCDateTime, nullable=False),
+    Column("source", String(500), nullable=False),
+    Column("detections", JSONType, nullable=False),  # detection key → [content hash, status, health]
+    PrimaryKeyConstraint("tenant_id", "id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    Index(None, "tenant_id", "account", "id"),
+    sqlite_with_rowid=False,
+)
+
+coverage_snapshot = Table(
+    "coverage_snapshot",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("account", KeyType, nullable=False),  # an account key, or "*" for the whole tenant
+    Column("taken_at", UTCDateTime, nullable=False),
+    Column("method", String(20), nullable=False),
+    Column("attack_domain", String(20), nullable=False),
+    Column("attack_version", String(20), nullable=False),
+    Column("detection_snapshot", Integer),
+    Column("overall", JSONType, nullable=False),  # {covered, total, percent}
+    Column("tactics", JSONType, nullable=False),  # tactic id → {covered, total, percent}
+    Column("techniques", JSONType, nullable=False),  # technique id → score
+    PrimaryKeyConstraint("tenant_id", "id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    Index(None, "tenant_id", "account", "id"),
+    sqlite_with_rowid=False,
+)
+
 # Tables whose rows belong to one tenant: row-level security and the query layer's filter.
 TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, import_run, setting,
-                                     *typed.values())
+                                     detection_snapshot, coverage_snapshot, *typed.values())

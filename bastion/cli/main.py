@@ -25,6 +25,9 @@ from bastion.schema.registry import Classification, EntityKind, FieldType
 from bastion.store import migrate
 from bastion.store.store import DEFAULT_TENANT, Event, Record
 from bastion.cli import add as add_cmd
+from bastion.cli import attack as attack_cmd
+from bastion.cli import coverage as coverage_cmd
+from bastion.cli import detections as detections_cmd
 from bastion.cli import enrich as enrich_cmd
 from bastion.cli import graph as graph_cmd
 from bastion.cli import ingest as ingest_cmd
@@ -50,7 +53,8 @@ class BastionGroup(TyperGroup):
     """The root group: turns user mistakes into one `error: …` line and an exit code."""
 
     ORDER = ("init", "demo", "tenant", "db", "schema", "add", "import", "imports", "risk", "enrich",
-             "link", "unlink", "delete", "get", "list", "history", "stats", "graph")
+             "link", "unlink", "delete", "get", "list", "history", "stats", "graph",
+             "attack", "account", "detections", "map", "coverage")
 
     def list_commands(self, ctx) -> list[str]:
         # Help lists commands in workflow order (Typer would put sub-groups such as `add` last).
@@ -251,6 +255,9 @@ app.add_typer(add_cmd.app, name="add", rich_help_panel="Write")
 graph_cmd.register(app)  # `bastion graph` (Read)
 ingest_cmd.register(app)  # `bastion import`, `imports`, `risk`
 enrich_cmd.register(app)  # `bastion enrich kev|epss`
+attack_cmd.register(app)  # `bastion attack …` (Coverage)
+detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
+coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
 
 
 def _relationship(name: str) -> str:

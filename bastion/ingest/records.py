@@ -73,10 +73,8 @@ class Record:
         """Add an entity (None values are left out) and return its key; a bad value raises.
         An entity the record already has keeps its first mention (a host named by `host` and
         again by `matched-at` is one asset)."""
-        ek = REGISTRY.node_kinds[kind]
         given = {k: v for k, v in values.items() if v is not None}
-        prepared = prepare_values(ek, given)
-        key = build_key(ek, prepared)
+        prepared, key = _prepared(kind, given)
         if key not in self._keys:
             self._keys.add(key)
             self.entities.append(Entity(kind, given, properties or None, None, (prepared, key)))
@@ -110,6 +108,29 @@ class Record:
             target, norm.risk_name(label), sev, (title or None) and str(title)[:1000], cve, score,
             [str(e)[:2000] for e in dict.fromkeys(e for e in evidence if e)][:MAX_EVIDENCE],
             properties or None))
+
+
+_PREPARED: dict[tuple, tuple[dict[str, Any], str]] = {}
+_PREPARED_MAX = 100_000
+
+
+def _prepared(kind: str, given: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(normalized values, key), remembered: a scan names the same hosts, ports and
+    technologies over and over, and validating each mention again was most of the parse time."""
+    try:
+        memo = (kind, *sorted(given.items()))
+        hit = _PREPARED.get(memo)
+    except TypeError:  # an unhashable value (a list): no memo
+        memo = hit = None
+    if hit is None:
+        ek = REGISTRY.node_kinds[kind]
+        values = prepare_values(ek, given)
+        hit = (values, build_key(ek, values))
+        if memo is not None:
+            if len(_PREPARED) >= _PREPARED_MAX:
+                _PREPARED.clear()
+            _PREPARED[memo] = hit
+    return dict(hit[0]), hit[1]
 
 
 _SEVERITY_ALIASES = {

@@ -32,7 +32,7 @@ from bastion.schema.keys import build_key, kind_of, parse_key
 from bastion.schema.kinds import REGISTRY, _group_of
 from bastion.store import runs
 
-CHUNK_RECORDS = 5000
+CHUNK_RECORDS = 20000
 MAX_PROBLEMS = 50  # listed per file; the rest are counted
 _RISK = REGISTRY.entity("risk")
 _RISK_FIELDS = _RISK.field_names

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 import idna
@@ -19,6 +20,7 @@ MAX_DNS_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 
 
+@lru_cache(maxsize=65536)  # pure; scans name the same hosts over and over
 def dns_name(value: str) -> str:
     """Lower-case, IDNA (punycode) encoded, no trailing dot."""
     if not isinstance(value, str):
@@ -82,6 +84,7 @@ def _ip_reason(text: str, network: bool) -> str:
     return "not an address"  # pragma: no cover - the generic parser refused it
 
 
+@lru_cache(maxsize=65536)  # pure; scans name the same hosts over and over
 def ip_address(value: str) -> str:
     """Canonical IPv4 dotted quad or compressed IPv6."""
     text = str(value).strip()
@@ -151,6 +154,7 @@ def _normalize_escapes(text: str, safe: frozenset[str]) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=65536)  # pure; scans name the same hosts over and over
 def url(value: str) -> str:
     """Lower-case scheme and host, no default port, no fragment or credentials, '/' for an empty
     path, canonical percent-escapes."""

@@ -168,6 +168,10 @@ def _with_node(kind: str):
         table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
 
 
+_NODE_COLS = (node.c.key, node.c.version, node.c.properties, node.c.first_seen, node.c.last_seen,
+              node.c.updated_at)
+
+
 def _get_many(scope: Scope, conn, keys: Sequence[str]) -> dict[str, Record]:
     by_kind: dict[str, set[int]] = {}
     for key in keys:
@@ -175,12 +179,17 @@ def _get_many(scope: Scope, conn, keys: Sequence[str]) -> dict[str, Record]:
     wanted = set(keys)
     found: dict[str, Record] = {}
     for kind, ids in by_kind.items():
+        table = typed[kind]
+        names = REGISTRY.entity(kind).field_names
+        n = len(_NODE_COLS)
+        stmt = select(*_NODE_COLS, *(table.c[f] for f in names)).join(
+            table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
         for chunk in chunks(sorted(ids)):
-            stmt = _with_node(kind).where(scope.where(node), scope.id_in(node.c.id, chunk))
-            for row in conn.execute(stmt):
-                rec = _record(kind, row)
-                if rec.key in wanted:
-                    found[rec.key] = rec
+            # Rows by position: a bulk read (an importer's merge) spends most of its time here.
+            for row in conn.execute(stmt.where(scope.where(node), scope.id_in(node.c.id, chunk))):
+                if row[0] in wanted:
+                    found[row[0]] = Record(row[0], kind, row[1], dict(zip(names, row[n:])), row[2],
+                                           row[3], row[4], row[5])
     return found
 
 

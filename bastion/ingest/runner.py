@@ -22,6 +22,8 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any, Protocol
 
+import orjson
+
 from bastion.errors import InvalidValue, ValidationFailed
 from bastion.ingest.inputs import Input, Opened, UnknownFormat, check_exist, chosen, detect, expand
 from bastion.ingest.records import Finding, Invalid, Malformed, Record
@@ -32,7 +34,7 @@ from bastion.schema.keys import build_key, kind_of, parse_key
 from bastion.schema.kinds import REGISTRY, _group_of
 from bastion.store import runs
 
-CHUNK_RECORDS = 20000
+CHUNK_RECORDS = 5000
 MAX_PROBLEMS = 50  # listed per file; the rest are counted
 _RISK = REGISTRY.entity("risk")
 _RISK_FIELDS = _RISK.field_names
@@ -274,6 +276,11 @@ class _Loader:
         self.session, self.tool, self.source, self.run_id, self.fr = session, tool, source, run_id, fr
         self.initial = lifecycle.initial_status(settings)
         self.capability = build_key(REGISTRY.entity("capability"), {"name": tool})
+        # What earlier chunks of this file (one transaction, one `at`) already wrote: a scan
+        # names its hosts again in every chunk, and writing the same values again would only set
+        # `last_seen` to the same instant. Hashes of (key, what was given), and assets' exposure.
+        self.applied: set[int] = set()
+        self.exposure: dict[str, str | None] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -308,18 +315,31 @@ class _Loader:
             else:
                 have[1] = _merge_finding(have[1], f)
 
+    def _new(self, signatures: dict, items: dict) -> dict:
+        """The items whose signature no earlier chunk of this file applied."""
+        return {k: v for k, v in items.items() if signatures[k] not in self.applied}
+
     def flush(self) -> None:
         if not self.pending:
             return
-        entities, findings = self.entities, self.findings
-        exposure_keys = {a for g, f in findings.values() if (a := _asset_of(f.target))}
-        stored = self.session.get_many([*entities, *findings, *exposure_keys, self.capability])
+        signature = {k: hash(_sig(k, given, props)) for k, (_, given, _, props) in self.entities.items()}
+        entities = self._new(signature, self.entities)
+        for k, (_, f) in self.findings.items():
+            signature[k] = hash(_sig(k, f.severity, f.title, f.cve, f.cvss, f.evidence, f.properties))
+        findings = self._new(signature, self.findings)
+        edges = {e: p for e, p in self.edges.items()
+                 if (signature.setdefault(e, hash(_sig(*e, p)))) not in self.applied}
+        exposure = self.exposure
+        exposure_keys = {a for _, f in findings.values()
+                         if (a := _asset_of(f.target)) and a not in exposure and a not in entities}
+        first = not self.applied
+        stored = self.session.get_many([*entities, *findings, *exposure_keys,
+                                        *([self.capability] if first else [])])
         batch = Batch()
         add = batch.entities.append
-        if self.capability not in stored:
+        if first and self.capability not in stored:
             add(_entity("capability", self.capability, {"name": self.tool, "version": None,
                                                          "category": "scanner"}, None))
-        exposure: dict[str, str | None] = {}
         for key, (kind, given, prepared, props) in entities.items():
             old = stored.get(key)
             if old is None:
@@ -331,7 +351,7 @@ class _Loader:
             if kind == "asset":
                 exposure[key] = values.get("exposure")
                 batch.relationships.append(Relationship("DISCOVERED", self.capability, key))
-        for key in exposure_keys - exposure.keys():
+        for key in exposure_keys:
             rec = stored.get(key)
             exposure[key] = rec.values.get("exposure") if rec else None
         reopened = 0
@@ -339,12 +359,13 @@ class _Loader:
             entity = self._risk(key, group, f, stored.get(key), exposure.get(_asset_of(f.target)))
             reopened += entity.note is not None
             add(entity)
-        batch.relationships.extend(Relationship(k, s, t, p) for (k, s, t), p in self.edges.items())
+        batch.relationships.extend(Relationship(k, s, t, p) for (k, s, t), p in edges.items())
         result = self.session.apply(batch)
         for key, outcome in result.outcome.items():
             if key != self.capability:
                 setattr(self.fr, outcome, getattr(self.fr, outcome) + 1)
         self.fr.reopened += reopened
+        self.applied.update(signature.values())
         self._reset()
 
     def _risk(self, key: str, group: str, f: Finding, old, exposure: str | None) -> Entity:
@@ -369,6 +390,10 @@ class _Loader:
                      else (f.properties or old.properties))
         values["priority"] = priority(values, exposure)
         return Entity("risk", values, props, None, (values, key), note)
+
+
+def _sig(*parts: Any) -> bytes:
+    return orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NAIVE_UTC)
 
 
 def _entity(kind: str, key: str, values: dict[str, Any], props: dict | None) -> Entity:

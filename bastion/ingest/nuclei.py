@@ -80,26 +80,8 @@ def _fill(record: Record, raw: Any) -> None:
     if ip is not None and ip != target and not is_ip_key(target):
         record.link("RESOLVES_TO", target, ip)
 
-    cves = string_list(classification.get("cve-id"))
-    cves = [c for part in cves for c in part.split()]  # "CVE-1 CVE-2" in a single string
-    if not cves and _CVE.fullmatch(template.strip()):
-        cves = [template.strip()]
-    try:
-        cves = list(dict.fromkeys(norm.cve(c) for c in cves))
-    except InvalidValue as exc:
-        raise Malformed(f"member 'info.classification.cve-id': {exc}") from None
-
-    properties = {
-        "template_id": template,
-        "type": obj.get("type"),
-        "cves": cves if len(cves) > 1 else None,
-        "cwe": [c.upper() for c in string_list(classification.get("cwe-id"))] or None,
-        "cvss_vector": classification.get("cvss-metrics") or None,
-        "tags": string_list(info.get("tags")) or None,
-        "references": _references(info.get("reference")) or None,
-        "description": (str(info["description"]).strip()[:4000] or None)
-        if info.get("description") else None,
-    }
+    cves, properties = _template_facts(template, info, classification)
+    properties = {**properties, "type": obj.get("type")} if obj.get("type") else dict(properties)
     matcher = obj.get("matcher-name") or obj.get("matcher_name")
     evidence = matched
     if matched and matcher:
@@ -109,4 +91,38 @@ def _fill(record: Record, raw: Any) -> None:
     record.finding(
         target, template, severity=info.get("severity"), title=info.get("name"),
         cve=cves[0] if cves else None, cvss=classification.get("cvss-score"),
-        evidence=[evidence], properties={k: v for k, v in properties.items() if v is not None})
+        evidence=[evidence], properties=properties)
+
+
+_TEMPLATES: dict[str, tuple[dict, list[str], dict[str, Any]]] = {}
+
+
+def _template_facts(template: str, info: dict, classification: dict) -> tuple[list[str], dict[str, Any]]:
+    """(CVE ids, properties) of a template's `info`, remembered per template: a scan repeats the
+    same few thousand templates' info on every result."""
+    hit = _TEMPLATES.get(template)
+    if hit is not None and hit[0] == info:
+        return hit[1], hit[2]
+    cves = string_list(classification.get("cve-id"))
+    cves = [c for part in cves for c in part.split()]  # "CVE-1 CVE-2" in a single string
+    if not cves and _CVE.fullmatch(template.strip()):
+        cves = [template.strip()]
+    try:
+        cves = list(dict.fromkeys(norm.cve(c) for c in cves))
+    except InvalidValue as exc:
+        raise Malformed(f"member 'info.classification.cve-id': {exc}") from None
+    properties = {
+        "template_id": template,
+        "cves": cves if len(cves) > 1 else None,
+        "cwe": [c.upper() for c in string_list(classification.get("cwe-id"))] or None,
+        "cvss_vector": classification.get("cvss-metrics") or None,
+        "tags": string_list(info.get("tags")) or None,
+        "references": _references(info.get("reference")) or None,
+        "description": (str(info["description"]).strip()[:4000] or None)
+        if info.get("description") else None,
+    }
+    properties = {k: v for k, v in properties.items() if v is not None}
+    if len(_TEMPLATES) >= 20_000:
+        _TEMPLATES.clear()
+    _TEMPLATES[template] = (info, cves, properties)
+    return cves, properties

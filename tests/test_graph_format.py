@@ -18,7 +18,12 @@ from bastion.errors import ValidationFailed
 from bastion.graph import jsonformat as jf
 from bastion.graph.render import graph_id, to_dot, to_mermaid
 from bastion.schema.batch import Batch, key_for
+from bastion.schema.kinds import REGISTRY
 from bastion.store.traversal import GraphEdge, Hop, Subgraph
+
+# The kinds the registry declares, in its order, as the messages list them.
+NODE_KINDS = ", ".join(REGISTRY.node_kinds)
+RELATIONSHIPS = ", ".join(REGISTRY.relationships)
 
 WEB = key_for("asset", identifier="web1.corp.example")
 IP = key_for("asset", identifier="10.0.0.5")
@@ -259,12 +264,10 @@ def test_the_same_node_twice(tenant):
                 {"kind": "host", "name": "x"}, {"kind": "asset", "name": "bad name!.example"},
                 {"name": "x"}]}, [
         "graph.json: nodes[1]: a node is an object, not a number",
-        "graph.json: nodes[2].kind: unknown entity kind 'host'; kinds: asset, port, technology, "
-        "attribute, risk, seed, capability, job, integration",
+        f"graph.json: nodes[2].kind: unknown entity kind 'host'; kinds: {NODE_KINDS}",
         "graph.json: nodes[3].name: invalid DNS name 'bad name!.example': label 'bad name!' "
         "may hold only letters, digits, '-' and '_' and may not start or end with '-'",
-        "graph.json: nodes[4]: needs a 'kind' (one of: asset, port, technology, attribute, risk, "
-        "seed, capability, job, integration) or a 'key'"]),
+        f"graph.json: nodes[4]: needs a 'kind' (one of: {NODE_KINDS}) or a 'key'"]),
     ({"nodes": [{"kind": "port", "asset": {"kind": "asset", "name": "-"}, "number": 70000,
                  "colour": "red"},
                 {"kind": "asset", "name": 5, "tags": ["ok", ""], "properties": []}]}, [
@@ -282,9 +285,7 @@ def test_the_same_node_twice(tenant):
                 {"kind": "HAS_PORT", "from": WEB},
                 {"kind": "RESOLVES_TO", "from": {"key": WEB, "tags": []}, "to": IP,
                  "weight": 3}]}, [
-        "graph.json: edges[0].kind: unknown relationship 'LIKES'; relationships: DISCOVERED, "
-        "HAS_PORT, HAS_TECHNOLOGY, HAS_ATTRIBUTE, HAS_VULNERABILITY, RESOLVES_TO, SUBDOMAIN_OF, "
-        "DEPENDS_ON, CONNECTS_TO, ACCESSIBLE_BY, SCANNED_BY, INTEGRATES_WITH",
+        f"graph.json: edges[0].kind: unknown relationship 'LIKES'; relationships: {RELATIONSHIPS}",
         "graph.json: edges[1].kind: CONNECTS_TO cannot join a risk to an asset: it goes from "
         "asset or port to asset or port",
         "graph.json: edges[2].from: invalid asset key '#asset#': expected 2 parts",

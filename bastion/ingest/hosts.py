@@ -3,6 +3,7 @@ into asset keys with errors that name the input member."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,15 @@ def host_of(value: Any) -> str | None:
     """The host part of a URL (`https://x:8443/p`), `host:port`, `[v6]:port`, `host/path` or a
     bare host or address; None when `value` is empty. Case and trailing dots are left to the
     normalizers."""
+    return _host_of(value) if isinstance(value, str) else _host_of_any(value)
+
+
+@lru_cache(maxsize=65536)  # pure; a scan names the same hosts and URLs over and over
+def _host_of(value: str) -> str | None:
+    return _host_of_any(value)
+
+
+def _host_of_any(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):

@@ -334,7 +334,7 @@ class _Loader:
                          if (a := _asset_of(f.target)) and a not in exposure and a not in entities}
         first = not self.applied
         stored = self.session.get_many([*entities, *findings, *exposure_keys,
-                                        *([self.capability] if first else [])])
+                                        *([self.capability] if first else [])], times=False)
         batch = Batch()
         add = batch.entities.append
         if first and self.capability not in stored:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bastion.coverage import detections as ops
+from bastion.coverage import history
 from bastion.coverage.catalog import Catalog, Technique
 from bastion.coverage.inventory import DEFAULT_ACCOUNT, Options, import_detections
 from bastion.schema.batch import key_for
@@ -80,6 +81,10 @@ def test_sigma_directory(tenant):
     snap = snapshots.snapshots(tenant.scope)
     assert len(snap) == 1 and snap[0].source == "sigma" and len(snap[0].detections) == 11
     assert snap[0].detections[login][0] == rec.values["content_hash"]
+    # ... and the coverage it gives is kept for `bastion coverage history`, tied to it
+    [cov] = history.history(tenant, DEFAULT_ACCOUNT)
+    assert r.coverage_snapshots == {"sigma": cov["id"]}
+    assert cov["detection_snapshot"] == snap[0].id and cov["attack_version"] == "19"
 
 
 def test_reimport_unchanged_then_revision_then_removal(tenant, tmp_path):

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from bastion.cli.common import console, echo_json, fmt_time, session
+from bastion.cli.common import ProgressBar, console, echo_json, fmt_time, session
 from bastion.coverage import ATTRIBUTION
 from bastion.coverage import attack as attack_lib
 from bastion.store import catalog as catalog_store
@@ -25,33 +25,16 @@ def register(root: typer.Typer) -> None:
 DOMAIN_HELP = "ATT&CK domain: enterprise, ics or mobile."
 
 
-class _Bar:
-    """A progress bar on stderr while a bundle streams in (only on a terminal)."""
+class _Bar(ProgressBar):
+    """A progress bar while a bundle streams in."""
 
     def __init__(self, label: str):
-        self.err = console(stderr=True)
-        self.progress = None
-        if self.err.is_terminal:
-            self.progress = Progress(TextColumn(label), BarColumn(), DownloadColumn(),
-                                     TimeElapsedColumn(), console=self.err, transient=True)
+        super().__init__(TextColumn(label), BarColumn(), DownloadColumn(), TimeElapsedColumn())
+        if self.progress is not None:
             self.task = self.progress.add_task(label, total=None)
 
-    def __enter__(self):
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-
     def __call__(self, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=done, total=total or None)
-
-    @property
-    def callback(self):
-        return self if self.progress is not None else None
+        self.progress.update(self.task, completed=done, total=total or None)
 
 
 def _print_import(result: attack_lib.ImportResult) -> None:

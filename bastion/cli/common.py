@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import orjson
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
@@ -230,3 +231,32 @@ def fmt_value(value: Any) -> str:
 
 def shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+class ProgressBar:
+    """A transient Rich progress display on stderr, drawn only when stderr is a terminal and the
+    output is not JSON; otherwise `active` is False and callers pass no progress at all."""
+
+    def __init__(self, *columns, enabled: bool = True):
+        err = console(stderr=True)
+        self.active = enabled and err.is_terminal
+        self.progress = Progress(*columns, console=err, transient=True) if self.active else None
+        self.task = None
+
+    def __enter__(self) -> "ProgressBar":
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    @property
+    def callback(self):
+        """The object to hand to the library as its progress reporter, or None when not shown."""
+        return self if self.active else None
+
+
+def short_label(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]

@@ -8,11 +8,11 @@ import enum
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from bastion.cli.common import console, echo_json, fmt_time, fmt_value, session, shorten
+from bastion.cli.common import ProgressBar, console, echo_json, fmt_time, fmt_value, session, short_label, shorten
 from bastion.coverage import detections as ops
 from bastion.coverage.inventory import (ImportResult, Options, account_key, active_catalog,
                                         import_detections)
@@ -88,25 +88,16 @@ def account_list(ctx: typer.Context, as_json: JSON_OPT = False) -> None:
 # -- detections import ----------------------------------------------------------------------------
 
 
-class _Bar:
-    def __init__(self, err):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=err, transient=True)
-        self.task = None
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
+class _Bar(ProgressBar):
+    def __init__(self, enabled: bool):
+        super().__init__(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), enabled=enabled)
 
     def start(self, total: int) -> None:
         self.task = self.progress.add_task("reading", total=total)
 
     def file(self, name: str) -> None:
-        label = name if len(name) <= 40 else "…" + name[-39:]
-        self.progress.update(self.task, description=label)
+        self.progress.update(self.task, description=short_label(name))
         self.progress.advance(self.task)
 
 
@@ -143,12 +134,8 @@ def detections_import(
     options = Options(actor=sess.actor, format=fmt, account=account, source=source,
                       skip_invalid=skip_invalid, keep_missing=keep_missing, indicators=indicators)
     catalog = active_catalog(tenant)
-    err = console(stderr=True)
-    if err.is_terminal and not as_json:
-        with _Bar(err) as bar:
-            result = import_detections(tenant, paths, options, catalog=catalog, progress=bar)
-    else:
-        result = import_detections(tenant, paths, options, catalog=catalog)
+    with _Bar(enabled=not as_json) as bar:
+        result = import_detections(tenant, paths, options, catalog=catalog, progress=bar.callback)
     if as_json:
         echo_json(result.as_dict())
     else:

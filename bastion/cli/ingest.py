@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TransferSpeedColumn)
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -22,7 +21,7 @@ from bastion.ingest.runner import FileResult, ImportResult, Options, import_path
 from bastion.risks import lifecycle
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES
 from bastion.store import runs
-from bastion.cli.common import console, echo_json, fmt_time, session
+from bastion.cli.common import ProgressBar, console, echo_json, fmt_time, session, short_label
 
 ImportFormat = enum.Enum("ImportFormat", {n: n for n in ("auto", "graph", *FORMAT_NAMES)}, type=str)
 
@@ -77,12 +76,8 @@ def import_command(
     tenant = sess.tenant()
     options = Options(actor=sess.actor, format=fmt, source=source, close_missing=close_missing,
                       skip_invalid=skip_invalid)
-    err = console(stderr=True)
-    if err.is_terminal and not as_json:
-        with _Bar(err) as bar:
-            result = import_paths(tenant, paths, options, bar)
-    else:
-        result = import_paths(tenant, paths, options)
+    with _Bar(enabled=not as_json) as bar:
+        result = import_paths(tenant, paths, options, bar.callback)
     if as_json:
         echo_json(import_json(result))
     else:
@@ -132,25 +127,16 @@ def _import_graph(sess, paths: list[str], source: str, replace: bool, as_json: b
     out.print(f"events:   {r.events} (correlation id {r.correlation_id})", soft_wrap=True)
 
 
-class _Bar:
-    """A progress bar per file on the terminal: bytes read, rate, records so far."""
+class _Bar(ProgressBar):
+    """A progress bar per file: bytes read, rate, records so far."""
 
-    def __init__(self, err):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TextColumn("{task.fields[records]} records"),
-                                 TimeElapsedColumn(), console=err, transient=True)
-        self.task = None
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
+    def __init__(self, enabled: bool):
+        super().__init__(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                         TransferSpeedColumn(), TextColumn("{task.fields[records]} records"),
+                         TimeElapsedColumn(), enabled=enabled)
 
     def start(self, name: str, size: int | None) -> None:
-        label = name if len(name) <= 40 else "…" + name[-39:]
-        self.task = self.progress.add_task(label, total=size, records=0)
+        self.task = self.progress.add_task(short_label(name), total=size, records=0)
 
     def advance(self, nbytes: int) -> None:
         self.progress.advance(self.task, nbytes)

@@ -95,6 +95,7 @@ class ImportResult:
     correlation_id: str
     files: list[FileResult]
     snapshots: dict[str, int] = field(default_factory=dict)  # source → snapshot id
+    coverage_snapshots: dict[str, int] = field(default_factory=dict)  # source → coverage snapshot id
     removed: int = 0
     mappings_added: int = 0
     mappings_removed: int = 0
@@ -121,7 +122,8 @@ class ImportResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"account": self.account, "status": self.status, "correlation_id": self.correlation_id,
-                "snapshots": self.snapshots, "totals": self.totals(), "notes": self.notes,
+                "snapshots": self.snapshots, "coverage_snapshots": self.coverage_snapshots,
+                "totals": self.totals(), "notes": self.notes,
                 "files": [dict(f.__dict__) for f in self.files]}
 
 
@@ -252,6 +254,12 @@ def import_detections(tenant, paths: list[str], options: Options, *, catalog: Ca
     with tenant.writing(actor=options.actor, source="detections:import",
                         correlation_id=result.correlation_id, at=at) as session:
         _write(session, account, items, sources, blocked, options, catalog, result)
+    if catalog is not None:  # the coverage this inventory gives, for `bastion coverage history`
+        from bastion.coverage import history
+
+        for source, snapshot_id in sorted(result.snapshots.items()):
+            result.coverage_snapshots[source] = history.snapshot(
+                tenant, catalog, account, detection_snapshot_id=snapshot_id, at=at)
     return result
 
 

@@ -36,6 +36,7 @@ from bastion.store import runs
 
 CHUNK_RECORDS = 5000
 MAX_PROBLEMS = 50  # listed per file; the rest are counted
+MAX_APPLIED = 250_000  # entities and edges remembered per file as already written (~15 MiB)
 _RISK = REGISTRY.entity("risk")
 _RISK_FIELDS = _RISK.field_names
 
@@ -280,6 +281,7 @@ class _Loader:
         # names its hosts again in every chunk, and writing the same values again would only set
         # `last_seen` to the same instant. Hashes of (key, what was given), and assets' exposure.
         self.applied: set[int] = set()
+        self.first = True
         self.exposure: dict[str, str | None] = {}
         self._reset()
 
@@ -322,17 +324,16 @@ class _Loader:
     def flush(self) -> None:
         if not self.pending:
             return
+        # Findings are not remembered: a risk seen again in a later chunk brings new evidence.
         signature = {k: hash(_sig(k, given, props)) for k, (_, given, _, props) in self.entities.items()}
         entities = self._new(signature, self.entities)
-        for k, (_, f) in self.findings.items():
-            signature[k] = hash(_sig(k, f.severity, f.title, f.cve, f.cvss, f.evidence, f.properties))
-        findings = self._new(signature, self.findings)
+        findings = self.findings
         edges = {e: p for e, p in self.edges.items()
                  if (signature.setdefault(e, hash(_sig(*e, p)))) not in self.applied}
         exposure = self.exposure
         exposure_keys = {a for _, f in findings.values()
                          if (a := _asset_of(f.target)) and a not in exposure and a not in entities}
-        first = not self.applied
+        first, self.first = self.first, False
         stored = self.session.get_many([*entities, *findings, *exposure_keys,
                                         *([self.capability] if first else [])], times=False)
         batch = Batch()
@@ -365,6 +366,10 @@ class _Loader:
             if key != self.capability:
                 setattr(self.fr, outcome, getattr(self.fr, outcome) + 1)
         self.fr.reopened += reopened
+        if len(self.applied) + len(signature) > MAX_APPLIED:  # memory stays bounded by the chunk
+            self.applied.clear()
+        if len(exposure) > MAX_APPLIED:
+            exposure.clear()
         self.applied.update(signature.values())
         self._reset()
 

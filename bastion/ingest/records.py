@@ -110,29 +110,27 @@ class Record:
             properties or None))
 
 
-_PREPARED: dict[bytes, tuple[tuple, str]] = {}
-_PREPARED_MAX = 100_000  # about 30 MiB: a scan's hosts, addresses, ports and technologies
+_PREPARED: dict[tuple, tuple[dict[str, Any], str]] = {}
+_PREPARED_MAX = 100_000
 
 
 def _prepared(kind: str, given: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """(normalized values, key), remembered: a scan names the same hosts, ports and
-    technologies over and over, and validating each mention again was most of the parse time.
-    Values are kept as a tuple in field order (a third of a dict's memory)."""
-    names = REGISTRY.node_kinds[kind].field_names
+    technologies over and over, and validating each mention again was most of the parse time."""
     try:
-        memo = orjson.dumps([kind, given], option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # a value JSON cannot hold: validation will say what is wrong with it
-        memo = None
-    hit = _PREPARED.get(memo) if memo is not None else None
+        memo = (kind, *sorted(given.items()))
+        hit = _PREPARED.get(memo)
+    except TypeError:  # an unhashable value (a list): no memo
+        memo = hit = None
     if hit is None:
         ek = REGISTRY.node_kinds[kind]
         values = prepare_values(ek, given)
-        hit = (tuple(values[n] for n in names), build_key(ek, values))
+        hit = (values, build_key(ek, values))
         if memo is not None:
             if len(_PREPARED) >= _PREPARED_MAX:
                 _PREPARED.clear()
             _PREPARED[memo] = hit
-    return dict(zip(names, hit[0])), hit[1]
+    return dict(hit[0]), hit[1]
 
 
 _SEVERITY_ALIASES = {

@@ -6,9 +6,8 @@ import io
 from pathlib import Path
 
 import orjson
-import pytest
 
-from bastion.ingest import httpx, naabu, nuclei, subfinder
+from bastion.ingest import httpx
 from bastion.ingest.records import Invalid, Record, Sample
 
 SCANS = Path(__file__).parent.parent / "fixtures" / "scans"
@@ -32,14 +31,6 @@ def parse_file(path: Path) -> list[Record | Invalid]:
 def parse_one(obj: dict) -> Record | Invalid:
     (r,) = httpx.parse(io.BufferedReader(io.BytesIO(orjson.dumps(obj) + b"\n")))
     return r
-
-
-def sample_of(path: Path) -> Sample:
-    head = path.read_bytes()[:65536]
-    text = head.lstrip()
-    first = orjson.loads(path.read_bytes())[0] if text.startswith(b"[") else \
-        orjson.loads(text.splitlines()[0])
-    return Sample(head=head, first=first)
 
 
 def keys(record: Record) -> list[str]:
@@ -160,25 +151,6 @@ def test_malformed_records():
     assert reasons["line 4"].startswith("member 'a[1]': invalid IP address '203.0.113.256'")
     assert reasons["line 5"] == "member 'port' is not a port number: 'https'"
     assert reasons["line 6"].startswith("member 'url': invalid URL 'https://api example.com/'")
-
-
-OTHERS = [SCANS / "nuclei" / "v3.jsonl", SCANS / "nuclei" / "v2.jsonl",
-          SCANS / "nuclei" / "export.json", SCANS / "naabu" / "naabu.jsonl",
-          SCANS / "naabu" / "naabu-host.jsonl", SCANS / "subfinder" / "subfinder.jsonl"]
-
-
-@pytest.mark.parametrize("name", ["httpx.jsonl", "malformed.jsonl"])
-def test_sniff_accepts_httpx(name):
-    sample = sample_of(FIXTURES / name)
-    assert httpx.sniff(sample)
-    assert not nuclei.sniff(sample)
-    assert not naabu.sniff(sample)
-    assert not subfinder.sniff(sample)
-
-
-@pytest.mark.parametrize("path", OTHERS, ids=lambda p: p.name)
-def test_sniff_rejects_others(path):
-    assert not httpx.sniff(sample_of(path))
 
 
 def test_sniff_needs_a_probe_member():

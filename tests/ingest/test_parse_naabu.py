@@ -5,11 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import orjson
 import pytest
 
-from bastion.ingest import httpx, naabu, nuclei, subfinder
-from bastion.ingest.records import Invalid, Record, Sample
+from bastion.ingest import naabu
+from bastion.ingest.records import Invalid, Record
 
 SCANS = Path(__file__).parent.parent / "fixtures" / "scans"
 FIXTURES = SCANS / "naabu"
@@ -26,14 +25,6 @@ def parse_file(path: Path) -> list[Record | Invalid]:
 
 def parse_bytes(data: bytes) -> list[Record | Invalid]:
     return list(naabu.parse(io.BufferedReader(io.BytesIO(data))))
-
-
-def sample_of(path: Path) -> Sample:
-    head = path.read_bytes()[:65536]
-    text = head.lstrip()
-    first = orjson.loads(path.read_bytes())[0] if text.startswith(b"[") else \
-        orjson.loads(text.splitlines()[0])
-    return Sample(head=head, first=first)
 
 
 def keys(record: Record) -> list[str]:
@@ -118,22 +109,3 @@ def test_bad_values(line, reason):
     (r,) = parse_bytes(line + b"\n")
     assert isinstance(r, Invalid) and r.where == "line 1"
     assert r.reason.startswith(reason)
-
-
-OTHERS = [SCANS / "nuclei" / "v3.jsonl", SCANS / "nuclei" / "v2.jsonl",
-          SCANS / "nuclei" / "export.json", SCANS / "httpx" / "httpx.jsonl",
-          SCANS / "subfinder" / "subfinder.jsonl"]
-
-
-@pytest.mark.parametrize("name", ["naabu.jsonl", "naabu-host.jsonl", "malformed.jsonl"])
-def test_sniff_accepts_naabu(name):
-    sample = sample_of(FIXTURES / name)
-    assert naabu.sniff(sample)
-    assert not nuclei.sniff(sample)
-    assert not httpx.sniff(sample)
-    assert not subfinder.sniff(sample)
-
-
-@pytest.mark.parametrize("path", OTHERS, ids=lambda p: p.name)
-def test_sniff_rejects_others(path):
-    assert not naabu.sniff(sample_of(path))

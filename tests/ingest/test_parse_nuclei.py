@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bastion.ingest import httpx, naabu, nuclei, subfinder
+from bastion.ingest import nuclei
 from bastion.ingest.records import Invalid, Record, Sample
 
 SCANS = Path(__file__).parent.parent / "fixtures" / "scans"
@@ -25,16 +25,6 @@ def parse_file(path: Path) -> list[Record | Invalid]:
 
 def parse_bytes(data: bytes) -> list[Record | Invalid]:
     return list(nuclei.parse(io.BufferedReader(io.BytesIO(data))))
-
-
-def sample_of(path: Path) -> Sample:
-    head = path.read_bytes()[:65536]
-    text = head.lstrip()
-    if text.startswith(b"["):
-        first = orjson.loads(path.read_bytes())[0]
-    else:
-        first = orjson.loads(text.splitlines()[0])
-    return Sample(head=head, first=first)
 
 
 def keys(record: Record) -> list[str]:
@@ -234,25 +224,6 @@ def test_streams_without_reading_everything():
     first = next(nuclei.parse(stream))
     assert isinstance(first, Record)
     assert stream.tell() < 1_000_000
-
-
-NUCLEI_FIXTURES = ["v3.jsonl", "v2.jsonl", "export.json", "no-host.jsonl", "malformed.jsonl"]
-OTHERS = [SCANS / "httpx" / "httpx.jsonl", SCANS / "naabu" / "naabu.jsonl",
-          SCANS / "naabu" / "naabu-host.jsonl", SCANS / "subfinder" / "subfinder.jsonl"]
-
-
-@pytest.mark.parametrize("name", NUCLEI_FIXTURES)
-def test_sniff_accepts_nuclei(name):
-    sample = sample_of(FIXTURES / name)
-    assert nuclei.sniff(sample)
-    assert not httpx.sniff(sample)
-    assert not naabu.sniff(sample)
-    assert not subfinder.sniff(sample)
-
-
-@pytest.mark.parametrize("path", OTHERS, ids=lambda p: p.name)
-def test_sniff_rejects_others(path):
-    assert not nuclei.sniff(sample_of(path))
 
 
 def test_sniff_without_a_value():

@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import orjson
-import pytest
 
-from bastion.ingest import httpx, naabu, nuclei, subfinder
+from bastion.ingest import subfinder
 from bastion.ingest.records import Invalid, Record, Sample
 
 SCANS = Path(__file__).parent.parent / "fixtures" / "scans"
@@ -21,14 +19,6 @@ WWW = "#asset#www.example.com#www.example.com"
 def parse_file(path: Path) -> list[Record | Invalid]:
     with open(path, "rb") as fh:
         return list(subfinder.parse(io.BufferedReader(fh)))
-
-
-def sample_of(path: Path) -> Sample:
-    head = path.read_bytes()[:65536]
-    text = head.lstrip()
-    first = orjson.loads(path.read_bytes())[0] if text.startswith(b"[") else \
-        orjson.loads(text.splitlines()[0])
-    return Sample(head=head, first=first)
 
 
 def keys(record: Record) -> list[str]:
@@ -93,25 +83,6 @@ def test_malformed_records():
     assert reasons["line 4"].startswith("member 'ip': invalid IP address '198.51.100.300'")
     assert reasons["line 5"].startswith(
         "member 'host': invalid DNS name 'bad_name-.example.com'")
-
-
-OTHERS = [SCANS / "nuclei" / "v3.jsonl", SCANS / "nuclei" / "v2.jsonl",
-          SCANS / "nuclei" / "export.json", SCANS / "httpx" / "httpx.jsonl",
-          SCANS / "naabu" / "naabu.jsonl", SCANS / "naabu" / "naabu-host.jsonl"]
-
-
-@pytest.mark.parametrize("name", ["subfinder.jsonl", "malformed.jsonl"])
-def test_sniff_accepts_subfinder(name):
-    sample = sample_of(FIXTURES / name)
-    assert subfinder.sniff(sample)
-    assert not nuclei.sniff(sample)
-    assert not httpx.sniff(sample)
-    assert not naabu.sniff(sample)
-
-
-@pytest.mark.parametrize("path", OTHERS, ids=lambda p: p.name)
-def test_sniff_rejects_others(path):
-    assert not subfinder.sniff(sample_of(path))
 
 
 def test_sniff_rejects_a_port():

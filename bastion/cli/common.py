@@ -260,3 +260,18 @@ class ProgressBar:
 
 def short_label(name: str, width: int = 40) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def print_notes_and_problems(notes: list[str], files, problems: str, more: str) -> None:
+    """An import's notes, then each file's listed problems (attribute `problems` of the file
+    results) and how many more were not listed (attribute `more`): yellow where the file was
+    still imported or ignored, red where it was rejected."""
+    out = console()
+    for note in notes:
+        out.print(Text(note, style="yellow"), soft_wrap=True)
+    for f in files:
+        style = "yellow" if f.status in ("imported", "ignored") else "red"
+        for line in getattr(f, problems):
+            out.print(Text(line, style=style), soft_wrap=True)
+        if getattr(f, more):
+            out.print(Text(f"{f.name}: … and {getattr(f, more)} more", style=style), soft_wrap=True)

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from bastion.cli.common import ProgressBar, console, echo_json, fmt_time, fmt_value, session, short_label, shorten
+from bastion.cli.common import (ProgressBar, console, echo_json, fmt_time, fmt_value,
+                                print_notes_and_problems, session, short_label, shorten)
 from bastion.coverage import detections as ops
 from bastion.coverage.inventory import (ImportResult, Options, account_key, active_catalog,
                                         import_detections)
@@ -170,14 +171,8 @@ def _summary(result: ImportResult, no_catalog: bool) -> None:
     if no_catalog:
         out.print(Text("no ATT&CK catalog imported: technique ids were checked for shape only "
                        "(`bastion attack import`)", style="yellow"), soft_wrap=True)
-    for note in result.notes:
-        out.print(Text(note, style="yellow"), soft_wrap=True)
+    print_notes_and_problems(result.notes, result.files, "problems", "more_problems")
     for f in result.files:
-        style = "yellow" if f.status in ("imported", "ignored") else "red"
-        for line in f.problems:
-            out.print(Text(line, style=style), soft_wrap=True)
-        if f.more_problems:
-            out.print(Text(f"{f.name}: … and {f.more_problems} more", style=style), soft_wrap=True)
         for line in f.notes:
             out.print(Text(line, style="dim"), soft_wrap=True)
 

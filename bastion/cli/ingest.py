@@ -21,7 +21,8 @@ from bastion.ingest.runner import FileResult, ImportResult, Options, import_path
 from bastion.risks import lifecycle
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES
 from bastion.store import runs
-from bastion.cli.common import ProgressBar, console, echo_json, fmt_time, session, short_label
+from bastion.cli.common import (ProgressBar, console, echo_json, fmt_time, print_notes_and_problems,
+                                session, short_label)
 
 ImportFormat = enum.Enum("ImportFormat", {n: n for n in ("auto", "graph", *FORMAT_NAMES)}, type=str)
 
@@ -167,14 +168,7 @@ def _summary(result: ImportResult) -> None:
     if result.closed:
         out.print(f"closed:   {result.closed} risk(s) not observed by this import "
                   "(remediated, reason not_observed)")
-    for note in result.notes:
-        out.print(Text(note, style="yellow"), soft_wrap=True)
-    for f in result.files:
-        style = "yellow" if f.status in ("imported", "ignored") else "red"
-        for line in f.errors:
-            out.print(Text(line, style=style), soft_wrap=True)
-        if f.more_errors:
-            out.print(Text(f"{f.name}: … and {f.more_errors} more", style=style), soft_wrap=True)
+    print_notes_and_problems(result.notes, result.files, "errors", "more_errors")
 
 
 def import_json(result: ImportResult) -> dict[str, Any]:

@@ -47,7 +47,8 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # write_path / import_nuclei: database helpers, report bits
 
-from write_path import Postgres, code_version, console, machine, verdict  # noqa: E402  (and sys.path)
+from write_path import (Postgres, cached_database, code_version, console, machine,  # noqa: E402
+                        mark_built, verdict)
 from import_nuclei import migrated  # noqa: E402
 
 from sqlalchemy import text  # noqa: E402
@@ -272,48 +273,9 @@ def build(store: Store, spec: Spec, how: str, chunk_accounts: int = 10) -> dict[
 
 def database_url(engine_name: str, spec: Spec, how: str, pg: Postgres | None, cache: Path,
                  reuse: bool, stack: contextlib.ExitStack) -> tuple[str, bool]:
-    """(url, already built). Cached: a SQLite file under `cache`, a PostgreSQL database
-    named after the size, seed and build route."""
-    name = f"bastion_bench_cov_{spec.tag}_{how.replace('-', '')}"
-    if engine_name == "sqlite":
-        path = cache / f"{name}.db"
-        done = path.with_suffix(".done")
-        if reuse and path.exists() and done.exists():
-            return f"sqlite:///{path}", True
-        for p in (path, done, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            p.unlink(missing_ok=True)
-        if not reuse:
-            stack.callback(lambda: [p.unlink(missing_ok=True) for p in
-                                    (path, done, Path(f"{path}-wal"), Path(f"{path}-shm"))])
-        return f"sqlite:///{path}", False
-    assert pg is not None
-    url = pg.url.set(database=name).render_as_string(hide_password=False)
-    with pg.admin.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                              {"n": name}).first() is not None
-        if reuse and exists:
-            s = Store(url)
-            try:
-                with s.engine.connect() as c:
-                    ok = c.execute(text("SELECT count(*) FROM pg_tables WHERE tablename = "
-                                        "'bench_built'")).scalar_one()
-            finally:
-                s.close()
-            if ok:
-                return url, True
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    if not reuse:
-        stack.callback(pg._drop, name)
-    return url, False
-
-
-def mark_built(store: Store, cache: Path, spec: Spec, how: str) -> None:
-    if store.dialect == "sqlite":
-        Path(store.engine.url.database).with_suffix(".done").write_text(spec.tag)
-    else:
-        with store.engine.begin() as c:
-            c.execute(text("CREATE TABLE bench_built (tag text)"))
+    """(url, already built), named after the size, seed and build route."""
+    return cached_database(engine_name, f"bastion_bench_cov_{spec.tag}_{how.replace('-', '')}",
+                           pg, cache, reuse, stack)
 
 
 def prepared_store(url: str) -> Store:
@@ -695,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"into {store.engine.url.render_as_string(hide_password=True)}, "
                               f"load {load_avg()}")
                 info = build(store, spec, args.build)
-                mark_built(store, cache, spec, args.build)
+                mark_built(store)
                 console.print(f"built in {info['load_s']:.1f}s + ANALYZE {info['analyze_s']:.1f}s")
             results.append(measure(engine_name, store, spec, args.runs, info))
             r = results[-1]

@@ -12,10 +12,12 @@
    every answer's size against networkx and counts refusals (CostExceeded) separately.
 
     python bench/graph.py [--nodes 100000] [--engines sqlite,postgresql] [--pg-url URL]
-                          [--queries 200] [--seed 1] [--json FILE]
+                          [--queries 200] [--seed 1] [--reuse] [--json FILE]
 
 PostgreSQL: --pg-url or $BASTION_BENCH_PG_URL (a role that may CREATE DATABASE), else a
-throwaway cluster (tests/pg_cluster.py) started for the run.
+throwaway cluster (tests/pg_cluster.py) started for the run. --reuse keeps the loaded databases
+(a SQLite file under --cache-dir, a PostgreSQL database on --pg-url) for the next run with the
+same size and seed, which then only times the queries.
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ from bastion.schema.batch import Batch, key_for  # noqa: E402
 from bastion.store import migrate  # noqa: E402
 from bastion.store.store import Store  # noqa: E402
 from bastion.store.traversal import ACCESS_KINDS, CostExceeded, Limits  # noqa: E402
-from write_path import Postgres, code_version, console, machine, peak_rss_mb  # noqa: E402
+from write_path import (Postgres, cached_database, code_version, console, machine,  # noqa: E402
+                        mark_built, peak_rss_mb)
 
 TENANT = "bench"
 console.width = max(console.width, 150)  # the results table is wide; logs are often not a tty
 # Targets from issue 5, for PostgreSQL at 1M nodes (p95, milliseconds).
+DATA_VERSION = 1  # bump when the generator changes: databases kept by --reuse are then rebuilt
 TARGETS_MS = {"neighbors": 50, "shortest_path": 50, "attack_paths": 500}
 OPEN_RISK = ("triage", "open")
 ACCESS = frozenset(ACCESS_KINDS)
@@ -727,17 +731,24 @@ def analyze(store: Store) -> float:
     return time.perf_counter() - t0
 
 
-def run_engine(engine_name: str, d: Data, w: Workload, expected, args, pg, tmp: Path) -> dict:
+def run_engine(engine_name: str, d: Data, w: Workload, expected, args, pg, cache: Path,
+               stack: contextlib.ExitStack) -> dict:
     console.rule(f"[bold]{engine_name}")
-    url = pg.fresh("graph") if engine_name == "postgresql" else f"sqlite:///{tmp / 'graph.db'}"
+    url, built = cached_database(engine_name, f"bastion_bench_graph_v{DATA_VERSION}_{len(d.keys)}"
+                                 f"_s{args.seed}", pg, cache, args.reuse, stack)
     store = Store(url)
-    migrate.upgrade(store.engine)
-    store.ensure_tenant(TENANT)
+    if not built:
+        migrate.upgrade(store.engine)
+        store.ensure_tenant(TENANT)
     ts = store.tenant(TENANT)
-    load_s = load_store(ts, d, args.batch_size, engine_name)
-    console.print(f"load through TenantStore.apply: {load_s:.1f} s "
-                  f"({len(d.keys) / load_s:,.0f} entities/s, "
-                  f"{(len(d.keys) + len(d.edges)) / load_s:,.0f} (entities+edges)/s)")
+    if built:
+        load_s = None
+        console.print("load: reused (--reuse)")
+    else:
+        load_s = load_store(ts, d, args.batch_size, engine_name)
+        console.print(f"load through TenantStore.apply: {load_s:.1f} s "
+                      f"({len(d.keys) / load_s:,.0f} entities/s, "
+                      f"{(len(d.keys) + len(d.edges)) / load_s:,.0f} (entities+edges)/s)")
     problems = []
     counts = ts.counts()
     want = d.counts()
@@ -753,6 +764,8 @@ def run_engine(engine_name: str, d: Data, w: Workload, expected, args, pg, tmp: 
         refresh_s = time.perf_counter() - t0
     console.print(f"ANALYZE: {fmt(analyze_s and analyze_s * 1000)} ms; graph refresh_stats(): "
                   f"{fmt(refresh_s and refresh_s * 1000)} ms")
+    if args.reuse and not built:
+        mark_built(store)
     ops = run_store(ts, w, expected)
     size_mb = db_size_mb(store, url)
     store.close()
@@ -798,8 +811,9 @@ def report(d: Data, nxr: dict | None, results: list[dict], info: dict, args) -> 
         console.print(f"networkx {nx.__version__}: load {nxr['load_s']:.1f} s, "
                       f"+{nxr['rss_mb']:,.0f} MiB RSS")
     for r in results:
-        console.print(f"{r['engine']}: load {r['load_s']:.1f} s "
-                      f"({n / r['load_s']:,.0f} entities/s), database {fmt(r['db_size_mb'])} MiB, "
+        load = (f"load {r['load_s']:.1f} s ({n / r['load_s']:,.0f} entities/s)"
+                if r["load_s"] else "load reused (--reuse)")
+        console.print(f"{r['engine']}: {load}, database {fmt(r['db_size_mb'])} MiB, "
                       f"refresh_stats {fmt(r['refresh_stats_s'])} s")
     t = Table(title=f"graph queries, N={n:,} (ms; sizes = result rows)")
     for col in ("query", "engine", "p50", "p95", "max", "answered / refused", "non-empty",
@@ -870,6 +884,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-refresh-stats", action="store_true",
                     help="do not run graph.refresh_stats() after loading (the cost guard then "
                          "does not know the largest fan-outs)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the loaded databases and reuse them when they exist (then the "
+                         "load is not measured)")
+    ap.add_argument("--cache-dir", type=Path,
+                    default=Path(tempfile.gettempdir()) / "bastion-bench-graph",
+                    help="where the SQLite databases are kept with --reuse")
     ap.add_argument("--json", type=Path, help="also write the figures and machine to this file")
     args = ap.parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -907,13 +927,17 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     with contextlib.ExitStack() as stack:
-        tmp = Path(tempfile.mkdtemp(prefix="bastion-graph-bench-"))
-        stack.callback(shutil.rmtree, tmp, True)
+        if args.reuse:
+            tmp = args.cache_dir
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="bastion-graph-bench-"))
+            stack.callback(shutil.rmtree, tmp, True)
         pg = Postgres(stack, args.pg_url) if "postgresql" in engines else None
         if "sqlite" in engines:
             console.print(f"SQLite {sqlite3.sqlite_version}: files under {tmp}")
         for engine_name in engines:
-            results.append(run_engine(engine_name, d, w, expected, args, pg, tmp))
+            results.append(run_engine(engine_name, d, w, expected, args, pg, tmp, stack))
         info = machine(pg, code)
     report(d, nxr, results, info, args)
     if args.json:

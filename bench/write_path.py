@@ -330,6 +330,53 @@ class Postgres:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def cached_database(engine_name: str, name: str, pg: Postgres | None, cache: Path, reuse: bool,
+                    stack: contextlib.ExitStack) -> tuple[str, bool]:
+    """(url, already built) of a bench database called `name`: a SQLite file under `cache` or a
+    PostgreSQL database. With `reuse` it is kept after the run and returned as built when an
+    earlier run finished building it (`mark_built`); otherwise it is recreated and dropped."""
+    if engine_name == "sqlite":
+        path = cache / f"{name}.db"
+        done = path.with_suffix(".done")
+        files = (path, done, Path(f"{path}-wal"), Path(f"{path}-shm"))
+        if reuse and path.exists() and done.exists():
+            return f"sqlite:///{path}", True
+        for p in files:
+            p.unlink(missing_ok=True)
+        if not reuse:
+            stack.callback(lambda: [p.unlink(missing_ok=True) for p in files])
+        return f"sqlite:///{path}", False
+    assert pg is not None
+    url = pg.url.set(database=name).render_as_string(hide_password=False)
+    with pg.admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                              {"n": name}).first() is not None
+        if reuse and exists:
+            s = Store(url)
+            try:
+                with s.engine.connect() as c:
+                    built = c.execute(text("SELECT count(*) FROM pg_tables "
+                                           "WHERE tablename = 'bench_built'")).scalar_one()
+            finally:
+                s.close()
+            if built:
+                return url, True
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    if not reuse:
+        stack.callback(pg._drop, name)
+    return url, False
+
+
+def mark_built(store: Store) -> None:
+    """Record that a `cached_database` is fully built, for the next `--reuse`."""
+    if store.dialect == "sqlite":
+        Path(store.engine.url.database).with_suffix(".done").write_text("built")
+    else:
+        with store.engine.begin() as c:
+            c.execute(text("CREATE TABLE bench_built (tag text)"))
+
+
 def fresh_store(engine_name: str, suffix: str, pg: Postgres | None, tmp: Path) -> Store:
     url = pg.fresh(suffix) if engine_name == "postgresql" else f"sqlite:///{tmp / f'{suffix}.db'}"
     store = Store(url)

@@ -13,7 +13,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, func, select, text
+import orjson
+from sqlalchemy import BigInteger, Connection, String, and_, any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from bastion.errors import BastionError, InvalidValue, NotFound
 from bastion.schema.keys import kind_of, node_id
@@ -91,6 +93,56 @@ class AttackPath:
     risks: list[str] = field(default_factory=list)  # open risk keys on the way, worst first
 
 
+def _join(preds: dict[int, int | None], succs: dict[int, int | None], meet: int) -> list[int]:
+    """The path through `meet`: back along `preds` to the source, on along `succs` to the target."""
+    left, x = [], meet
+    while x is not None:
+        left.append(x)
+        x = preds[x]
+    right, x = [], succs[meet]
+    while x is not None:
+        right.append(x)
+        x = succs[x]
+    return left[::-1] + right
+
+
+_EXPANSION_SQL: dict[tuple, tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _expansion_sql(dialect, side: str, with_kinds: bool) -> tuple[str, tuple[str, ...] | None]:
+    """The frontier expansion for one side, compiled once: (SQL, positional parameter order).
+
+    PostgreSQL joins the frontier as `unnest(array)`: `= ANY(array)` makes the planner weigh
+    each element (tens of milliseconds for thousands of ids) for the same index probes. SQLite
+    reads the ids from one JSON parameter."""
+    key = (dialect.name, side, with_kinds)
+    if key not in _EXPANSION_SQL:
+        near, far = ((edge.c.source_id, edge.c.target_id) if side == "out"
+                     else (edge.c.target_id, edge.c.source_id))
+        postgres = dialect.name == "postgresql"
+
+        def rows_of(name: str, type_):
+            if postgres:
+                return func.unnest(bindparam(name, type_=ARRAY(type_))).table_valued("id").render_derived(name=name)
+            return func.json_each(bindparam(name, type_=String)).table_valued("value", name=name)
+
+        ids = rows_of("ids", BigInteger)
+        if postgres:
+            stmt = select(near, far).select_from(
+                ids.join(edge, and_(edge.c.tenant_id == bindparam("tenant"), near == ids.c.id)))
+        else:
+            stmt = select(near, far).where(edge.c.tenant_id == bindparam("tenant"),
+                                           near.in_(select(ids.c.value)))
+        if with_kinds and postgres:  # a handful: an index condition
+            stmt = stmt.where(edge.c.kind == any_(bindparam("kinds", type_=ARRAY(String))))
+        elif with_kinds:
+            kinds = rows_of("kinds", String)
+            stmt = stmt.where(edge.c.kind.in_(select(kinds.c.value)))
+        compiled = stmt.compile(dialect=dialect)
+        _EXPANSION_SQL[key] = (compiled.string, compiled.positiontup)
+    return _EXPANSION_SQL[key]
+
+
 def _reverse(direction: str) -> str:
     return {"out": "in", "in": "out", "both": "both"}[direction]
 
@@ -150,17 +202,32 @@ class Graph:
 
     def _expand(self, conn: Connection, frontier: Sequence[int], direction: str,
                 kinds: tuple[str, ...] | None) -> list[tuple[int, int]]:
-        """One level of a frontier expansion: (from, to) pairs, the frontier as one parameter."""
+        """One level of a frontier expansion: (from, to) pairs, the frontier as one parameter.
+
+        The hottest statement of the graph queries, so it goes through the driver's cursor:
+        SQLAlchemy's result rows cost more than the query once a level has thousands of edges."""
         pairs: list[tuple[int, int]] = []
-        sides = (("out", edge.c.source_id, edge.c.target_id), ("in", edge.c.target_id, edge.c.source_id))
+        raw = conn.connection.driver_connection
+        postgres = self.scope.postgres
         for chunk in chunks(sorted(frontier)):
-            for side, near, far in sides:
+            for side in ("out", "in"):
                 if direction not in (side, "both"):
                     continue
-                stmt = select(near, far).where(self.scope.where(edge), self.scope.id_in(near, chunk))
-                if kinds is not None:
-                    stmt = stmt.where(edge.c.kind.in_(kinds))
-                pairs.extend((a, b) for a, b in conn.execute(stmt))
+                sql, order = _expansion_sql(conn.dialect, side, kinds is not None)
+                values = {"tenant": self.scope.tenant_id, "ids": list(chunk),
+                          "kinds": list(kinds) if kinds is not None else None}
+                if postgres:  # the array as a text literal: psycopg's list dumper checks every item
+                    values["ids"] = "{%s}" % ",".join(map(str, chunk))
+                    params = values
+                else:
+                    params = [orjson.dumps(values[n]).decode() if n != "tenant" else values[n]
+                              for n in order]
+                cur = raw.cursor(binary=True) if postgres else raw.cursor()
+                try:
+                    cur.execute(sql, params)
+                    pairs.extend(cur.fetchall())
+                finally:
+                    cur.close()
         return pairs
 
     # -- cost guard -------------------------------------------------------------------------------
@@ -331,24 +398,18 @@ class Graph:
             pairs = self._expand(conn, frontier, direction if forward else _reverse(direction), kinds)
             visited += len(pairs)
             self._visited(visited, "path")
-            nxt = []
-            for a, b in sorted(pairs):
-                if b not in seen:
-                    seen[b] = a
-                    nxt.append(b)
+            if levels == depth - 1:  # the last level matters only where it meets the other side
+                pairs = [(a, b) for a, b in pairs if b in other]
+            found: dict[int, int] = {}  # new node -> its smallest predecessor, for a stable answer
+            for a, b in pairs:
+                if b not in seen and (b not in found or a < found[b]):
+                    found[b] = a
+            seen.update(found)
+            nxt = sorted(found)
             levels += 1
-            met = sorted(b for b in nxt if b in other)
+            met = [b for b in nxt if b in other]
             if met:
-                meet = met[0]
-                left, x = [], meet
-                while x is not None:
-                    left.append(x)
-                    x = preds[x]
-                right, x = [], succs[meet]
-                while x is not None:
-                    right.append(x)
-                    x = succs[x]
-                return left[::-1] + right
+                return _join(preds, succs, met[0])
             if forward:
                 fwd = nxt
             else:

@@ -724,10 +724,16 @@ def run_store(ts, w: Workload, expected: dict[str, list] | None) -> dict[str, Op
 
 
 def analyze(store: Store) -> float:
-    """Planner statistics, as autovacuum / `PRAGMA optimize` would have them in steady state."""
+    """Planner statistics and (PostgreSQL) the visibility map, as autovacuum / `PRAGMA optimize`
+    would have them in steady state: straight after a bulk load no page is all-visible, so every
+    index-only scan would still visit the table."""
     t0 = time.perf_counter()
-    with store.engine.begin() as conn:
-        conn.execute(text("ANALYZE"))
+    if store.dialect == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with store.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
     return time.perf_counter() - t0
 
 
@@ -762,7 +768,7 @@ def run_engine(engine_name: str, d: Data, w: Workload, expected, args, pg, cache
         t0 = time.perf_counter()
         ts.graph().refresh_stats()
         refresh_s = time.perf_counter() - t0
-    console.print(f"ANALYZE: {fmt(analyze_s and analyze_s * 1000)} ms; graph refresh_stats(): "
+    console.print(f"(VACUUM) ANALYZE: {fmt(analyze_s and analyze_s * 1000)} ms; graph refresh_stats(): "
                   f"{fmt(refresh_s and refresh_s * 1000)} ms")
     if args.reuse and not built:
         mark_built(store)
@@ -880,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=20_000, help="entities per Batch")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-networkx", action="store_true", help="skip networkx (and the answer checks)")
-    ap.add_argument("--no-analyze", action="store_true", help="do not run ANALYZE after loading")
+    ap.add_argument("--no-analyze", action="store_true", help="do not run ANALYZE (PostgreSQL: VACUUM ANALYZE) after loading")
     ap.add_argument("--no-refresh-stats", action="store_true",
                     help="do not run graph.refresh_stats() after loading (the cost guard then "
                          "does not know the largest fan-outs)")

@@ -245,6 +245,17 @@ def test_imports_list_and_show(cli, scan, workdir):
         "error: no import run 999 (see `bastion imports list`)")
 
 
+def test_the_same_file_again_is_reused_and_said_so(cli, scan):
+    cli("import", scan)
+    out = cli("import", scan).stdout
+    assert "scan.jsonl: the same bytes as in import 1 and nothing that import wrote has changed" in out
+    [f] = cli.json("imports", "show", "2")["files"]
+    assert (f["reused_run"], f["records"], f["findings"], f["created"], f["updated"]) == (1, 4, 4, 0, 0)
+    assert "imported (reused import 1)" in cli("imports", "show", "2").stdout
+    # Standard input cannot be known to be the same: it is always read in full.
+    assert cli.json("import", "-", input=lines(*SCAN))["files"][0]["reused_run"] is None
+
+
 # -- risk set-status ------------------------------------------------------------------------------
 
 

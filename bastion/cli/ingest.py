@@ -44,7 +44,9 @@ IMPORT_HELP = (
     "from that file is written, unless --skip-invalid. Findings become risks, one per asset group "
     "and finding name; seeing one again adds evidence, re-opens it if it was remediated and never "
     "overrides an analyst's decision. Every run is recorded (`bastion imports list`). "
-    "Importing the same files again changes nothing but last-seen times.\n\n"
+    "Importing the same files again changes nothing but last-seen times; a file identical to "
+    "one imported before, when nothing that import wrote has changed since, is not even parsed "
+    "again.\n\n"
     "Mappings of every format: docs/formats.md."
 )
 
@@ -165,6 +167,11 @@ def _summary(result: ImportResult) -> None:
         table.add_row(Text("total", style="bold"), "", *(f"{totals[c]:,}" for c in COLUMNS), "",
                       end_section=True)
     out.print(table)
+    for f in result.files:
+        if f.reused_run is not None:
+            out.print(f"{f.name}: the same bytes as in import {f.reused_run} and nothing that import "
+                      "wrote has changed since: recorded as seen again without parsing",
+                      style="dim", soft_wrap=True)
     if result.closed:
         out.print(f"closed:   {result.closed} risk(s) not observed by this import "
                   "(remediated, reason not_observed)")
@@ -230,7 +237,8 @@ def imports_show(
     table = Table("File", "Format", "SHA-256", "Bytes", *(c.title() for c in COLUMNS), "Status")
     for f in r.files:
         table.add_row(f["name"], f.get("format") or "-", (f.get("sha256") or "-")[:16],
-                      f"{f.get('bytes', 0):,}", *(f"{f.get(c, 0):,}" for c in COLUMNS), f["status"])
+                      f"{f.get('bytes', 0):,}", *(f"{f.get(c, 0):,}" for c in COLUMNS),
+                      f["status"] + (f" (reused import {f['reused_run']})" if f.get("reused_run") else ""))
     out.print(table)
     if r.counts.get("closed"):
         out.print(f"closed: {r.counts['closed']} risk(s) not observed")

@@ -10,15 +10,23 @@ its events. Memory is bounded by the chunk, not the file.
 A record that cannot be read rejects its file (nothing from it is written) unless
 `skip_invalid`, which imports the rest and lists what was skipped. After every file was imported,
 `close_missing` remediates the open risks of each importing source that this run did not observe.
+
+A file (not standard input) imported whole is recorded with the nodes and edges it observed.
+Imported again byte for byte — same tool, source, parser code and tenant settings — with none of
+those changed since, it is not parsed again: the import is the sighting it would have been
+(`last_seen` moves, nothing else changes) and says which earlier run it reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -29,8 +37,8 @@ from bastion.ingest.inputs import Input, Opened, UnknownFormat, check_exist, cho
 from bastion.ingest.records import Finding, Invalid, Malformed, Record
 from bastion.risks import lifecycle
 from bastion.risks.priority import priority
-from bastion.schema.batch import Batch, Entity, Relationship
-from bastion.schema.keys import build_key, kind_of, parse_key
+from bastion.schema.batch import Batch, Entity, Relationship, validate
+from bastion.schema.keys import build_key, kind_of, node_id, parse_key
 from bastion.schema.kinds import REGISTRY, _group_of
 from bastion.store import runs
 
@@ -64,6 +72,7 @@ class FileResult:
     unchanged: int = 0
     reopened: int = 0
     skipped: int = 0
+    reused_run: int | None = None  # the earlier run whose import of the same bytes stood for this one
     errors: list[str] = field(default_factory=list)
     more_errors: int = 0  # beyond those listed
 
@@ -120,6 +129,7 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
         if not options.source or len(options.source) > 100 or "#" in options.source:
             raise InvalidValue("--source must be 1-100 characters without '#'")
     settings = runs.settings(tenant.scope)
+    fingerprint = _fingerprint(settings)
     at = datetime.now(timezone.utc)
     cid = uuid.uuid4().hex
     run_id = runs.start_import(tenant.scope, source=options.source or "", actor=options.actor,
@@ -137,7 +147,8 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
                 fr.problem("", reason)
                 result.files.append(fr)
                 continue
-            fr = _File(tenant, item, module, options, settings, at, cid, run_id, progress).run()
+            fr = _File(tenant, item, module, options, settings, fingerprint, at, cid, run_id,
+                       progress).run()
             result.files.append(fr)
             if fr.status == "imported" and fr.format:
                 sources.add(risk_source(fr.format, options.source))
@@ -174,9 +185,11 @@ class _File:
     """One input file, imported in one transaction."""
 
     def __init__(self, tenant, item: Input, module: ModuleType | None, options: Options,
-                 settings: dict[str, Any], at: datetime, cid: str, run_id: int, progress: Progress | None):
+                 settings: dict[str, Any], fingerprint: str, at: datetime, cid: str, run_id: int,
+                 progress: Progress | None):
         self.tenant, self.item, self.module, self.options = tenant, item, module, options
-        self.settings, self.at, self.cid, self.run_id = settings, at, cid, run_id
+        self.settings, self.fingerprint = settings, fingerprint
+        self.at, self.cid, self.run_id = at, cid, run_id
         self.progress = progress
         self.result = FileResult(item.name)
 
@@ -191,12 +204,25 @@ class _File:
             module = self.module or detect(opened.sample(), self.item.name)
             fr.format = module.NAME
             source = risk_source(module.NAME, self.options.source)
+            if size is not None and self._reused(module.NAME, source, size):
+                return self._done()
             with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
                                      correlation_id=self.cid, at=self.at) as session:
-                loader = _Loader(session, module.NAME, source, self.settings, self.run_id, fr)
+                members = None
+                if size is not None:
+                    members = runs.FileMembers(self.tenant.scope, session.conn,
+                                               self._identity("", size, module.NAME, source),
+                                               run_id=self.run_id, name=self.item.name, at=self.at)
+                loader = _Loader(session, module.NAME, source, self.settings, self.run_id, fr, members)
                 self._read(module, opened, loader)
                 loader.flush()
-            fr.sha256, fr.bytes = opened.finish()
+                fr.sha256, fr.bytes = opened.finish()
+                if members is not None and fr.skipped:  # a file read in part is not reused
+                    members.discard()
+                elif members is not None:
+                    members.finish(self._identity(fr.sha256, fr.bytes, module.NAME, source),
+                                   {"records": fr.records, "findings": fr.findings},
+                                   node_id(loader.capability))
         except _Rejected:
             fr.status = "rejected"
         except UnknownFormat as exc:
@@ -223,9 +249,41 @@ class _File:
                 opened.close()
         if fr.status != "imported":
             fr.created = fr.updated = fr.unchanged = fr.reopened = 0
-        if progress:
-            progress.done(fr)
-        return fr
+        return self._done()
+
+    def _done(self) -> FileResult:
+        if self.progress:
+            self.progress.done(self.result)
+        return self.result
+
+    def _identity(self, sha256: str, size: int, fmt: str, source: str) -> runs.FileIdentity:
+        return runs.FileIdentity(sha256, size, fmt, source, self.fingerprint)
+
+    def _reused(self, fmt: str, source: str, size: int) -> bool:
+        """Whether an earlier import of the same bytes stood for this one (see the module doc);
+        the file is hashed first only when an earlier file of its size could."""
+        scope = self.tenant.scope
+        if not runs.may_reuse(scope, size=size, format=fmt, source=source, fingerprint=self.fingerprint):
+            return False
+        digest = hashlib.sha256()
+        with open(self.item.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        ident = self._identity(digest.hexdigest(), size, fmt, source)
+        with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
+                                 correlation_id=self.cid, at=self.at) as session:
+            counts = runs.reuse_file(scope, session.conn, ident, run_id=self.run_id,
+                                     name=self.item.name, at=self.at)
+        if counts is None:
+            return False
+        fr = self.result
+        fr.sha256, fr.bytes = ident.sha256, size
+        fr.records, fr.findings = counts["records"], counts["findings"]
+        fr.unchanged, fr.reused_run = counts["nodes"], counts["reused_run"]
+        if self.progress:
+            self.progress.advance(size)
+            self.progress.records(fr.records)
+        return True
 
     def _read(self, module: ModuleType, opened: Opened, loader: "_Loader") -> None:
         fr, skip = self.result, self.options.skip_invalid
@@ -273,8 +331,9 @@ class _Loader:
     """Gathers a chunk of records, merges it with the store and applies it."""
 
     def __init__(self, session, tool: str, source: str, settings: dict[str, Any], run_id: int,
-                 fr: FileResult):
+                 fr: FileResult, members: runs.FileMembers | None = None):
         self.session, self.tool, self.source, self.run_id, self.fr = session, tool, source, run_id, fr
+        self.members = members
         self.initial = lifecycle.initial_status(settings)
         self.capability = build_key(REGISTRY.entity("capability"), {"name": tool})
         # What earlier chunks of this file (one transaction, one `at`) already wrote: a scan
@@ -361,7 +420,12 @@ class _Loader:
             reopened += entity.note is not None
             add(entity)
         batch.relationships.extend(Relationship(k, s, t, p) for (k, s, t), p in edges.items())
-        result = self.session.apply(batch)
+        prepared = validate(batch)
+        result = self.session.apply(prepared)
+        if self.members is not None:  # what this chunk observed: what a reuse will touch again
+            # (with the implied edges; not the tool's capability: found stored, it is left as is)
+            self.members.add([e.id for k, e in prepared.entities.items() if k != self.capability],
+                             list(prepared.edges))
         for key, outcome in result.outcome.items():
             if key != self.capability:
                 setattr(self.fr, outcome, getattr(self.fr, outcome) + 1)
@@ -395,6 +459,29 @@ class _Loader:
                      else (f.properties or old.properties))
         values["priority"] = priority(values, exposure)
         return Entity("risk", values, props, None, (values, key), note)
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The code that turns a file into entities: Bastion's version and the source of its
+    parsers, risk rules and schema (a change there may change what a file imports as)."""
+    import bastion
+
+    root = Path(bastion.__file__).parent
+    digest = hashlib.sha256()
+    try:
+        digest.update(version("bastion").encode())
+    except PackageNotFoundError:
+        pass
+    for path in sorted(p for d in ("ingest", "risks", "schema") for p in (root / d).rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    """What, beside a file's bytes, decides what importing it writes: the code and the
+    tenant's settings (the status new risks start in …)."""
+    return hashlib.sha256(_code_digest().encode() + _sig(settings)).hexdigest()
 
 
 def _sig(*parts: Any) -> bytes:

@@ -1,7 +1,11 @@
-"""Import runs and tenant settings: the store's operational records, beside the entity graph.
+"""Import runs, imported files and tenant settings: the store's operational records, beside the
+entity graph.
 
 An import run is written in transactions of its own (started, then finished), so a failed import
-is recorded as well as a good one. A setting change is an event like any other change.
+is recorded as well as a good one. A file is recorded in the transaction that imports it, with
+the nodes and edges it observed: a later import of the same bytes, under the same parser code
+and settings, with none of those changed since, is then only a sighting (`reuse_file`). A
+setting change is an event like any other change.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import NotFound
 from bastion.store import writer
 from bastion.store.query import Scope
-from bastion.store.tables import import_run, setting
+from bastion.store.tables import (edge, event, import_file, import_file_edge, import_file_node,
+                                  import_run, node, setting)
+
+KEEP_MEMBER_SETS = 20  # files whose member lists are kept, per tenant (the most recently used)
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,171 @@ def get_import(scope: Scope, run_id: int) -> ImportRun:
     if row is None:
         raise NotFound(f"no import run {run_id} (see `bastion imports list`)")
     return _run(row)
+
+
+# -- imported files ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What must be equal for an earlier import of a file to stand for a new one."""
+
+    sha256: str
+    bytes: int
+    format: str
+    source: str  # the risks' source
+    fingerprint: str  # parser code and tenant settings
+
+
+def may_reuse(scope: Scope, *, size: int, format: str, source: str, fingerprint: str) -> bool:
+    """Whether an earlier file of this size could be reused: worth hashing the file first."""
+    stmt = select(exists().where(
+        scope.where(import_file), import_file.c.bytes == size, import_file.c.format == format,
+        import_file.c.source == source, import_file.c.fingerprint == fingerprint,
+        import_file.c.members.is_not(None)))
+    with scope.transaction() as conn:
+        return bool(conn.execute(stmt).scalar_one())
+
+
+class _Changed(Exception):
+    """Something the earlier import wrote has changed since: import the file in full."""
+
+
+def reuse_file(scope: Scope, conn: Connection, ident: FileIdentity, *, run_id: int, name: str,
+               at: datetime) -> dict[str, Any] | None:
+    """In a write transaction: if an earlier import of the same file stands for this one, record
+    the sighting — `last_seen` of every node and edge it observed moves to `at`, no event, as a
+    full import that changes nothing would do — and return its counts; otherwise None (nothing
+    written). It stands for this one when none of those nodes and edges was changed, added to
+    by another relationship of theirs, or deleted since (no later event names one of the
+    nodes, and all of them are still there)."""
+    seq = writer.lock_event_seq(scope, conn)
+    earlier = conn.execute(
+        select(import_file).where(
+            scope.where(import_file), import_file.c.sha256 == ident.sha256,
+            import_file.c.bytes == ident.bytes, import_file.c.format == ident.format,
+            import_file.c.source == ident.source, import_file.c.fingerprint == ident.fingerprint,
+            import_file.c.members.is_not(None))
+        .order_by(import_file.c.id.desc()).limit(1)).first()
+    if earlier is None:
+        return None
+    members, counts = earlier.members, earlier.counts
+    if seq != earlier.event_seq and _named_since(scope, conn, members, earlier.event_seq):
+        return None
+    if conn.execute(select(node.c.id).where(scope.where(node),
+                                            node.c.id == counts["capability"])).first() is None:
+        return None
+    savepoint = conn.begin_nested()
+    try:
+        nodes = conn.execute(
+            update(node).where(scope.where(node), node.c.id.in_(
+                select(import_file_node.c.node_id).where(
+                    scope.where(import_file_node), import_file_node.c.file_id == members)))
+            .values(last_seen=at)).rowcount
+        key = (edge.c.tenant_id, edge.c.source_id, edge.c.kind, edge.c.target_id)
+        edges = conn.execute(
+            update(edge).where(scope.where(edge), tuple_(*key).in_(
+                select(import_file_edge.c.tenant_id, import_file_edge.c.source_id,
+                       import_file_edge.c.kind, import_file_edge.c.target_id).where(
+                    scope.where(import_file_edge), import_file_edge.c.file_id == members)))
+            .values(last_seen=at)).rowcount
+        if (nodes, edges) != (counts["nodes"], counts["edges"]):
+            raise _Changed()  # a node or edge was deleted since
+    except _Changed:
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    _insert_file(scope, conn, ident, run_id=run_id, name=name, at=at, event_seq=seq,
+                 members=members, counts=counts)
+    return {**counts, "reused_run": earlier.run_id}
+
+
+def _named_since(scope: Scope, conn: Connection, members: int, seq: int) -> bool:
+    """Whether an event after `seq` names one of the member nodes (an edge's events name its
+    source node)."""
+    m = import_file_node
+    stmt = select(exists().where(
+        scope.where(event), event.c.seq > seq,
+        node.c.tenant_id == event.c.tenant_id, node.c.key == event.c.entity_key,
+        m.c.tenant_id == node.c.tenant_id, m.c.file_id == members, m.c.node_id == node.c.id))
+    return bool(conn.execute(stmt).scalar_one())
+
+
+def _insert_file(scope: Scope, conn: Connection, ident: FileIdentity, *, run_id: int, name: str,
+                 at: datetime, event_seq: int, members: int | None, counts: dict[str, Any]) -> int:
+    file_id = conn.execute(select(func.coalesce(func.max(import_file.c.id), 0) + 1)
+                           .where(scope.where(import_file))).scalar_one()
+    conn.execute(insert(import_file).values(
+        tenant_id=scope.tenant_id, id=file_id, run_id=run_id, name=name, sha256=ident.sha256,
+        bytes=ident.bytes, format=ident.format, source=ident.source, fingerprint=ident.fingerprint,
+        imported_at=at, event_seq=event_seq,
+        members=file_id if members is None else members, counts=counts))
+    return file_id
+
+
+class FileMembers:
+    """The member lists of a file being imported, written as its chunks are (one transaction).
+    Ids are added as the importer writes them; one may come again (ignored)."""
+
+    def __init__(self, scope: Scope, conn: Connection, ident: FileIdentity, *, run_id: int,
+                 name: str, at: datetime):
+        self.scope, self.conn = scope, conn
+        writer.lock_event_seq(scope, conn)  # the file number is allocated under the tenant's lock
+        self.file_id = _insert_file(scope, conn, ident, run_id=run_id, name=name, at=at,
+                                    event_seq=0, members=None, counts={})
+
+    def add(self, node_ids: list[int], edges: list[tuple[int, str, int]]) -> None:
+        t, f = self.scope.tenant_id, self.file_id
+        if node_ids:
+            _insert_ignoring(self.conn, import_file_node, [(t, f, i) for i in node_ids])
+        if edges:
+            _insert_ignoring(self.conn, import_file_edge, [(t, f, s, k, d) for s, k, d in edges])
+
+    def discard(self) -> None:
+        conn, scope = self.conn, self.scope
+        conn.execute(delete(import_file).where(scope.where(import_file), import_file.c.id == self.file_id))
+
+    def finish(self, ident: FileIdentity, counts: dict[str, Any], capability: int) -> None:
+        """The file was imported whole: its hash, counts and the tenant's counter after it.
+        `capability`: the tool's node, which must still exist for a reuse (a full import would
+        create it again)."""
+        scope, conn, f = self.scope, self.conn, self.file_id
+        seq = writer.lock_event_seq(scope, conn)
+        n = conn.execute(select(func.count()).where(scope.where(import_file_node),
+                                                    import_file_node.c.file_id == f)).scalar_one()
+        e = conn.execute(select(func.count()).where(scope.where(import_file_edge),
+                                                    import_file_edge.c.file_id == f)).scalar_one()
+        conn.execute(update(import_file).where(scope.where(import_file), import_file.c.id == f)
+                     .values(sha256=ident.sha256, bytes=ident.bytes, event_seq=seq,
+                             counts={**counts, "nodes": n, "edges": e, "capability": capability}))
+        _prune_members(scope, conn)
+
+
+def _insert_ignoring(conn: Connection, table, rows: list[tuple]) -> None:
+    """Insert rows (in column order), skipping those already there."""
+    names = ", ".join(c.name for c in table.c)
+    if conn.dialect.name == "postgresql":
+        types = ", ".join(f"%b::{c.type.compile(dialect=conn.dialect)}[]" for c in table.c)
+        sql = (f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({types}) "
+               f"ON CONFLICT DO NOTHING")
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute(sql, [list(col) for col in zip(*rows)])
+    else:
+        marks = ", ".join("?" for _ in table.c)
+        conn.exec_driver_sql(f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})", rows)
+
+
+def _prune_members(scope: Scope, conn: Connection) -> None:
+    """Keep the member lists of the KEEP_MEMBER_SETS most recently used files."""
+    last_use = func.max(import_file.c.id)
+    stale = [r.members for r in conn.execute(
+        select(import_file.c.members).where(scope.where(import_file), import_file.c.members.is_not(None))
+        .group_by(import_file.c.members).order_by(last_use.desc()).offset(KEEP_MEMBER_SETS))]
+    for members in stale:
+        for table in (import_file_node, import_file_edge):
+            conn.execute(delete(table).where(scope.where(table), table.c.file_id == members))
+        conn.execute(update(import_file).where(scope.where(import_file),
+                                               import_file.c.members == members).values(members=None))
 
 
 # -- settings -------------------------------------------------------------------------------------

@@ -254,6 +254,58 @@ import_run = Table(
     sqlite_with_rowid=False,
 )
 
+# One row per file an import read whole (not standard input): what makes a later import of the
+# same bytes reusable. `members` names the row whose member lists (below) hold what the file
+# observed — its own, or an earlier import's it was found identical to; NULL once pruned.
+import_file = Table(
+    "import_file",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("run_id", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("source", String(200), nullable=False),  # the risks' source, "<tool>[:<--source>]"
+    Column("fingerprint", String(64), nullable=False),  # parser code and settings that shaped it
+    Column("imported_at", UTCDateTime, nullable=False),
+    Column("event_seq", BigInteger, nullable=False),  # the tenant's event counter after it
+    Column("members", Integer),
+    Column("counts", JSONType, nullable=False),  # records, findings, skipped, nodes, edges
+    PrimaryKeyConstraint("tenant_id", "id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    Index(None, "tenant_id", "sha256"),
+    sqlite_with_rowid=False,
+)
+
+# The nodes and edges an imported file observed, kept for the newest member sets only.
+import_file_node = Table(
+    "import_file_node",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("file_id", Integer, nullable=False),
+    Column("node_id", BigInteger, nullable=False, autoincrement=False),
+    PrimaryKeyConstraint("tenant_id", "file_id", "node_id"),
+    ForeignKeyConstraint(["tenant_id", "file_id"], ["import_file.tenant_id", "import_file.id"],
+                         ondelete="CASCADE"),
+    sqlite_with_rowid=False,
+)
+
+import_file_edge = Table(
+    "import_file_edge",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("file_id", Integer, nullable=False),
+    Column("source_id", BigInteger, nullable=False, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("target_id", BigInteger, nullable=False, autoincrement=False),
+    PrimaryKeyConstraint("tenant_id", "file_id", "source_id", "kind", "target_id"),
+    ForeignKeyConstraint(["tenant_id", "file_id"], ["import_file.tenant_id", "import_file.id"],
+                         ondelete="CASCADE"),
+    sqlite_with_rowid=False,
+)
+
 # Per-tenant settings (risk SLA days, the status new findings start in); changes are events.
 setting = Table(
     "setting",
@@ -372,5 +424,6 @@ coverage_snapshot = Table(
 )
 
 # Tables whose rows belong to one tenant: row-level security and the query layer's filter.
-TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, import_run, setting,
+TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, import_run, import_file,
+                                     import_file_node, import_file_edge, setting,
                                      detection_snapshot, coverage_snapshot, *typed.values())

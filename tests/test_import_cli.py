@@ -252,6 +252,8 @@ def test_the_same_file_again_is_reused_and_said_so(cli, scan):
     [f] = cli.json("imports", "show", "2")["files"]
     assert (f["reused_run"], f["records"], f["findings"], f["created"], f["updated"]) == (1, 4, 4, 0, 0)
     assert "imported (reused import 1)" in cli("imports", "show", "2").stdout
+    full = cli.json("import", scan, "--no-reuse")["files"][0]
+    assert (full["reused_run"], full["created"], full["updated"], full["unchanged"]) == (None, 0, 0, 6)
     # Standard input cannot be known to be the same: it is always read in full.
     assert cli.json("import", "-", input=lines(*SCAN))["files"][0]["reused_run"] is None
 

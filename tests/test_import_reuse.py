@@ -82,13 +82,13 @@ def state(tenant) -> dict:
 
 @pytest.fixture
 def twin(store):
-    """A second tenant of the same store, where files are always imported in full."""
+    """A second tenant of the same store, where the file is imported again in full."""
     store.ensure_tenant("twin")
     return store.tenant("twin")
 
 
 @pytest.mark.parametrize("name", WHOLE_FILES)
-def test_a_reused_import_leaves_what_a_full_import_leaves(tenant, twin, tmp_path, name, monkeypatch):
+def test_a_reused_import_leaves_what_a_full_import_leaves(tenant, twin, tmp_path, name):
     path = whole(tmp_path, name)
     first = run(tenant, path)
     assert first.status == "succeeded"
@@ -101,9 +101,7 @@ def test_a_reused_import_leaves_what_a_full_import_leaves(tenant, twin, tmp_path
     assert f.unchanged == len({k for k in state(tenant)["nodes"]} - {f"#capability#{f.format}"})
 
     run(twin, path)
-    with monkeypatch.context() as m:
-        m.setattr(runs, "may_reuse", lambda *a, **k: False)
-        full = run(twin, path)
+    full = run(twin, path, reuse=False)
     assert full.files[0].reused_run is None
     # The same rows, the same events (none), last_seen moved on the same nodes and edges.
     assert state(tenant) == state(twin)  # node ids derive from keys: equal across tenants

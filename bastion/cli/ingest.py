@@ -66,6 +66,10 @@ def import_command(
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help="Import the valid records of a file with bad ones, and list "
                                "what was skipped.")] = False,
+    no_reuse: Annotated[bool, typer.Option(
+        "--no-reuse", help="Parse every file, even one whose same bytes were imported before with "
+                           "nothing they wrote changed since (such a file is otherwise only "
+                           "recorded as seen again).")] = False,
     replace: Annotated[bool, typer.Option(
         "--replace", help="JSON graph only: replace stored nodes (what the file leaves out takes "
                           "its default) instead of merging.")] = False,
@@ -78,7 +82,7 @@ def import_command(
         return
     tenant = sess.tenant()
     options = Options(actor=sess.actor, format=fmt, source=source, close_missing=close_missing,
-                      skip_invalid=skip_invalid)
+                      skip_invalid=skip_invalid, reuse=not no_reuse)
     with _Bar(enabled=not as_json) as bar:
         result = import_paths(tenant, paths, options, bar.callback)
     if as_json:

@@ -56,6 +56,7 @@ class Options:
     source: str | None = None  # the scan's name: risks are filed under "<tool>:<source>"
     close_missing: bool = False
     skip_invalid: bool = False
+    reuse: bool = True  # an unchanged file imported before stands for itself (see the module doc)
 
 
 @dataclass
@@ -136,7 +137,8 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
                                correlation_id=cid, started_at=at,
                                options={"format": options.format, "source": options.source,
                                         "close_missing": options.close_missing,
-                                        "skip_invalid": options.skip_invalid, "paths": list(paths)})
+                                        "skip_invalid": options.skip_invalid, "reuse": options.reuse,
+                                        "paths": list(paths)})
     result = ImportResult(run_id, "running", cid, [])
     sources: set[str] = set()
     try:
@@ -204,7 +206,7 @@ class _File:
             module = self.module or detect(opened.sample(), self.item.name)
             fr.format = module.NAME
             source = risk_source(module.NAME, self.options.source)
-            if size is not None and self._reused(module.NAME, source, size):
+            if self.options.reuse and size is not None and self._reused(module.NAME, source, size):
                 return self._done()
             with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
                                      correlation_id=self.cid, at=self.at) as session:

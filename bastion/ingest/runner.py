@@ -272,11 +272,12 @@ class _File:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         ident = self._identity(digest.hexdigest(), size, fmt, source)
-        with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
-                                 correlation_id=self.cid, at=self.at) as session:
-            counts = runs.reuse_file(scope, session.conn, ident, run_id=self.run_id,
-                                     name=self.item.name, at=self.at)
-        if counts is None:
+        try:
+            with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
+                                     correlation_id=self.cid, at=self.at) as session:
+                counts = runs.reuse_file(scope, session.conn, ident, run_id=self.run_id,
+                                         name=self.item.name, at=self.at)
+        except runs.NotReusable:  # rolled back: nothing of the attempt stays
             return False
         fr = self.result
         fr.sha256, fr.bytes = ident.sha256, size
@@ -466,7 +467,8 @@ class _Loader:
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """The code that turns a file into entities: Bastion's version and the source of its
-    parsers, risk rules and schema (a change there may change what a file imports as)."""
+    parsers, risk rules, schema and write path (a change there may change what a file imports
+    as)."""
     import bastion
 
     root = Path(bastion.__file__).parent
@@ -475,7 +477,8 @@ def _code_digest() -> str:
         digest.update(version("bastion").encode())
     except PackageNotFoundError:
         pass
-    for path in sorted(p for d in ("ingest", "risks", "schema") for p in (root / d).rglob("*.py")):
+    code = [p for d in ("ingest", "risks", "schema") for p in (root / d).rglob("*.py")]
+    for path in sorted([*code, root / "store" / "writer.py"]):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

@@ -117,18 +117,19 @@ def may_reuse(scope: Scope, *, size: int, format: str, source: str, fingerprint:
         return bool(conn.execute(stmt).scalar_one())
 
 
-class _Changed(Exception):
-    """Something the earlier import wrote has changed since: import the file in full."""
+class NotReusable(Exception):
+    """No earlier import stands for this file: import it in full (and roll back what
+    `reuse_file` wrote)."""
 
 
 def reuse_file(scope: Scope, conn: Connection, ident: FileIdentity, *, run_id: int, name: str,
-               at: datetime) -> dict[str, Any] | None:
+               at: datetime) -> dict[str, Any]:
     """In a write transaction: if an earlier import of the same file stands for this one, record
     the sighting — `last_seen` of every node and edge it observed moves to `at`, no event, as a
-    full import that changes nothing would do — and return its counts; otherwise None (nothing
-    written). It stands for this one when none of those nodes and edges was changed, added to
-    by another relationship of theirs, or deleted since (no later event names one of the
-    nodes, and all of them are still there)."""
+    full import that changes nothing would do — and return its counts; otherwise raise
+    NotReusable, after which the caller rolls the transaction back. It stands for this one when
+    none of those nodes and edges was changed, added to by another relationship of theirs, or
+    deleted since (no later event names one of the nodes, and all of them are still there)."""
     seq = writer.lock_event_seq(scope, conn)
     earlier = conn.execute(
         select(import_file).where(
@@ -138,33 +139,27 @@ def reuse_file(scope: Scope, conn: Connection, ident: FileIdentity, *, run_id: i
             import_file.c.members.is_not(None))
         .order_by(import_file.c.id.desc()).limit(1)).first()
     if earlier is None:
-        return None
+        raise NotReusable("no earlier import of these bytes")
     members, counts = earlier.members, earlier.counts
     if seq != earlier.event_seq and _named_since(scope, conn, members, earlier.event_seq):
-        return None
+        raise NotReusable("what it wrote was changed since")
     if conn.execute(select(node.c.id).where(scope.where(node),
                                             node.c.id == counts["capability"])).first() is None:
-        return None
-    savepoint = conn.begin_nested()
-    try:
-        nodes = conn.execute(
-            update(node).where(scope.where(node), node.c.id.in_(
-                select(import_file_node.c.node_id).where(
-                    scope.where(import_file_node), import_file_node.c.file_id == members)))
-            .values(last_seen=at)).rowcount
-        key = (edge.c.tenant_id, edge.c.source_id, edge.c.kind, edge.c.target_id)
-        edges = conn.execute(
-            update(edge).where(scope.where(edge), tuple_(*key).in_(
-                select(import_file_edge.c.tenant_id, import_file_edge.c.source_id,
-                       import_file_edge.c.kind, import_file_edge.c.target_id).where(
-                    scope.where(import_file_edge), import_file_edge.c.file_id == members)))
-            .values(last_seen=at)).rowcount
-        if (nodes, edges) != (counts["nodes"], counts["edges"]):
-            raise _Changed()  # a node or edge was deleted since
-    except _Changed:
-        savepoint.rollback()
-        return None
-    savepoint.commit()
+        raise NotReusable("its tool's capability node was deleted")
+    nodes = conn.execute(
+        update(node).where(scope.where(node), node.c.id.in_(
+            select(import_file_node.c.node_id).where(
+                scope.where(import_file_node), import_file_node.c.file_id == members)))
+        .values(last_seen=at)).rowcount
+    key = (edge.c.tenant_id, edge.c.source_id, edge.c.kind, edge.c.target_id)
+    edges = conn.execute(
+        update(edge).where(scope.where(edge), tuple_(*key).in_(
+            select(import_file_edge.c.tenant_id, import_file_edge.c.source_id,
+                   import_file_edge.c.kind, import_file_edge.c.target_id).where(
+                scope.where(import_file_edge), import_file_edge.c.file_id == members)))
+        .values(last_seen=at)).rowcount
+    if (nodes, edges) != (counts["nodes"], counts["edges"]):
+        raise NotReusable("a node or edge it wrote was deleted since")
     _insert_file(scope, conn, ident, run_id=run_id, name=name, at=at, event_seq=seq,
                  members=members, counts=counts)
     return {**counts, "reused_run": earlier.run_id}

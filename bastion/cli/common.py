@@ -14,6 +14,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
@@ -260,6 +261,24 @@ class ProgressBar:
 
 def short_label(name: str, width: int = 40) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def files_table(title: str, files, columns: tuple[str, ...], totals: dict[str, int],
+                shown=lambda f: True) -> Table:
+    """An import's per-file table (files with a name, format, status and `columns` counts) with
+    a total row when there are several; `shown` picks the rows of a long list."""
+    table = Table("File", "Format", *(c.title() for c in columns), "Status", title=title,
+                  title_justify="left")
+    for f in files:
+        if not shown(f):
+            continue
+        status = Text(f.status, style="green" if f.status == "imported"
+                      else "dim" if f.status == "ignored" else "bold red")
+        table.add_row(f.name, f.format or "-", *(f"{getattr(f, c):,}" for c in columns), status)
+    if len(files) > 1:
+        table.add_row(Text("total", style="bold"), "", *(f"{totals[c]:,}" for c in columns), "",
+                      end_section=True)
+    return table
 
 
 def print_notes_and_problems(notes: list[str], files, problems: str, more: str) -> None:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from bastion.cli.common import (ProgressBar, console, echo_json, fmt_time, fmt_value,
+from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fmt_time, fmt_value,
                                 print_notes_and_problems, session, short_label, shorten)
 from bastion.coverage import detections as ops
 from bastion.coverage.inventory import (ImportResult, Options, account_key, active_catalog,
@@ -147,19 +147,10 @@ def detections_import(
 
 def _summary(result: ImportResult, no_catalog: bool) -> None:
     out = console()
-    table = Table("File", "Format", *(c.title() for c in COLUMNS), "Status",
-                  title=f"detections import into {result.account}: {result.status}", title_justify="left")
     many = len(result.files) > MAX_ROWS
-    for f in result.files:
-        if many and f.status == "imported" and not (f.skipped or f.problems):
-            continue  # a large directory: only the files with something to say
-        status = Text(f.status, style="green" if f.status == "imported"
-                      else "dim" if f.status == "ignored" else "bold red")
-        table.add_row(f.name, f.format or "-", *(f"{getattr(f, c):,}" for c in COLUMNS), status)
-    totals = result.totals()
-    if len(result.files) > 1:
-        table.add_row(Text("total", style="bold"), "", *(f"{totals[c]:,}" for c in COLUMNS), "",
-                      end_section=True)
+    table = files_table(  # a large directory: only the files with something to say
+        f"detections import into {result.account}: {result.status}", result.files, COLUMNS,
+        result.totals(), lambda f: not many or f.status != "imported" or bool(f.skipped or f.problems))
     if many:
         table.caption = (f"{sum(f.status == 'imported' for f in result.files):,} file(s) imported; "
                          "rows of files imported without problems are left out (--json lists all)")

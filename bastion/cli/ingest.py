@@ -21,8 +21,8 @@ from bastion.ingest.runner import FileResult, ImportResult, Options, import_path
 from bastion.risks import lifecycle
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES
 from bastion.store import runs
-from bastion.cli.common import (ProgressBar, console, echo_json, fmt_time, print_notes_and_problems,
-                                session, short_label)
+from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fmt_time,
+                                print_notes_and_problems, session, short_label)
 
 ImportFormat = enum.Enum("ImportFormat", {n: n for n in ("auto", "graph", *FORMAT_NAMES)}, type=str)
 
@@ -160,17 +160,8 @@ COLUMNS = ("records", "findings", "created", "updated", "unchanged", "reopened",
 
 def _summary(result: ImportResult) -> None:
     out = console()
-    table = Table("File", "Format", *(c.title() for c in COLUMNS), "Status",
-                  title=f"import {result.run_id}: {result.status}", title_justify="left")
-    for f in result.files:
-        status = Text(f.status, style="green" if f.status == "imported"
-                      else "dim" if f.status == "ignored" else "bold red")
-        table.add_row(f.name, f.format or "-", *(f"{getattr(f, c):,}" for c in COLUMNS), status)
-    totals = result.totals()
-    if len(result.files) > 1:
-        table.add_row(Text("total", style="bold"), "", *(f"{totals[c]:,}" for c in COLUMNS), "",
-                      end_section=True)
-    out.print(table)
+    out.print(files_table(f"import {result.run_id}: {result.status}", result.files, COLUMNS,
+                          result.totals()))
     for f in result.files:
         if f.reused_run is not None:
             out.print(f"{f.name}: the same bytes as in import {f.reused_run} and nothing that import "

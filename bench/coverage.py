@@ -47,8 +47,8 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # write_path / import_nuclei: database helpers, report bits
 
-from write_path import (Postgres, cached_database, code_version, console, machine,  # noqa: E402
-                        mark_built, verdict)
+from write_path import (Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
+                        machine, mark_built, verdict)
 from import_nuclei import migrated  # noqa: E402
 
 from sqlalchemy import text  # noqa: E402
@@ -611,9 +611,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="sigma-cli's private ATT&CK cache (filled once)")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args(argv)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if set(engines) - {"sqlite", "postgresql"}:
-        ap.error("--engines takes sqlite and/or postgresql")
+    engines = engine_list(ap, args.engines, allow_none=True)
     if args.no_synthetic:
         engines = []
 

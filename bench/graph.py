@@ -54,8 +54,8 @@ from bastion.schema.batch import Batch, key_for  # noqa: E402
 from bastion.store import migrate  # noqa: E402
 from bastion.store.store import Store  # noqa: E402
 from bastion.store.traversal import ACCESS_KINDS, CostExceeded, Limits  # noqa: E402
-from write_path import (Postgres, cached_database, code_version, console, machine,  # noqa: E402
-                        mark_built, peak_rss_mb)
+from write_path import (Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
+                        machine, mark_built, peak_rss_mb)
 
 TENANT = "bench"
 console.width = max(console.width, 150)  # the results table is wide; logs are often not a tty
@@ -898,9 +898,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the SQLite databases are kept with --reuse")
     ap.add_argument("--json", type=Path, help="also write the figures and machine to this file")
     args = ap.parse_args(argv)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if set(engines) - {"sqlite", "postgresql"}:
-        ap.error("--engines takes sqlite and/or postgresql")
+    engines = engine_list(ap, args.engines, allow_none=True)
 
     code = code_version()
     t0 = time.perf_counter()

@@ -543,9 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.million:
         args.findings = 1_000_000
     args.hosts = args.hosts or max(1, args.findings // 20)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if not engines or set(engines) - {"sqlite", "postgresql"}:
-        ap.error("--engines takes sqlite and/or postgresql")
+    engines = wp.engine_list(ap, args.engines)
 
     console.width = max(console.width, 110)  # a wider table when not on a terminal
     code = code_version()

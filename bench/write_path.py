@@ -330,6 +330,14 @@ class Postgres:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def engine_list(ap: argparse.ArgumentParser, text: str, allow_none: bool = False) -> list[str]:
+    """The engines of a comma-separated --engines value; an argparse error for anything else."""
+    engines = [e.strip() for e in text.split(",") if e.strip()]
+    if (not engines and not allow_none) or set(engines) - {"sqlite", "postgresql"}:
+        ap.error("--engines takes sqlite and/or postgresql")
+    return engines
+
+
 def cached_database(engine_name: str, name: str, pg: Postgres | None, cache: Path, reuse: bool,
                     stack: contextlib.ExitStack) -> tuple[str, bool]:
     """(url, already built) of a bench database called `name`: a SQLite file under `cache` or a
@@ -629,9 +637,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the first apply under cProfile and print the top 25 functions")
     ap.add_argument("--json", type=Path, help="also write the figures and machine to this file")
     args = ap.parse_args(argv)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if not engines or set(engines) - {"sqlite", "postgresql"}:
-        ap.error("--engines takes sqlite and/or postgresql")
+    engines = engine_list(ap, args.engines)
 
     code = code_version()  # now: the modules were imported from this tree at start-up
     t0 = time.perf_counter()

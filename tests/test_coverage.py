@@ -416,9 +416,8 @@ def test_properties_union_plain_and_roll_up(tenant, maps):
     # every example starts from scratch: delete what an earlier example left
     old = [r.key for r in tenant.list("detection", prefix="#detection#cloud_account#aws#prop", limit=1000).records]
     if old:
-        clean = Batch()
-        clean.deletes.extend(old)
-        tenant.apply(clean, actor="t", source="t")
+        from bastion.store import edits  # the detections' mappings depend on them: cascade
+        edits.delete(tenant, old, actor="t", source="t", cascade=True)
     tenant.apply(b, actor="t", source="t")
 
     per = compute_accounts(tenant, catalog, accounts=accts)

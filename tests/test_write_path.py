@@ -146,10 +146,11 @@ def test_edge_properties_update_and_unlink_emit_events(tenant):
 def test_delete_removes_entity_and_its_edges_with_events(store, tenant):
     b, keys = surface()
     tenant.apply(b, actor="a", source="s")
-    result = tenant.apply(Batch(deletes=[keys["port"]]), actor="a", source="s")
-    assert result.deleted == 1 and result.edges_removed == 2  # HAS_PORT in, HAS_VULNERABILITY out
-    assert tenant.get(keys["port"]) is None
-    assert tenant.links(keys["risk"]) == []
+    # The risk on the port depends on it: deleted in the same batch (see tests/test_delete.py).
+    result = tenant.apply(Batch(deletes=[keys["port"], keys["risk"]]), actor="a", source="s")
+    assert result.deleted == 2 and result.edges_removed == 2  # HAS_PORT in, HAS_VULNERABILITY out
+    assert tenant.get(keys["port"]) is None and tenant.get(keys["risk"]) is None
+    assert [l.relationship for l in tenant.links(keys["ip"])] == ["RESOLVES_TO"]
     last = tenant.history(keys["port"])[-1]
     assert last.event_type == "port.deleted" and last.entity_version == 2
     assert last.diff["number"] == [443, None]

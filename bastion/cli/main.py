@@ -329,17 +329,24 @@ def unlink(
 def delete(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="Key of the entity to delete.")],
+    cascade: Annotated[bool, typer.Option(
+        "--cascade", help="Also delete the entities that depend on it (the ports of an asset, "
+                          "the risks on it and its ports, attributes, jobs …), each with its "
+                          "event. Without it, such a delete is refused and lists them.")] = False,
 ) -> None:
     """Delete an entity and its relationships (its history is kept)."""
+    from bastion.store import edits
+
     sess = session(ctx)
-    parse_key(key)
-    batch = Batch()
-    batch.deletes.append(key)
-    result = sess.tenant().apply(batch, actor=sess.actor, source=SOURCE)
+    result = edits.delete(sess.tenant(), [key], actor=sess.actor, source=SOURCE, cascade=cascade)
     if not result.deleted:
         raise NotFound(f"no entity with key {key}")
     links = f" and {result.edges_removed} link(s)" if result.edges_removed else ""
-    console().print(Text("deleted   ", style="red") + Text(key) + Text(links), soft_wrap=True)
+    out = console()
+    out.print(Text("deleted   ", style="red") + Text(key) + Text(links), soft_wrap=True)
+    for dep in result.cascaded:
+        out.print(Text("deleted   ", style="red") + Text(dep) + Text(" (depends on it)", style="dim"),
+                  soft_wrap=True)
 
 
 # -- reads --------------------------------------------------------------------------------------

@@ -26,10 +26,9 @@ from datetime import date, datetime, timezone
 from typing import IO, Any, Callable, Iterator, Union
 
 from bastion.errors import InvalidValue
-from bastion.risks.priority import priority
+from bastion.risks.priority import asset_of as _asset_of, priority
 from bastion.schema import normalize as norm
 from bastion.schema.batch import Batch, Entity
-from bastion.schema.keys import kind_of, parse_key
 
 KEV_SOURCE = "enrich:kev"
 EPSS_SOURCE = "enrich:epss"
@@ -309,16 +308,6 @@ def apply_epss(tenant, epss: Catalog, actor: str, *, at: datetime | None = None)
     if not (epss.version or epss.date):
         label += f" {epss.name}"
     return _enrich(tenant, "epss", epss, actor, EPSS_SOURCE, label, update, at)
-
-
-def _asset_of(target: str | None) -> str | None:
-    """The asset whose exposure counts for a risk on `target` (none for a technology)."""
-    if not target:
-        return None
-    kind = kind_of(target)
-    if kind == "asset":
-        return target
-    return parse_key(target).parts["asset"] if kind == "port" else None
 
 
 def _enrich(tenant, kind: str, catalog: Catalog, actor: str, source: str, note: str,

@@ -17,9 +17,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bastion.errors import ConflictError, Problem, ValidationFailed
-from bastion.schema.batch import Batch, PreparedBatch, PreparedEdge, PreparedEntity, validate
+from bastion.risks.priority import ASSET_INPUTS, priority
+from bastion.schema.batch import (Batch, PreparedBatch, PreparedEdge, PreparedEntity, content_hash,
+                                  validate)
 from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
+from bastion.schema.registry import FieldType
 from bastion.store.query import Scope, chunks
 from bastion.store.tables import UTCDateTime, edge, event, graph_stats, node, tenant, typed
 
@@ -38,6 +41,24 @@ class ApplyResult:
     correlation_id: str = ""
     # key → "created" | "updated" | "unchanged", for callers that report per item
     outcome: dict[str, str] = field(default_factory=dict, repr=False)
+    # keys deleted because an entity they depend on was (cascade), and risks re-ranked because
+    # their asset's exposure changed
+    cascaded: list[str] = field(default_factory=list, repr=False)
+    reranked: list[str] = field(default_factory=list, repr=False)
+
+
+class DependentsExist(ConflictError):
+    """A delete would leave entities that depend on the deleted ones (their key or a required
+    reference names it); nothing was written. `dependents`: their keys."""
+
+    def __init__(self, deleted: list[str], dependents: list[str]):
+        self.dependents = dependents
+        shown = ", ".join(dependents[:5]) + (f" … ({len(dependents)} in all)" if len(dependents) > 5 else "")
+        what = deleted[0] if len(deleted) == 1 else f"{len(deleted)} entities"
+        n = len(dependents)
+        super().__init__(f"cannot delete {what}: {n} {'entity depends' if n == 1 else 'entities depend'}"
+                         f" on it ({shown}); delete with cascade (--cascade) to delete "
+                         f"{'it' if n == 1 else 'them'} too")
 
 
 def _dumps(value: Any) -> str:
@@ -75,20 +96,25 @@ def _edge_diff(e: PreparedEdge, old_props: Any, new_props: Any) -> dict[str, Any
 
 def apply(scope: Scope, batch: Batch | PreparedBatch, *, actor: str, source: str,
           correlation_id: str | None = None, at: datetime | None = None,
-          conn: Connection | None = None, observed: bool = True) -> ApplyResult:
+          conn: Connection | None = None, observed: bool = True, cascade: bool = False) -> ApplyResult:
     """Validate and write a batch with its events. In a transaction of its own, or in `conn`'s
     (a `TenantStore.writing()` session: several batches, one commit).
 
     `observed=False` for a change that is not a sighting (an analyst's decision, enrichment,
-    closing what a scan missed): `last_seen` of the batch's nodes and edges stays as it was."""
+    closing what a scan missed): `last_seen` of the batch's nodes and edges stays as it was.
+
+    Deleting an entity that others depend on (see `dependent_fields`) raises DependentsExist
+    unless they are deleted in the same batch or `cascade` is true, which deletes them too
+    (each with its `<kind>.deleted` event). A change of an asset's exposure re-ranks the risks
+    on it and its ports in the same transaction (`risk.updated` events)."""
     with paused_gc():
         pb = batch if isinstance(batch, PreparedBatch) else validate(batch)
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         cid = correlation_id or uuid.uuid4().hex
         if conn is not None:
-            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid), observed).run()
+            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid), observed, cascade).run()
         with scope.transaction(write=True) as conn:
-            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid), observed).run()
+            return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid), observed, cascade).run()
 
 
 @contextmanager
@@ -136,9 +162,10 @@ def record_event(scope: Scope, conn: Connection, *, key: str, kind: str, event_t
 
 class _Apply:
     def __init__(self, scope: Scope, conn: Connection, pb: PreparedBatch, at: datetime, ev: _Events,
-                 observed: bool = True):
+                 observed: bool = True, cascade: bool = False):
         self.scope, self.conn, self.pb, self.at, self.ev = scope, conn, pb, at, ev
-        self.observed = observed
+        self.observed, self.cascade = observed, cascade
+        self.exposure_changed: dict[str, Any] = {}  # asset key → its new values
         self.result = ApplyResult(correlation_id=ev.cid)
         self.counts: Counter[str] = Counter()  # node/edge count changes per kind, for graph_stats
 
@@ -149,6 +176,7 @@ class _Apply:
         self._upsert_edges(existing)
         self._unlink()
         self._delete(existing)
+        self._rerank()
         self._count()
         append_events(self.scope, self.conn, seq, self.ev.rows)
         self.result.events = len(self.ev.rows)
@@ -246,9 +274,11 @@ class _Apply:
             self._insert(typed[kind], rows)
             self.counts[kind] += len(rows)
 
-    def _update_entities(self, changed: list[tuple[PreparedEntity, Any]]) -> None:
+    def _update_entities(self, changed: list[tuple[PreparedEntity, Any]],
+                         observed: bool | None = None) -> None:
         if not changed:
             return
+        observed = self.observed if observed is None else observed
         by_kind: dict[str, list[tuple[PreparedEntity, Any]]] = {}
         for e, row in changed:
             by_kind.setdefault(e.kind.name, []).append((e, row))
@@ -263,6 +293,8 @@ class _Apply:
                     diff["properties"] = [old_props, e.properties]
                 version = row.version + 1
                 etype = "status_changed" if "status" in diff else "updated"
+                if kind == "asset" and any(f in diff for f in ASSET_INPUTS):
+                    self.exposure_changed[e.key] = e.values
                 self.ev.add(e.key, kind, version, f"{kind}.{etype}", diff, e.note)
                 node_params.append({
                     "b_id": e.id, "version": version, "content_hash": e.content_hash,
@@ -276,7 +308,7 @@ class _Apply:
         moved = ("version", "content_hash", "properties", "updated_at")
         stmt = (update(node).where(self.scope.where(node), node.c.id == bindparam("b_id"))
                 .values({c: bindparam(c) for c in moved}))
-        if self.observed:
+        if observed:
             stmt = stmt.values(last_seen=self.at)
         self.conn.execute(stmt, node_params)
 
@@ -288,14 +320,18 @@ class _Apply:
             return
         batch_ids = {e.id for e in self.pb.entities.values()}
         missing = [
-            Problem(f"relationship {e.kind} {e.source} -> {e.target}", None,
-                    f"{end} {key} does not exist")
+            (e, Problem(f"relationship {e.kind} {e.source} -> {e.target}", None,
+                        f"{end} {key} does not exist"))
             for e in edges.values()
             for end, key, nid in (("source", e.source, e.source_id), ("target", e.target, e.target_id))
             if nid not in batch_ids and nid not in existing_nodes
         ]
         if missing:
-            raise ValidationFailed(missing)
+            kept = self._dangling(existing_nodes, [e for e, _ in missing])
+            problems = [p for e, p in missing if e.ident not in kept]
+            if problems:
+                raise ValidationFailed(problems)
+            edges = {i: e for i, e in edges.items() if i not in kept}
         # An edge with an end created by this batch cannot exist yet: look up only the others,
         # moving their last_seen in the same pass.
         maybe = [i for i in edges if i[0] in existing_nodes and i[2] in existing_nodes]
@@ -332,6 +368,30 @@ class _Apply:
         self.result.edges_updated += len(changed)
         self.result.edges_unchanged += len(touched)
 
+    def _dangling(self, existing_nodes: dict[int, Any], edges: list[PreparedEdge]) -> set[tuple]:
+        """Of the edges with a missing end, those implied by a stored entity whose reference did
+        not change: it was written before its referenced entity was deleted (without cascade, as
+        older versions did). Writing it again (enrichment, a status change) must not fail on
+        that: the edge is left out and the reference stays as stored."""
+        candidates: dict[tuple, PreparedEntity] = {}
+        for e in edges:
+            child = self.pb.entities.get(e.target)
+            implies = child.kind.implies if child is not None else None
+            if (implies is None or implies.relationship != e.kind or child.id not in existing_nodes
+                    or child.values.get(implies.field) != e.source):
+                continue
+            candidates[e.ident] = child
+        kept: set[tuple] = set()
+        by_kind: dict[str, list[tuple[tuple, PreparedEntity]]] = {}
+        for ident, child in candidates.items():
+            by_kind.setdefault(child.kind.name, []).append((ident, child))
+        for kind, items in by_kind.items():
+            stored = self._stored_state(kind, [c.id for _, c in items])
+            field_name = REGISTRY.entity(kind).implies.field
+            kept.update(ident for ident, c in items
+                        if c.id in stored and stored[c.id][0].get(field_name) == c.values[field_name])
+        return kept
+
     def _existing_edges(self, idents: list[tuple[int, str, int]], touch: bool = False) -> dict[tuple, Any]:
         found = {}
         cols = (edge.c.source_id, edge.c.kind, edge.c.target_id, edge.c.properties)
@@ -351,7 +411,27 @@ class _Apply:
             return
         found = self._existing_edges(list(self.pb.unlinks))
         gone = [e for ident, e in self.pb.unlinks.items() if ident in found]
+        implied = self._implied(gone)
+        if implied:
+            raise ValidationFailed([Problem(
+                f"unlink {e.kind} {e.source} -> {e.target}", None,
+                f"the link is implied by the {e.target_kind}'s {field_name}: delete the "
+                f"{e.target_kind} instead") for e, field_name in implied])
         self._remove_edges([(e.source, e.kind, e.target, e.ident, found[e.ident]) for e in gone])
+
+    def _implied(self, edges: list[PreparedEdge]) -> list[tuple[PreparedEdge, str]]:
+        """The edges that a stored entity's reference implies (its HAS_PORT, HAS_VULNERABILITY …),
+        unless this batch deletes that entity: removing one alone would break the reference."""
+        deleting = {node_id(k) for k in self.pb.deletes}
+        out = []
+        for e in edges:
+            implies = REGISTRY.entity(e.target_kind).implies
+            if implies is None or implies.relationship != e.kind or e.target_id in deleting:
+                continue
+            stored = self._stored_state(e.target_kind, [e.target_id]).get(e.target_id)
+            if stored is not None and stored[0].get(implies.field) == e.source:
+                out.append((e, implies.field))
+        return out
 
     def _remove_edges(self, edges: list[tuple[str, str, str, tuple, Any]]) -> None:
         for chunk in chunks([ident for *_, ident, _p in edges]):
@@ -369,6 +449,13 @@ class _Apply:
         rows = [existing[node_id(k)] for k in self.pb.deletes if node_id(k) in existing]
         if not rows:
             return
+        dependents = [r for r in dependents_of(self.scope, self.conn, rows)
+                      if r.id not in {x.id for x in rows}]
+        if dependents and not self.cascade:
+            raise DependentsExist([r.key for r in rows], [r.key for r in dependents])
+        cause = {r.id: r.key for r in rows}
+        rows = rows + dependents
+        self.result.cascaded.extend(r.key for r in dependents)
         ids = [r.id for r in rows]
         keys = {}
         touching = []
@@ -392,11 +479,48 @@ class _Apply:
                 diff = {k: [_jsonable(v), None] for k, v in old_values.items() if v is not None}
                 if old_props:
                     diff["properties"] = [old_props, None]
-                self.ev.add(r.key, kind, r.version + 1, f"{kind}.deleted", diff)
+                note = None if r.id in cause else f"deleted with {r.cause}"
+                self.ev.add(r.key, kind, r.version + 1, f"{kind}.deleted", diff, note)
             self.counts[kind] -= len(krows)
         for chunk in chunks(ids):
             self.conn.execute(node.delete().where(self.scope.where(node), self.scope.id_in(node.c.id, chunk)))
         self.result.deleted += len(rows)
+
+    # -- priorities -------------------------------------------------------------------------------
+
+    def _rerank(self) -> None:
+        """Recompute the priority of the risks on assets whose exposure changed (and on their
+        ports): `risk.updated` events noting why; not a sighting of the risks."""
+        if not self.exposure_changed:
+            return
+        assets = {node_id(k): v for k, v in self.exposure_changed.items()}
+        ports = _out_edges(self.scope, self.conn, list(assets), "HAS_PORT")
+        on = {a: a for a in assets} | {p: a for a, p in ports}
+        hits = _out_edges(self.scope, self.conn, list(on), "HAS_VULNERABILITY")
+        risk_ids = sorted({r for _, r in hits})
+        if not risk_ids:
+            return
+        rows: dict[int, Any] = {}
+        for chunk in chunks(risk_ids):
+            rows.update((r.id, r) for r in self.conn.execute(self.scope.nodes_by_id(
+                chunk, node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash)))
+        stored = self._stored_state("risk", risk_ids)
+        keys = {i: k for k, i in ((k, node_id(k)) for k in self.exposure_changed)}
+        changed = []
+        for rid, (values, props) in stored.items():
+            target = values.get("target")
+            asset_id = on.get(node_id(target)) if target else None
+            if asset_id is None:  # a HAS_VULNERABILITY link the risk's target does not imply
+                continue
+            new = {**values, "priority": priority(values, assets[asset_id].get("exposure"))}
+            if new["priority"] == values.get("priority"):
+                continue
+            row = rows[rid]
+            changed.append((PreparedEntity(REGISTRY.entity("risk"), row.key, rid, new, props,
+                                           content_hash(new, props), None,
+                                           f"re-ranked: exposure of {keys[asset_id]} changed"), row))
+            self.result.reranked.append(row.key)
+        self._update_entities(changed, observed=False)
 
     def _count(self) -> None:
         """Keep graph_stats' counts exact, in the batch's transaction."""
@@ -426,6 +550,86 @@ class _Apply:
             _insert_unnest(conn, table, rows)
         else:
             _insert_executemany(conn, table, rows)
+
+
+def dependent_fields() -> list[tuple[str, str, str | None]]:
+    """(kind, field, implied relationship) of every key-reference field: an entity depends on
+    the one its reference names (a port on its asset, a risk on its target, a mapping on its
+    detection …). Derived from the registry's KEY fields, never listed by hand."""
+    out = []
+    for kind in REGISTRY.node_kinds.values():
+        for f in kind.fields:
+            if f.type is FieldType.KEY:
+                rel = kind.implies.relationship if kind.implies and kind.implies.field == f.name else None
+                out.append((kind.name, f.name, rel))
+    return out
+
+
+@dataclass(frozen=True)
+class _Dependent:
+    id: int
+    key: str
+    kind: str
+    version: int
+    cause: str  # the key of the entity it depends on
+
+
+def dependents_of(scope: Scope, conn: Connection, rows: list[Any]) -> list[_Dependent]:
+    """Every stored entity that depends, directly or through others, on the nodes `rows` (with
+    id, key, kind), nearest first. A reference implied by an edge is found through the edge index,
+    then checked against the typed field; one without an edge (a job's target) by its column."""
+    fields = dependent_fields()
+    found: dict[int, _Dependent] = {}
+    frontier = {r.id: (r.key, r.kind) for r in rows}
+    seen = set(frontier)
+    while frontier:
+        candidates: dict[str, dict[int, str]] = {}  # kind → node id → the key it may depend on
+        kinds = {k for _, k in frontier.values()}
+        for kind, fname, rel in fields:
+            ref_kinds = REGISTRY.entity(kind).field(fname).ref_kinds
+            if not kinds & set(ref_kinds):
+                continue
+            parents = {i: key for i, (key, k) in frontier.items() if k in ref_kinds}
+            table = typed[kind]
+            if rel is not None:
+                for src, dst in _out_edges(scope, conn, list(parents), rel, kind):
+                    candidates.setdefault(kind, {})[dst] = parents[src]
+            else:
+                wanted = sorted(parents.values())
+                for chunk in chunks(wanted):
+                    for r in conn.execute(select(table.c.node_id, table.c[fname]).where(
+                            scope.where(table), table.c[fname].in_(list(chunk)))):
+                        candidates.setdefault(kind, {})[r.node_id] = r[1]
+        nxt: dict[int, tuple[str, str]] = {}
+        for kind, cands in candidates.items():
+            table = typed[kind]
+            ref_fields = [f for k, f, _ in fields if k == kind]
+            ids = sorted(i for i in cands if i not in seen)
+            for chunk in chunks(ids):
+                stmt = (select(node.c.id, node.c.key, node.c.version, *(table.c[f] for f in ref_fields))
+                        .join(table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
+                        .where(scope.where(node), scope.id_in(node.c.id, chunk)))
+                for r in conn.execute(stmt):
+                    refs = set(r[3:])
+                    if cands[r.id] in refs:  # the reference names it (not just a manual link)
+                        found[r.id] = _Dependent(r.id, r.key, kind, r.version, cands[r.id])
+                        nxt[r.id] = (r.key, kind)
+                        seen.add(r.id)
+        frontier = nxt
+    return list(found.values())
+
+
+def _out_edges(scope: Scope, conn: Connection, sources: list[int], rel: str,
+               target_kind: str | None = None) -> list[tuple[int, int]]:
+    """(source id, target id) of the `rel` edges leaving `sources` (the edge primary key)."""
+    out = []
+    for chunk in chunks(sorted(sources)):
+        stmt = select(edge.c.source_id, edge.c.target_id).where(
+            scope.where(edge), scope.id_in(edge.c.source_id, chunk), edge.c.kind == rel)
+        if target_kind is not None:
+            stmt = stmt.where(edge.c.target_kind == target_kind)
+        out.extend((r.source_id, r.target_id) for r in conn.execute(stmt))
+    return out
 
 
 def _sqlite_value(column) -> Any:

@@ -1,0 +1,220 @@
+"""Edits a person (the CLI, later the server) makes: put one entity (merging with what is stored),
+delete with or without its dependents, and update many entities at once.
+
+Each is one transaction through the write path (bastion.store.writer), so every change is an
+event, and priorities follow: a changed asset exposure re-ranks the risks on it (the write path
+does that), a risk whose own inputs change gets its priority recomputed here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from bastion.errors import InvalidValue, NotFound
+from bastion.risks.priority import asset_of, priority
+from bastion.schema.batch import Batch, Entity, key_for
+from bastion.schema.keys import kind_of, parse_key
+from bastion.schema.kinds import REGISTRY
+from bastion.schema.registry import EntityKind
+from bastion.store import writer
+
+PAGE = 5000
+
+
+# -- put: one entity, merged or replaced ----------------------------------------------------------
+
+
+def key_of_partial(kind: EntityKind, values: dict[str, Any]) -> str:
+    """The key named by the values given for a merge. Required fields outside the key that were
+    not given take their declared default just for this: the key does not depend on them, but
+    key_for validates the whole entity."""
+    probe = {f.name: f.default for f in kind.fields
+             if f.required and f.default is not None and f.name not in kind.key}
+    return key_for(kind.name, **{**probe, **values})
+
+
+def merged(current, values: dict[str, Any], properties: dict[str, Any] | None
+           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The values and properties of an entity after a merge: the stored ones (a Record, or
+    None), with those given replacing them; a property given as None is removed."""
+    if current is None:
+        props = {k: v for k, v in (properties or {}).items() if v is not None}
+        return dict(values), props or None
+    kept = {k: v for k, v in current.values.items() if v is not None}
+    props = {**(current.properties or {}), **(properties or {})}
+    props = {k: v for k, v in props.items() if v is not None}
+    return {**kept, **values}, props or None
+
+
+def put_batch(tenant, kind: str, values: dict[str, Any], properties: dict[str, Any] | None = None,
+              *, replace: bool = False, expected_version: int | None = None,
+              note: str | None = None, batch: Batch | None = None) -> tuple[Batch, str]:
+    """The batch (`batch` with the item added, or a new one) that writes one entity, and its key.
+
+    By default the given fields and properties are merged into the stored entity: fields not
+    given keep their stored values. `replace=True` writes exactly what is given (fields not given
+    take their defaults, properties not given are dropped). A merge expects the version it read
+    (unless `expected_version` says otherwise), so a concurrent change is a ConflictError, never
+    a lost update."""
+    ek = REGISTRY.node_kinds.get(kind)
+    if ek is None:
+        raise InvalidValue(f"unknown kind {kind!r}; kinds: {', '.join(REGISTRY.node_kinds)}")
+    if not replace:
+        current = tenant.get(key_of_partial(ek, values))
+        values, properties = merged(current, values, properties)
+        if current is not None and expected_version is None:
+            expected_version = current.version
+    batch = batch if batch is not None else Batch()
+    key = batch.add(kind, properties, expected_version=expected_version, note=note, **values)
+    return batch, key
+
+
+def put(tenant, kind: str, values: dict[str, Any], properties: dict[str, Any] | None = None, *,
+        actor: str, source: str, replace: bool = False, expected_version: int | None = None,
+        note: str | None = None) -> tuple[str, writer.ApplyResult]:
+    """Write one entity (see put_batch); returns its key and the write's result."""
+    batch, key = put_batch(tenant, kind, values, properties, replace=replace,
+                           expected_version=expected_version, note=note)
+    return key, tenant.apply(batch, actor=actor, source=source)
+
+
+# -- delete ---------------------------------------------------------------------------------------
+
+
+def delete(tenant, keys: list[str], *, actor: str, source: str, cascade: bool = False,
+           note: str | None = None) -> writer.ApplyResult:
+    """Delete entities and their links in one transaction. The entities that depend on them
+    (their key or a required reference names a deleted one: the ports of an asset, the risks on
+    it or its ports, attributes, jobs …, transitively) are deleted too when `cascade`, each with
+    its `<kind>.deleted` event noting why; otherwise the delete raises writer.DependentsExist
+    listing them and writes nothing. Keys that do not exist are ignored (result.deleted counts)."""
+    for key in keys:
+        parse_key(key)
+    batch = Batch(deletes=list(keys))
+    return writer.apply(tenant.scope, batch, actor=actor, source=source, cascade=cascade)
+
+
+# -- bulk update ----------------------------------------------------------------------------------
+
+
+@dataclass
+class UpdateResult:
+    kind: str
+    matched: int = 0  # entities the filter selected
+    updated: int = 0  # of them, those whose values changed (one event each)
+    reranked: int = 0  # risks whose priority followed an exposure change
+    correlation_id: str = ""
+    keys: list[str] = field(default_factory=list, repr=False)  # the updated ones
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "keys"} | {"keys": self.keys}
+
+
+def in_network(kind: str, network: str) -> "callable":
+    """A predicate on records: whose IP address lies in `network` (assets whose identifier is an
+    address or a network inside it, ports on such assets)."""
+    try:
+        net = ipaddress.ip_network(network.strip(), strict=False)
+    except ValueError:
+        raise InvalidValue(f"invalid CIDR {network!r}") from None
+    if kind not in ("asset", "port"):
+        raise InvalidValue(f"a CIDR selects assets or ports, not {kind} entities")
+
+    def ip_of(asset_key: str) -> str | None:
+        parsed = parse_key(asset_key)
+        return parsed.parts.get("identifier") if kind_of(asset_key) == "asset" else None
+
+    def inside(rec) -> bool:
+        ident = rec.values.get("identifier") if kind == "asset" else ip_of(rec.values["asset"])
+        if ident is None:
+            return False
+        try:
+            other = ipaddress.ip_network(ident, strict=False)
+        except ValueError:  # a DNS name or URL: not an address
+            return False
+        return other.version == net.version and other.subnet_of(net)
+
+    return inside
+
+
+def matching(tenant, kind: str, where: dict[str, Any] | None = None,
+             cidr: str | None = None) -> Iterator[Any]:
+    """The stored entities of `kind` the where-expressions select, in key order, page by page.
+
+    The one place a bulk operation's filter is evaluated: today `where` is FIELD → value (or a
+    list: any of them), equality as `TenantStore.list(where=…)` does it; a richer filter syntax
+    replaces this function's body. `cidr` keeps assets/ports whose address lies in the network."""
+    inside = in_network(kind, cidr) if cidr else None
+    where = dict(where or {})
+    if inside is not None and kind == "asset" and "class" not in where:
+        where["class"] = ["ipv4", "ipv6", "cidr"]  # indexed: the other classes have no address
+    after = None
+    while True:
+        page = tenant.list(kind, where=where, after=after, limit=PAGE)
+        for rec in page.records:
+            if inside is None or inside(rec):
+                yield rec
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
+
+
+def check_settable(kind: EntityKind, changes: dict[str, Any]) -> None:
+    if not changes:
+        raise InvalidValue("nothing to set: give at least one FIELD=VALUE")
+    for name in changes:
+        if name not in kind.field_names:
+            raise InvalidValue(f"{kind.name} has no field {name!r}; fields: "
+                               + ", ".join(kind.field_names))
+        if name in kind.key:
+            raise InvalidValue(f"cannot set {kind.name}.{name}: it is part of the key "
+                               f"({', '.join(kind.key)}); add the entity under its new key instead")
+
+
+def update(tenant, kind: str, changes: dict[str, Any], *, where: dict[str, Any] | None = None,
+           cidr: str | None = None, actor: str, source: str, note: str | None = None,
+           dry_run: bool = False) -> UpdateResult:
+    """Set `changes` (field → value; None clears) on every entity `matching` selects, in one
+    transaction: each entity whose values change gets its event (carrying `note`), each expects
+    the version it was read at (a concurrent change is a ConflictError and nothing is written).
+    A risk whose own scoring inputs change gets its priority recomputed; an asset whose exposure
+    changes re-ranks its risks (the write path). `dry_run` counts without writing."""
+    ek = REGISTRY.node_kinds.get(kind)
+    if ek is None:
+        raise InvalidValue(f"unknown kind {kind!r}; kinds: {', '.join(REGISTRY.node_kinds)}")
+    check_settable(ek, changes)
+    result = UpdateResult(kind)
+    selected = [(r.key, r.version) for r in matching(tenant, kind, where, cidr)]
+    result.matched = len(selected)
+    if dry_run or not selected:
+        return result
+    with tenant.writing(actor=actor, source=source) as session:
+        result.correlation_id = session.correlation_id
+        for start in range(0, len(selected), PAGE):
+            chunk = dict(selected[start:start + PAGE])
+            stored = session.get_many(list(chunk))
+            exposure = _exposures(session, stored.values()) if kind == "risk" else {}
+            batch = Batch()
+            for key, version in chunk.items():
+                rec = stored.get(key)
+                if rec is None or rec.version != version:
+                    raise NotFound(f"{key} was deleted or changed during the update; run it again")
+                values = {**rec.values, **changes}
+                if kind == "risk":
+                    values["priority"] = priority(values, exposure.get(asset_of(values.get("target"))))
+                if values == rec.values:
+                    continue
+                batch.entities.append(Entity(kind, values, rec.properties, rec.version, note=note))
+                result.keys.append(key)
+            if batch.entities:
+                res = session.apply(batch, observed=False)
+                result.updated += res.updated
+                result.reranked += len(res.reranked)
+    return result
+
+
+def _exposures(session, risks) -> dict[str, str | None]:
+    assets = sorted({a for r in risks if (a := asset_of(r.values.get("target")))})
+    return {k: rec.values.get("exposure") for k, rec in session.get_many(assets).items()}

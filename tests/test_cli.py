@@ -259,10 +259,10 @@ def test_several_validation_problems_are_listed_one_per_line(cli):
 
 
 def test_unreachable_database_is_one_error_line(runner, engine_name, tmp_path):
-    if engine_name == "sqlite":
-        blocker = tmp_path / "not-a-directory"
-        blocker.write_text("")
-        url = f"sqlite:///{blocker}/bastion.db"
+    if engine_name == "sqlite":  # a file that is no database (a missing one: see below)
+        garbage = tmp_path / "bastion.db"
+        garbage.write_bytes(b"not a database" * 100)
+        url = f"sqlite:///{garbage}"
     else:
         with socket.socket() as s:  # a port nothing listens on
             s.bind(("127.0.0.1", 0))
@@ -371,3 +371,54 @@ def test_demo_runs_twice_and_the_second_run_changes_nothing(runner, tmp_path):
         assert len(tenant.events()) == events  # a re-run writes no event at all
         risk = tenant.get("#risk#203.0.113.10#CVE-2021-41773")
         assert risk.values["status"] == "open" and risk.version == 2
+
+
+# -- issue 10 (13) ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("stats",), ("list", "assets"), ("get", ASSET), ("history", ASSET),
+                                  ("list", "risks", "--count")])
+def test_read_commands_never_create_a_database(runner, tmp_path, args):
+    path = tmp_path / "nothing" / "x.db"
+    msg = one_error_line(Cli(runner, f"sqlite:///{path}")(*args, code=1))
+    assert msg == f"error: no database at {path}; run `bastion init`"
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_get_and_list_accept_non_normalized_keys_and_values(cli):
+    add_surface(cli)
+    assert cli.json("get", "#asset#WWW.Acme.example#WWW.Acme.example")["key"] == ASSET
+    assert cli.json("get", "#risk#203.0.113.10#cve-2021-41773")["key"] == RISK
+    assert [r["key"] for r in cli.json("list", "risks", "--where", "cve=cve-2021-41773")["items"]] == [RISK]
+    assert cli.json("history", "#asset#WWW.Acme.example#WWW.Acme.example")[0]["entity_key"] == ASSET
+
+
+def test_history_shows_the_note_of_an_event(cli, database_url):
+    from bastion.schema.batch import Batch
+
+    with Store(database_url) as store:
+        b = Batch()
+        b.add("asset", identifier="www.acme.example", note="re-opened: seen again by nuclei")
+        store.tenant().apply(b, actor="a", source="s")
+    assert cli.json("history", ASSET)[0]["note"] == "re-opened: seen again by nuclei"
+    assert "re-opened: seen again by nuclei" in cli("history", ASSET).stdout
+
+
+def column_text(out: str, column: int) -> str:
+    """The text of one column of a Rich table, its wrapped lines joined."""
+    return "".join(line.split("│")[column].strip() for line in out.splitlines()
+                   if line.count("│") > column)
+
+
+def test_tables_never_truncate_keys(runner, database_url, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    cli = Cli(runner, database_url)
+    cli("init")
+    long = "a-rather-long-host-name-for-a-narrow-terminal.acme.example"
+    key = f"#asset#{long}#{long}"
+    cli("add", "asset", "--identifier", long, "--exposure", "external")
+    cli("add", "port", "--asset", key, "--number", "8443")
+    port = f"#port#tcp#8443{key}"
+    assert column_text(cli("list", "assets").stdout, 1) == key
+    assert port in column_text(cli("get", key).stdout, 3)
+    assert port in column_text(cli("list", "ports").stdout, 1)

@@ -159,3 +159,40 @@ def test_get_many_reads_what_exists_across_kinds(tenant):
     found = tenant.get_many([host, *keys[:3], missing])
     assert set(found) == {host, *keys[:3]}
     assert found[keys[2]].values["severity"] == "medium" and found[host].kind == "asset"
+
+
+# -- issue 10 (13): keys and filter values are normalized like the write path ----------------
+
+
+def test_get_and_history_find_an_entity_by_a_non_normalized_key(tenant):
+    b = Batch()
+    host = b.add("asset", identifier="www.example.com")
+    risk = b.add("risk", target=host, cve="CVE-2018-15473", severity="medium")
+    tenant.apply(b, actor="a", source="s", at=T0)
+    assert host == "#asset#www.example.com#www.example.com"
+    rec = tenant.get("#asset#WWW.Example.com#WWW.Example.com")
+    assert rec is not None and rec.key == host
+    assert tenant.get("#risk#WWW.example.com#cve-2018-15473").key == risk
+    assert [e.entity_key for e in tenant.history("#risk#www.example.com#cve-2018-15473")] == [risk]
+    assert tenant.get("#asset#nothere.example.com#nothere.example.com") is None
+
+
+def test_where_values_are_normalized_like_the_write_path(tenant):
+    b = Batch()
+    host = b.add("asset", identifier="www.example.com")
+    risk = b.add("risk", target=host, cve="CVE-2018-15473", severity="medium")
+    tenant.apply(b, actor="a", source="s", at=T0)
+    assert [r.key for r in tenant.list("risk", where={"cve": "cve-2018-15473"}).records] == [risk]
+    assert tenant.count("risk", where=["cve=cve-2018-15473"]) == 1
+    assert tenant.count("risk", where={"target": "#asset#WWW.Example.com#WWW.Example.com"}) == 1
+    assert tenant.count("asset", where={"identifier": "WWW.Example.COM."}) == 1
+    assert tenant.count("risk", where={"name": "CVE-2018-15473"}) == 1
+    with pytest.raises(InvalidValue, match="risk.cve: invalid CVE id 'nope'"):
+        tenant.count("risk", where={"cve": "nope"})
+
+
+def test_history_keeps_the_note_of_an_event(tenant):
+    b = Batch()
+    host = b.add("asset", identifier="www.example.com", note="found by hand")
+    tenant.apply(b, actor="a", source="s", at=T0)
+    assert [e.note for e in tenant.history(host)] == ["found by hand"]

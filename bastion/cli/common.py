@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bastion.errors import ConfigError, InvalidValue
 from bastion.schema.kinds import REGISTRY
-from bastion.schema.registry import EntityKind, FieldType
+from bastion.schema.registry import EntityKind
 from bastion.store import migrate
 from bastion.store.engine import default_url
 from bastion.store.store import DEFAULT_TENANT, Store, TenantStore
@@ -57,19 +57,21 @@ class Session:
     def display_url(self) -> str:
         return safe_url(self.url or default_url())
 
-    def store(self) -> Store:
-        """The store, without checking the schema (for init and db commands)."""
+    def store(self, create: bool = True) -> Store:
+        """The store, without checking the schema (for init and db commands). `create=False`:
+        a SQLite file that is not there is an error, not a new empty database."""
         if self._store is None:
             try:
-                self._store = Store(self.url)
+                self._store = Store(self.url, create=create)
             except OSError as exc:  # SQLite: the directory of the file cannot be created
                 reason = exc.strerror or exc
                 raise ConfigError(f"cannot open database {self.display_url}: {reason}") from None
         return self._store
 
     def ready_store(self) -> Store:
-        """The store of an initialized database at the schema this code expects."""
-        store = self.store()
+        """The store of an initialized database at the schema this code expects (never
+        creates a database file)."""
+        store = self.store(create=False)
         if not self._ready:
             current = migrate.current(store.engine)
             if current is None:
@@ -169,34 +171,6 @@ def parse_pairs(items: Iterable[str] | None, option: str, *,
             raise InvalidValue(f"{option} expects NAME=VALUE, got {item!r}")
         seen.setdefault(name, []).append(parse_scalar(value) if json_values else value)
     return {name: values[0] if len(values) == 1 else values for name, values in seen.items()}
-
-
-def coerce(kind: EntityKind, name: str, value: str, option: str) -> Any:
-    """Turn command-line text into the Python type of a field, so the store compares like with
-    like (PostgreSQL will not compare an integer column with text). Domains, ranges and formats
-    are left to the library."""
-    try:
-        f = kind.field(name)
-    except KeyError:
-        raise InvalidValue(f"{kind.name} has no field {name!r}; fields: "
-                           + ", ".join(kind.field_names)) from None
-    try:
-        if f.type is FieldType.INT:
-            return int(value)
-        if f.type is FieldType.FLOAT:
-            return float(value)
-    except ValueError:
-        raise InvalidValue(f"{option} {name}: {value!r} is not a number") from None
-    if f.type is FieldType.BOOL:
-        low = value.strip().lower()
-        if low in ("true", "yes", "1", "on"):
-            return True
-        if low in ("false", "no", "0", "off"):
-            return False
-        raise InvalidValue(f"{option} {name}: {value!r} is not true or false")
-    if f.type is FieldType.DATETIME:
-        return parse_time(value, f"{option} {name}")
-    return value
 
 
 def parse_time(value: str, what: str) -> datetime:

@@ -38,8 +38,7 @@ def describe(key: str) -> str:
 
 
 def render(report: DemoReport, sess: Session) -> None:
-    # Imported here: main imports this module lazily, and this one needs main's tables.
-    from bastion.cli.main import counts_tables, events_table
+    from bastion.cli.read import counts_tables, events_table
 
     out = console()
     out.print(Panel.fit(

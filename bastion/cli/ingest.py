@@ -266,7 +266,7 @@ def risk_set_status(
     rec = lifecycle.set_status(sess.tenant(), key, state, reason=reason, comment=comment,
                                actor=sess.actor)
     if as_json:
-        from bastion.cli.main import record_json
+        from bastion.cli.read import record_json
 
         echo_json(record_json(rec))
         return

@@ -8,22 +8,21 @@ keeps its traceback.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperGroup
 
 from bastion.errors import BastionError, ConfigError, InvalidValue, NotFound, ValidationFailed
 from bastion.schema.batch import Batch, Relationship
-from bastion.schema.keys import kind_of, parse_key
+from bastion.schema.keys import parse_key
 from bastion.schema.kinds import REGISTRY
-from bastion.schema.registry import Classification, EntityKind, FieldType
 from bastion.store import migrate
-from bastion.store.store import DEFAULT_TENANT, Event, Record
+from bastion.store.store import DEFAULT_TENANT
 from bastion.cli import add as add_cmd
 from bastion.cli import attack as attack_cmd
 from bastion.cli import coverage as coverage_cmd
@@ -31,21 +30,17 @@ from bastion.cli import detections as detections_cmd
 from bastion.cli import enrich as enrich_cmd
 from bastion.cli import graph as graph_cmd
 from bastion.cli import ingest as ingest_cmd
+from bastion.cli import read as read_cmd
 from bastion.cli.common import (
     SOURCE,
     Session,
-    coerce,
     console,
     default_actor,
     echo_json,
     fmt_time,
-    fmt_value,
-    kind_named,
     parse_pairs,
-    parse_time,
     print_error,
     session,
-    shorten,
 )
 
 
@@ -65,7 +60,7 @@ class BastionGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (OperationalError, ProgrammingError) as exc:
+        except (OperationalError, ProgrammingError, DatabaseError) as exc:
             sess = ctx.obj if isinstance(ctx.obj, Session) else Session(None)
             error = _database_error(exc, sess.display_url)
             if error is exc:  # not the user's doing: keep the traceback
@@ -114,7 +109,8 @@ def _database_error(exc: Exception, url: str) -> Exception:
                        or reason.startswith("no such table"))  # SQLite
     if undefined_table:
         return ConfigError(f"database {url} is not initialized: run `bastion init` first")
-    if isinstance(exc, OperationalError):
+    # A bare DatabaseError is SQLite's "file is not a database" (a subclass would be a bug).
+    if isinstance(exc, OperationalError) or type(exc) is DatabaseError:
         return ConfigError(f"cannot open database {url}: {reason}")
     return exc
 
@@ -271,6 +267,7 @@ enrich_cmd.register(app)  # `bastion enrich kev|epss`
 attack_cmd.register(app)  # `bastion attack …` (Coverage)
 detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
 coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
+read_cmd.register(app)  # `bastion get|list|history|stats` (Read)
 
 
 def _relationship(name: str) -> str:
@@ -347,220 +344,6 @@ def delete(
     for dep in result.cascaded:
         out.print(Text("deleted   ", style="red") + Text(dep) + Text(" (depends on it)", style="dim"),
                   soft_wrap=True)
-
-
-# -- reads --------------------------------------------------------------------------------------
-
-
-def record_json(rec: Record) -> dict[str, Any]:
-    return rec.as_dict()
-
-
-@app.command(rich_help_panel="Read")
-def get(
-    ctx: typer.Context,
-    key: Annotated[str, typer.Argument(
-        help="The entity's key, e.g. '#asset#acme.example#acme.example'.")],
-    as_of: Annotated[Optional[str], typer.Option(
-        "--as-of", metavar="TIME",
-        help="Show the entity as it was at this ISO 8601 time "
-             "(e.g. 2026-01-01T00:00:00Z).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show one entity: its fields, version, when it was seen, and its relationships."""
-    parse_key(key)
-    instant = parse_time(as_of, "--as-of") if as_of else None
-    tenant = session(ctx).tenant()
-    rec = tenant.get(key, as_of=instant)
-    if rec is None:
-        when = f" at {as_of}" if as_of else ""
-        raise NotFound(f"no {kind_of(key)} with key {key}{when}")
-    links = tenant.links(key)
-    if as_json:
-        echo_json({**record_json(rec), "links": [
-            {"relationship": l.relationship, "source": l.source, "target": l.target,
-             "properties": l.properties, "first_seen": l.first_seen,
-             "last_seen": l.last_seen} for l in links]})
-        return
-    out = console()
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("key", rec.key)
-    grid.add_row("kind", rec.kind)
-    grid.add_row("version", str(rec.version))
-    for name, value in rec.values.items():
-        if value is not None:
-            grid.add_row(name, fmt_value(value))
-    for name, value in (rec.properties or {}).items():
-        grid.add_row(Text(f"property {name}", style="italic"), fmt_value(value))
-    grid.add_row("first seen", fmt_time(rec.first_seen))
-    grid.add_row("last seen", fmt_time(rec.last_seen))
-    if as_of:
-        grid.add_row("as of", as_of)
-    out.print(grid)
-    if links:
-        table = Table("Relationship", "", "Other end", title_justify="left",
-                      title="Links (current)" if as_of else "Links")
-        for l in links:
-            outgoing = l.source == key
-            table.add_row(l.relationship, "→" if outgoing else "←",
-                          l.target if outgoing else l.source)
-        out.print(table)
-
-
-def list_columns(kind: EntityKind, records: list[Record]) -> list[str]:
-    """The fields worth a column: not already spelled out in the key, not confidential, not
-    free text too long for a table, and not empty on every row shown."""
-    cols = []
-    for f in kind.fields:
-        if f.name in kind.key or f.type is FieldType.KEY:
-            continue
-        if f.classification in (Classification.CONFIDENTIAL, Classification.RESTRICTED):
-            continue
-        if f.max_length and f.max_length > 1000:
-            continue
-        if all(r.values.get(f.name) is None for r in records):
-            continue
-        cols.append(f.name)
-    return cols
-
-
-HIGHEST_FIRST = ("priority", "cvss", "epss", "epss_percentile")  # scores: the top matters
-
-
-@app.command("list", rich_help_panel="Read")
-def list_(
-    ctx: typer.Context,
-    kind_name: Annotated[str, typer.Argument(
-        metavar="KIND", help="Entity kind, singular or plural: "
-                             + ", ".join(REGISTRY.node_kinds) + ".")],
-    where: Annotated[Optional[list[str]], typer.Option(
-        "--where", "-w", metavar="FIELD=VALUE",
-        help="Only entities whose FIELD equals VALUE (repeatable; the same field twice "
-             "means either value).")] = None,
-    prefix: Annotated[Optional[str], typer.Option(
-        help="Only keys starting with this (after '#kind#', or a whole key prefix).")] = None,
-    sort: Annotated[Optional[str], typer.Option(metavar="FIELD", help="Sort by this field "
-                                                "(default: key). Scores (priority, cvss, epss) "
-                                                "sort highest first.")] = None,
-    desc: Annotated[Optional[bool], typer.Option(
-        "--desc/--asc", help="Sort in descending / ascending order.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option(metavar="N", help="Page size.")] = 50,
-    after: Annotated[Optional[str], typer.Option(
-        metavar="CURSOR", help="Continue after this cursor (printed under a full page).")] = None,
-    count: Annotated[bool, typer.Option(
-        "--count", help="Print only the number of matches.")] = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print JSON: {items, next_cursor}.")] = False,
-) -> None:
-    """List entities of one kind, a page at a time."""
-    kind = kind_named(kind_name)
-    filters = {name: [coerce(kind, name, v, "--where") for v in value] if isinstance(value, list)
-               else coerce(kind, name, value, "--where")
-               for name, value in parse_pairs(where, "--where", json_values=False).items()}
-    tenant = session(ctx).tenant()
-    if count:
-        typer.echo(tenant.count(kind.name, where=filters, prefix=prefix))
-        return
-    if desc is None:
-        desc = sort in HIGHEST_FIRST
-    page = tenant.list(kind.name, where=filters, prefix=prefix, order_by=sort, descending=desc,
-                       after=after, limit=limit)
-    if as_json:
-        echo_json({"items": [record_json(r) for r in page.records],
-                   "next_cursor": page.next_cursor})
-        return
-    out = console()
-    if not page.records:
-        out.print(f"no {kind.name} entities" + (" on this page" if after else ""), style="dim")
-        return
-    cols = list_columns(kind, page.records)
-    table = Table("Key", *cols)
-    for r in page.records:
-        table.add_row(r.key, *(fmt_value(r.values.get(c)) for c in cols))
-    out.print(table)
-    if page.next_cursor:
-        # Plain and unwrapped, so it can be copied or parsed.
-        typer.echo(f"next page: --after {page.next_cursor}")
-
-
-def diff_summary(ev: Event, limit: int = 90) -> str:
-    """One line describing what an event changed."""
-    diff = ev.diff or {}
-    if ev.entity_kind == "edge":
-        return shorten(f"{diff.get('relationship')} → {diff.get('target')}", limit)
-    if ev.event_type.endswith(".created"):
-        # The key already shows its parts: list the other values.
-        kind = REGISTRY.node_kinds.get(ev.entity_kind)
-        shown = set(kind.key) | {f.name for f in kind.fields if f.type is FieldType.KEY} \
-            if kind else set()
-        text = ", ".join(f"{k}={fmt_value(new)}" for k, (_old, new) in diff.items()
-                         if k not in shown) or "created"
-    elif ev.event_type.endswith(".deleted"):
-        text = "deleted"
-    else:
-        text = ", ".join(f"{k}: {fmt_value(old) or '∅'} → {fmt_value(new) or '∅'}"
-                         for k, (old, new) in diff.items())
-    return shorten(text, limit)
-
-
-def events_table(events: list[Event], *, with_key: bool = False, compact: bool = False,
-                 title: str | None = None) -> Table:
-    """Events as a table; `compact` leaves out time, version, actor and source."""
-    full = not compact
-    table = Table("Seq", *(["Time"] if full else []), "Type", *(["Entity"] if with_key else []),
-                  *(["Version", "Actor", "Source"] if full else []), "Change",
-                  title=title, title_justify="left")
-    for ev in events:
-        version = "" if ev.entity_version is None else str(ev.entity_version)
-        table.add_row(str(ev.seq), *([fmt_time(ev.occurred_at)] if full else []), ev.event_type,
-                      *([ev.entity_key] if with_key else []),
-                      *([version, ev.actor, ev.source] if full else []), diff_summary(ev))
-    return table
-
-
-@app.command(rich_help_panel="Read")
-def history(
-    ctx: typer.Context,
-    key: Annotated[str, typer.Argument(help="The entity's key.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show every event of an entity, oldest first (relationships appear under their source)."""
-    parse_key(key)
-    events = session(ctx).tenant().history(key)
-    if not events:
-        raise NotFound(f"no history for {key}")
-    if as_json:
-        echo_json([ev.as_dict() for ev in events])
-        return
-    console().print(events_table(events))
-
-
-@app.command(rich_help_panel="Read")
-def stats(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Count entities per kind and relationships per kind in the tenant."""
-    counts = session(ctx).tenant().counts()
-    if as_json:
-        echo_json(counts)
-        return
-    console().print(counts_tables(counts))
-
-
-def counts_tables(counts: dict[str, int]):
-    from rich.columns import Columns
-
-    kinds = Table("Kind", "Count", title="Entities", title_justify="left")
-    for name in REGISTRY.node_kinds:
-        kinds.add_row(name, str(counts.get(name, 0)))
-    rels = Table("Relationship", "Count", title="Relationships", title_justify="left")
-    for name in REGISTRY.relationships:
-        if counts.get(name):
-            rels.add_row(name, str(counts[name]))
-    return Columns([kinds, rels], padding=(0, 4))
 
 
 # -- schema -------------------------------------------------------------------------------------

@@ -63,12 +63,19 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
+def make_engine(url: str | None = None, *, echo: bool = False, create: bool = True) -> Engine:
+    """`create=False`: a SQLite file that does not exist is a ConfigError, and neither it nor its
+    directory is created (every command but `init`, `demo` and `db upgrade` only uses a
+    database that is there)."""
     url = normalize_url(url or default_url())
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            path = Path(u.database).expanduser()
+            if not create and not path.exists():
+                raise ConfigError(f"no database at {path}; run `bastion init`")
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, json_serializer=_json_dumps)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)

@@ -7,7 +7,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import orjson
 from sqlalchemy import and_, func, insert, or_, select, text
@@ -18,12 +18,16 @@ from bastion.schema.batch import Batch, PreparedBatch
 from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import FieldType
-from bastion.store import writer
+from bastion.store import filters, writer
 from bastion.store.engine import APP_ROLE, make_engine
 from bastion.store.query import Scope, chunks
 from bastion.store.tables import edge, event, node, tenant, typed
 
 DEFAULT_TENANT = "default"
+
+# A list filter: expressions (`["severity>=high", "~ssh"]`, bastion.store.filters), a parsed
+# `Filter`, or the older mapping `{field: value or [any of values]}`.
+Where = Union[Sequence[str], Mapping[str, Any], "filters.Filter", None]
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,9 @@ class Link:
 class Store:
     """A Bastion database on SQLite or PostgreSQL."""
 
-    def __init__(self, url: str | None = None, *, echo: bool = False):
-        self.engine = make_engine(url, echo=echo)
+    def __init__(self, url: str | None = None, *, echo: bool = False, create: bool = True):
+        """`create=False` refuses a SQLite file that does not exist instead of creating it."""
+        self.engine = make_engine(url, echo=echo, create=create)
 
     @property
     def url(self) -> str:
@@ -270,7 +275,7 @@ class TenantStore:
 
     def graph(self, limits=None):
         """Graph queries (neighbors, reach, paths, attack paths …) of this tenant."""
-        from bastion.store.traversal import Graph
+        from bastion.store.exposure import Graph
 
         return Graph(self.scope, limits)
 
@@ -286,6 +291,16 @@ class TenantStore:
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, key: str, *, as_of: datetime | None = None) -> Record | None:
+        """The entity `key` names, or None; a key spelled other than the write path spells it
+        (`#asset#WWW.Example.com#WWW.Example.com`) finds the entity under its canonical key."""
+        rec = self._get(key, as_of)
+        if rec is None:
+            canonical = _canonical(key)
+            if canonical != key:
+                rec = self._get(canonical, as_of)
+        return rec
+
+    def _get(self, key: str, as_of: datetime | None) -> Record | None:
         kind = kind_of(key)
         if as_of is not None:
             return self._as_of(key, kind, as_of)
@@ -328,10 +343,10 @@ class TenantStore:
         with self.scope.transaction() as conn:
             return [_record("risk", row) for row in conn.execute(stmt)]
 
-    def list(self, kind: str, *, where: dict[str, Any] | None = None, prefix: str | None = None,
+    def list(self, kind: str, *, where: Where = None, prefix: str | None = None,
              order_by: str | None = None, descending: bool = False, after: str | None = None,
              limit: int = 100) -> Page:
-        """Entities of one kind, filtered on typed fields (a list means any of), sorted by a
+        """Entities of one kind, filtered (`where`: see bastion.store.filters), sorted by a
         field (ties broken by key), paged by keyset: pass `next_cursor` back as `after`."""
         ek = _entity_kind(kind)
         table = typed[kind]
@@ -361,7 +376,22 @@ class TenantStore:
                                  else [last[table.c[order_by]], last[node.c.key]])
         return Page(records, nxt)
 
-    def count(self, kind: str, *, where: dict[str, Any] | None = None,
+    def iterate(self, kind: str, *, where: Where = None, prefix: str | None = None,
+                order_by: str | None = None, descending: bool = False,
+                page_size: int = 1000) -> Iterator[Record]:
+        """Every matching entity, page by page through the keyset cursor (one short read
+        transaction per page, so memory is bounded by `page_size`): exports."""
+        flt = filters.parse(kind, where)  # parsed once: relative times stay fixed across pages
+        after = None
+        while True:
+            page = self.list(kind, where=flt, prefix=prefix, order_by=order_by,
+                             descending=descending, after=after, limit=page_size)
+            yield from page.records
+            if page.next_cursor is None:
+                return
+            after = page.next_cursor
+
+    def count(self, kind: str, *, where: Where = None,
               prefix: str | None = None) -> int:
         _entity_kind(kind)
         stmt = self._filtered(kind, where, prefix, select(func.count()).select_from(node))
@@ -377,8 +407,8 @@ class TenantStore:
                                       .group_by(edge.c.kind)).all())
         return {**{k: nodes.get(k, 0) for k in REGISTRY.node_kinds}, **edges}
 
-    def _filtered(self, kind: str, where: dict[str, Any] | None, prefix: str | None, stmt):
-        ek = REGISTRY.entity(kind)
+    def _filtered(self, kind: str, where: Where, prefix: str | None, stmt):
+        flt = filters.parse(kind, where)
         table = typed[kind]
         stmt = stmt.join(table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
         stmt = stmt.where(self.scope.where(node), node.c.kind == kind)
@@ -387,19 +417,8 @@ class TenantStore:
             lo = prefix
         # A key-prefix filter is a range scan of UNIQUE (tenant_id, key).
         stmt = stmt.where(node.c.key >= lo, node.c.key < lo + "\U0010ffff")
-        for name, value in (where or {}).items():
-            if name not in ek.field_names:
-                raise InvalidValue(f"{kind} has no field {name!r}")
-            values = value if isinstance(value, (list, tuple, set)) else [value]
-            f = ek.field(name)
-            if f.normalize is not None:
-                values = [f.normalize(v) for v in values]
-            if f.domain:
-                bad = [v for v in values if v not in f.domain]
-                if bad:
-                    raise InvalidValue(f"{kind}.{name} cannot be {bad[0]!r}; one of: "
-                                       + ", ".join(f.domain))
-            stmt = stmt.where(table.c[name].in_(list(values)))
+        if flt:
+            stmt = stmt.where(flt.clause(table, node, self.scope.postgres))
         return stmt
 
     def links(self, key: str, direction: str = "both") -> list[Link]:
@@ -419,7 +438,16 @@ class TenantStore:
         return out
 
     def history(self, key: str) -> list[Event]:
-        """Every event of an entity (edges appear under their source), oldest first."""
+        """Every event of an entity (edges appear under their source), oldest first; a key
+        spelled other than the write path spells it finds the events of its canonical key."""
+        events = self._history(key)
+        if not events:
+            canonical = _canonical(key)
+            if canonical != key:
+                events = self._history(canonical)
+        return events
+
+    def _history(self, key: str) -> list[Event]:
         kind_of(key)
         stmt = (select(event).where(self.scope.where(event), event.c.entity_key == key)
                 .order_by(event.c.seq))
@@ -439,7 +467,7 @@ class TenantStore:
             raise InvalidValue("as-of time needs a time zone (e.g. 2026-01-01T00:00:00Z)")
         state: dict[str, Any] | None = None
         version, first, last = 0, None, None
-        for ev in self.history(key):
+        for ev in self._history(key):
             if ev.occurred_at > instant:
                 break
             if ev.entity_kind == "edge":
@@ -463,6 +491,13 @@ class TenantStore:
                 value = datetime.fromisoformat(value.replace("Z", "+00:00"))
             values[f.name] = value
         return Record(key, kind, version, values, state.get("properties"), first, last, last)
+
+
+def _canonical(key: str) -> str:
+    try:
+        return filters.canonical_key(key)
+    except InvalidValue:  # malformed past its kind: nothing stored under any spelling of it
+        return key
 
 
 def _keyset(keys, cursor: list[Any], descending: bool):

@@ -1,0 +1,285 @@
+"""Read commands: `bastion get`, `list`, `history`, `stats` (registered by bastion.cli.main).
+
+Filtering, key normalization and export live in the library (bastion.store.filters,
+bastion.store.export); this module parses options and prints.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from bastion.errors import InvalidValue, NotFound
+from bastion.schema.keys import kind_of, parse_key
+from bastion.schema.kinds import REGISTRY
+from bastion.schema.registry import Classification, EntityKind, FieldType
+from bastion.store import export
+from bastion.store.store import Event, Record
+from bastion.cli.common import (
+    console,
+    echo_json,
+    fmt_time,
+    fmt_value,
+    kind_named,
+    parse_time,
+    session,
+    shorten,
+)
+
+KEY_COLUMN = {"overflow": "fold", "min_width": 20}  # keys are copied: wrapped, never cut
+
+
+def record_json(rec: Record) -> dict[str, Any]:
+    return rec.as_dict()
+
+
+def get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(
+        help="The entity's key, e.g. '#asset#acme.example#acme.example' (spelled as you like: "
+             "it is normalized as imports normalize it).")],
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", metavar="TIME",
+        help="Show the entity as it was at this ISO 8601 time "
+             "(e.g. 2026-01-01T00:00:00Z).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one entity: its fields, version, when it was seen, and its relationships."""
+    parse_key(key)
+    instant = parse_time(as_of, "--as-of") if as_of else None
+    tenant = session(ctx).tenant()
+    rec = tenant.get(key, as_of=instant)
+    if rec is None:
+        when = f" at {as_of}" if as_of else ""
+        raise NotFound(f"no {kind_of(key)} with key {key}{when}")
+    key = rec.key
+    links = tenant.links(key)
+    if as_json:
+        echo_json({**record_json(rec), "links": [
+            {"relationship": l.relationship, "source": l.source, "target": l.target,
+             "properties": l.properties, "first_seen": l.first_seen,
+             "last_seen": l.last_seen} for l in links]})
+        return
+    out = console()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("key", rec.key)
+    grid.add_row("kind", rec.kind)
+    grid.add_row("version", str(rec.version))
+    for name, value in rec.values.items():
+        if value is not None:
+            grid.add_row(name, fmt_value(value))
+    for name, value in (rec.properties or {}).items():
+        grid.add_row(Text(f"property {name}", style="italic"), fmt_value(value))
+    grid.add_row("first seen", fmt_time(rec.first_seen))
+    grid.add_row("last seen", fmt_time(rec.last_seen))
+    if as_of:
+        grid.add_row("as of", as_of)
+    out.print(grid)
+    if links:
+        table = Table("Relationship", "", title_justify="left",
+                      title="Links (current)" if as_of else "Links")
+        table.add_column("Other end", **KEY_COLUMN)
+        for l in links:
+            outgoing = l.source == key
+            table.add_row(l.relationship, "→" if outgoing else "←",
+                          l.target if outgoing else l.source)
+        out.print(table)
+
+
+def list_columns(kind: EntityKind, records: list[Record]) -> list[str]:
+    """The fields worth a column: not already spelled out in the key, not confidential, not
+    free text too long for a table, and not empty on every row shown."""
+    cols = []
+    for f in kind.fields:
+        if f.name in kind.key or f.type is FieldType.KEY:
+            continue
+        if f.classification in (Classification.CONFIDENTIAL, Classification.RESTRICTED):
+            continue
+        if f.max_length and f.max_length > 1000:
+            continue
+        if all(r.values.get(f.name) is None for r in records):
+            continue
+        cols.append(f.name)
+    return cols
+
+
+HIGHEST_FIRST = ("priority", "cvss", "epss", "epss_percentile")  # scores: the top matters
+PAGE = 50
+
+_WHERE_HELP = (
+    "Filter (repeatable, all must hold): FIELD=VALUE (VALUE,VALUE… any of; the same field twice "
+    "also means any of), FIELD!=VALUE, FIELD>N, >=, <, <= (numbers, times, and ordered values: "
+    "severity>=high), FIELD~TEXT (contains), ~TEXT or q=TEXT (title/name contains), "
+    "first_seen>=2026-01-01 or >=-7d; ! in front negates. See docs/cli.md.")
+
+
+def list_(
+    ctx: typer.Context,
+    kind_name: Annotated[str, typer.Argument(
+        metavar="KIND", help="Entity kind, singular or plural: "
+                             + ", ".join(REGISTRY.node_kinds) + ".")],
+    where: Annotated[Optional[list[str]], typer.Option(
+        "--where", "-w", metavar="EXPR", help=_WHERE_HELP)] = None,
+    prefix: Annotated[Optional[str], typer.Option(
+        help="Only keys starting with this (after '#kind#', or a whole key prefix).")] = None,
+    sort: Annotated[Optional[str], typer.Option(metavar="FIELD", help="Sort by this field "
+                                                "(default: key). Scores (priority, cvss, epss) "
+                                                "sort highest first.")] = None,
+    desc: Annotated[Optional[bool], typer.Option(
+        "--desc/--asc", help="Sort in descending / ascending order.", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        metavar="N", help=f"Page size (default {PAGE}).", show_default=False)] = None,
+    after: Annotated[Optional[str], typer.Option(
+        metavar="CURSOR", help="Continue after this cursor (printed under a full page).")] = None,
+    count: Annotated[bool, typer.Option(
+        "--count", help="Print only the number of matches.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON: {items, next_cursor} (one page).")] = False,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", metavar="FORMAT",
+        help="Export EVERY match, streamed page by page: csv (with a header row) or ndjson "
+             "(one JSON object a line).")] = None,
+) -> None:
+    """List entities of one kind, a page at a time (or export them all with --format)."""
+    kind = kind_named(kind_name)
+    tenant = session(ctx).tenant()
+    if count:
+        typer.echo(tenant.count(kind.name, where=where or None, prefix=prefix))
+        return
+    if desc is None:
+        desc = sort in HIGHEST_FIRST
+    if fmt is not None:
+        fmt = fmt.strip().lower()
+        if fmt not in export.FORMATS:
+            raise InvalidValue(f"--format {fmt!r}: one of " + ", ".join(export.FORMATS))
+        if as_json or limit is not None or after is not None:
+            raise InvalidValue("--format exports every match: leave out --json, --limit and --after")
+        records = tenant.iterate(kind.name, where=where or None, prefix=prefix, order_by=sort,
+                                 descending=desc)
+        export.write(kind.name, records, sys.stdout, fmt)
+        return
+    page = tenant.list(kind.name, where=where or None, prefix=prefix, order_by=sort,
+                       descending=desc, after=after, limit=PAGE if limit is None else limit)
+    if as_json:
+        echo_json({"items": [record_json(r) for r in page.records],
+                   "next_cursor": page.next_cursor})
+        return
+    out = console()
+    if not page.records:
+        out.print(f"no {kind.name} entities" + (" on this page" if after else ""), style="dim")
+        return
+    cols = list_columns(kind, page.records)
+    table = Table()
+    table.add_column("Key", **KEY_COLUMN)
+    for c in cols:
+        table.add_column(c)
+    for r in page.records:
+        table.add_row(r.key, *(fmt_value(r.values.get(c)) for c in cols))
+    out.print(table)
+    if page.next_cursor:
+        # Plain and unwrapped, so it can be copied or parsed.
+        typer.echo(f"next page: --after {page.next_cursor}")
+
+
+def diff_summary(ev: Event, limit: int = 90) -> str:
+    """One line describing what an event changed (an edge's target key in full)."""
+    diff = ev.diff or {}
+    if ev.entity_kind == "edge":
+        return f"{diff.get('relationship')} → {diff.get('target')}"
+    if ev.event_type.endswith(".created"):
+        # The key already shows its parts: list the other values.
+        kind = REGISTRY.node_kinds.get(ev.entity_kind)
+        shown = set(kind.key) | {f.name for f in kind.fields if f.type is FieldType.KEY} \
+            if kind else set()
+        text = ", ".join(f"{k}={fmt_value(new)}" for k, (_old, new) in diff.items()
+                         if k not in shown) or "created"
+    elif ev.event_type.endswith(".deleted"):
+        text = "deleted"
+    else:
+        text = ", ".join(f"{k}: {fmt_value(old) or '∅'} → {fmt_value(new) or '∅'}"
+                         for k, (old, new) in diff.items())
+    return shorten(text, limit)
+
+
+def events_table(events: list[Event], *, with_key: bool = False, compact: bool = False,
+                 title: str | None = None) -> Table:
+    """Events as a table; `compact` leaves out time, version, actor and source. A Note column
+    appears when an event has a note (why it changed)."""
+    full = not compact
+    notes = any(ev.note for ev in events)
+    table = Table(title=title, title_justify="left")
+    table.add_column("Seq")
+    if full:
+        table.add_column("Time")
+    table.add_column("Type")
+    if with_key:
+        table.add_column("Entity", **KEY_COLUMN)
+    if full:
+        for name in ("Version", "Actor", "Source"):
+            table.add_column(name)
+    table.add_column("Change", overflow="fold")
+    if notes:
+        table.add_column("Note")
+    for ev in events:
+        version = "" if ev.entity_version is None else str(ev.entity_version)
+        table.add_row(str(ev.seq), *([fmt_time(ev.occurred_at)] if full else []), ev.event_type,
+                      *([ev.entity_key] if with_key else []),
+                      *([version, ev.actor, ev.source] if full else []), diff_summary(ev),
+                      *([ev.note or ""] if notes else []))
+    return table
+
+
+def history(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The entity's key.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show every event of an entity, oldest first (relationships appear under their source),
+    with the note of each change that has one."""
+    parse_key(key)
+    events = session(ctx).tenant().history(key)
+    if not events:
+        raise NotFound(f"no history for {key}")
+    if as_json:
+        echo_json([ev.as_dict() for ev in events])
+        return
+    console().print(events_table(events))
+
+
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Count entities per kind and relationships per kind in the tenant."""
+    counts = session(ctx).tenant().counts()
+    if as_json:
+        echo_json(counts)
+        return
+    console().print(counts_tables(counts))
+
+
+def counts_tables(counts: dict[str, int]):
+    from rich.columns import Columns
+
+    kinds = Table("Kind", "Count", title="Entities", title_justify="left")
+    for name in REGISTRY.node_kinds:
+        kinds.add_row(name, str(counts.get(name, 0)))
+    rels = Table("Relationship", "Count", title="Relationships", title_justify="left")
+    for name in REGISTRY.relationships:
+        if counts.get(name):
+            rels.add_row(name, str(counts[name]))
+    return Columns([kinds, rels], padding=(0, 4))
+
+
+def register(root: typer.Typer) -> None:
+    """Add the read commands to the root command."""
+    root.command(rich_help_panel="Read")(get)
+    root.command("list", rich_help_panel="Read")(list_)
+    root.command(rich_help_panel="Read")(history)
+    root.command(rich_help_panel="Read")(stats)

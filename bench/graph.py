@@ -53,7 +53,8 @@ from sqlalchemy import text  # noqa: E402
 from bastion.schema.batch import Batch, key_for  # noqa: E402
 from bastion.store import migrate  # noqa: E402
 from bastion.store.store import Store  # noqa: E402
-from bastion.store.traversal import ACCESS_KINDS, CostExceeded, Limits  # noqa: E402
+from bastion.store.exposure import ACCESS_KINDS  # noqa: E402
+from bastion.store.traversal import CostExceeded, Limits  # noqa: E402
 from write_path import (Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
                         machine, mark_built, peak_rss_mb)
 

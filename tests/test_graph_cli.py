@@ -157,13 +157,51 @@ def test_path(network):
 
 def test_provenance(network):
     web = network.json("graph", "provenance", WEB)
-    assert web == {"key": WEB, "chains": [{"path": [SEED, WEB], "steps": [
-        {"position": 0, "key": SEED, "kind": "seed", "capabilities": []},
-        {"position": 1, "key": WEB, "kind": "asset", "capabilities": []}]}]}
+    web.pop("runs")  # which import runs recorded it: tests/test_graph_queries.py
+    assert web == {"key": WEB, "found_on": None, "tools": [], "seed_reachable": True,
+                   "stranded": [], "truncated": False,
+                   "chains": [{"path": [SEED, WEB], "steps": [
+                       {"position": 0, "key": SEED, "kind": "seed", "capabilities": []},
+                       {"position": 1, "key": WEB, "kind": "asset", "capabilities": []}]}]}
+    # a port: found on its asset (and that from the seed), by nmap
     port = network.json("graph", "provenance", PORT)
-    assert port["chains"] == [{"path": [PORT], "steps": [
-        {"position": 0, "key": PORT, "kind": "port", "capabilities": [NMAP]}]}]
-    assert "#capability#nmap" in network("graph", "provenance", PORT).stdout
+    assert (port["found_on"], port["tools"]) == (WEB, [NMAP])
+    assert [c["path"] for c in port["chains"]] == [[SEED, WEB, PORT]]
+    risk = network.json("graph", "provenance", PORT_RISK)
+    assert (risk["found_on"], [c["path"] for c in risk["chains"]]) == (
+        PORT, [[SEED, WEB, PORT, PORT_RISK]])
+    text = network("graph", "provenance", PORT).stdout
+    assert text.startswith(f"Provenance of {PORT}\nfound on:    {WEB}\nfound by:    {NMAP}\n")
+
+
+def test_provenance_in_a_cycle_without_a_seed(cli, tmp_path):
+    """BBOT's speculate events make DISCOVERED cycles: none of their members is a root."""
+    a, b, c = ("#asset#a.example#a.example", "#asset#b.example#b.example",
+               "#asset#c.example#c.example")
+    path = tmp_path / "cycle.json"
+    path.write_text(json.dumps({"nodes": [{"key": k} for k in (a, b, c)], "edges": [
+        {"kind": "DISCOVERED", "from": a, "to": b}, {"kind": "DISCOVERED", "from": b, "to": a},
+        {"kind": "DISCOVERED", "from": c, "to": b}, {"kind": "DISCOVERED", "from": a, "to": c}]}))
+    cli("import", str(path))
+    out = cli.json("graph", "provenance", a)
+    assert (out["chains"], out["seed_reachable"], out["stranded"]) == ([], False, [a, b, c])
+    text = cli("graph", "provenance", a).stdout
+    assert (f"no seed reachable: {a} was found only from inside a cycle of 3 entities that were "
+            f"found from one another ({a}, {b}, {c})") in " ".join(text.split())
+
+
+def test_attack_paths_say_when_no_crown_jewel_is_defined(cli, tmp_path):
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps({"nodes": [
+        {"kind": "asset", "name": "www.plain.example", "exposure": "external"}]}))
+    cli("import", str(path))
+    text = " ".join(cli("graph", "attack-paths").stdout.split())
+    assert text.startswith("no attack paths: no crown jewel is defined. Mark an asset as one by "
+                           "tagging it (`bastion add attribute --name tag --value critical "
+                           "--parent ASSET_KEY`)")
+    assert cli.json("graph", "attack-paths") == {"to": None, "crown_jewels": 0, "paths": []}
+    assert " ".join(cli("graph", "attack-paths", "--to", "tag=pci").stdout.split()) == (
+        "no attack paths: no asset matches --to tag=pci")
 
 
 def test_attack_paths_and_blast_radius(network):
@@ -173,6 +211,12 @@ def test_attack_paths_and_blast_radius(network):
                              "path": [WEB, DB]}]
     assert network.json("graph", "attack-paths", "--to", f"{IP}")["paths"][0]["path"] == [WEB, IP]
     assert network.json("graph", "attack-paths", "--to", "tag=payments")["paths"] == []
+    # a crown jewel out of reach is not a missing one
+    assert network.json("graph", "attack-paths", "--to", DB, "--depth", "0") == {
+        "to": DB, "crown_jewels": 1, "paths": []}
+    assert " ".join(network("graph", "attack-paths", "--depth", "0").stdout.split()) == (
+        "no attack paths: none of the 1 crown jewel(s) is reachable from an internet-exposed "
+        "entry point within depth 0")
     table = network("graph", "attack-paths").stdout
     assert "Attack paths (1)" in table and "critical" in table
     blast = network.json("graph", "blast-radius", PORT_RISK)

@@ -4,12 +4,15 @@ test_graph_properties.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
 from bastion.errors import InvalidValue, NotFound
 from bastion.schema.batch import Batch
-from bastion.store import traversal
+from bastion.ingest.runner import Options, import_paths
+from bastion.store import exposure
 from bastion.store.traversal import CostExceeded, Limits, _GuardedTransaction
 
 
@@ -51,7 +54,7 @@ def surface(tenant) -> dict[str, str]:
 def strategy(request, monkeypatch):
     """Few crown jewels are searched backward, many forward: both must give the same answer."""
     if request.param == "forward":
-        monkeypatch.setattr(traversal, "BACKWARD_JEWELS", 0)
+        monkeypatch.setattr(exposure, "BACKWARD_JEWELS", 0)
     return request.param
 
 
@@ -91,11 +94,86 @@ def test_blast_radius_starts_from_the_hosts_of_a_port(tenant):
 
 def test_provenance_chains_back_to_the_seed_with_capabilities(tenant):
     k = surface(tenant)
-    chains = tenant.graph().provenance(k["www"])
-    assert [[(s.key, s.capabilities) for s in c] for c in chains] == [[
+    found = tenant.graph().provenance(k["www"])
+    assert [[(s.key, s.capabilities) for s in c] for c in found.chains] == [[
         (k["seed"], ()), (k["apex"], ()), (k["www"], ("subfinder",))]]
-    (chain,) = tenant.graph().provenance(k["https"])
-    assert [(s.key, s.capabilities) for s in chain] == [(k["https"], (k["nmap"],))]
+    assert (found.found_on, found.tools, found.stranded, found.truncated) == (
+        None, ("subfinder",), [], False)
+    assert found.seed_reachable
+    # a port was found on its asset, which nothing but a tool discovered: that asset is the root
+    port = tenant.graph().provenance(k["https"])
+    assert [[(s.key, s.capabilities) for s in c] for c in port.chains] == [[
+        (k["ip"], (k["nmap"],)), (k["https"], (k["nmap"],))]]
+    assert (port.found_on, port.tools, port.seed_reachable) == (k["ip"], (k["nmap"],), False)
+
+
+def cyclic(tenant, with_seed: bool = True) -> dict[str, str]:
+    """BBOT's speculate events: apex found in → in, in → apex again, apex → _dmarc, _dmarc → in."""
+    b = Batch()
+    k = {name: b.add("asset", identifier=f"{name}.example.com".lstrip(".")) for name in
+         ("", "in", "_dmarc")}
+    k["apex"] = k.pop("")
+    b.link("DISCOVERED", k["apex"], k["in"])
+    b.link("DISCOVERED", k["in"], k["apex"])
+    b.link("DISCOVERED", k["apex"], k["_dmarc"])
+    b.link("DISCOVERED", k["_dmarc"], k["in"])
+    if with_seed:
+        k["seed"] = b.add("seed", identifier="example.com")
+        b.link("DISCOVERED", k["seed"], k["apex"])
+    tenant.apply(b, actor="t", source="test")
+    return k
+
+
+def chains(found) -> list[list[str]]:
+    return [[s.key for s in c] for c in found.chains]
+
+
+def test_provenance_climbs_a_cycle_to_the_seed_never_to_a_fake_root(tenant):
+    k = cyclic(tenant)
+    g = tenant.graph()
+    assert chains(g.provenance(k["apex"])) == [[k["seed"], k["apex"]]]
+    assert chains(g.provenance(k["in"])) == [[k["seed"], k["apex"], k["in"]]]
+    dmarc = g.provenance(k["_dmarc"])
+    assert chains(dmarc) == [[k["seed"], k["apex"], k["_dmarc"]]]
+    assert (dmarc.stranded, dmarc.truncated, dmarc.seed_reachable) == ([], False, True)
+
+
+def test_provenance_of_a_cycle_without_a_seed_reports_no_seed_reachable(tenant):
+    k = cyclic(tenant, with_seed=False)
+    found = tenant.graph().provenance(k["apex"])
+    assert found.chains == [] and not found.seed_reachable and not found.truncated
+    assert found.stranded == sorted(k.values())
+
+
+def test_provenance_cut_by_the_depth_is_no_root(tenant):
+    k = cyclic(tenant)
+    found = tenant.graph().provenance(k["in"], depth=1)
+    assert (found.chains, found.stranded, found.truncated) == ([], [], True)
+
+
+BBOT_CYCLE = Path(__file__).parent / "fixtures" / "scans" / "bbot" / "bbot-cycle.ndjson"
+
+
+def test_bbot_seeds_and_a_risks_provenance_name_the_asset_the_tool_and_the_run(tenant):
+    result = import_paths(tenant, [str(BBOT_CYCLE)], Options(actor="tester"))
+    assert result.status == "succeeded"
+    seed, cidr = "#seed#domain#example.com", "#seed#cidr#192.0.2.0/30"
+    apex, inner = "#asset#example.com#example.com", "#asset#in.example.com#in.example.com"
+    assert [r.key for r in tenant.list("seed").records] == [cidr, seed]
+    g = tenant.graph()
+    assert chains(g.provenance(apex)) == [[seed, apex]]
+    assert chains(g.provenance("#asset#_dmarc.example.com#_dmarc.example.com")) == [
+        [seed, apex, "#asset#_dmarc.example.com#_dmarc.example.com"]]
+    assert chains(g.provenance("#asset#192.0.2.1#192.0.2.1")) == [[cidr, "#asset#192.0.2.1#192.0.2.1"]]
+    risk = "#risk#in.example.com#CVE-2021-41773"
+    found = g.provenance(risk)
+    assert chains(found) == [[seed, apex, inner, risk]]
+    assert (found.found_on, found.tools) == (inner, ("#capability#bbot",))
+    assert [(r.id, r.correlation_id, r.formats, r.files) for r in found.runs] == [
+        (result.run_id, result.correlation_id, ("bbot",), (str(BBOT_CYCLE),))]
+    # a second run that changes nothing writes no event: the risk's run stays the first
+    import_paths(tenant, [str(BBOT_CYCLE)], Options(actor="tester", reuse=False))
+    assert [r.id for r in g.provenance(risk).runs] == [result.run_id]
 
 
 def test_capability_impact_counts_assets_and_open_severe_risks(tenant):

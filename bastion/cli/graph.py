@@ -1,5 +1,6 @@
 """`bastion graph …`: queries over the tenant's graph, and subgraph export. Like every command:
-no SQL, the library does the work (bastion.store.traversal, bastion.graph)."""
+no SQL, the library does the work (bastion.store.traversal, bastion.store.exposure,
+bastion.graph)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from bastion.graph import jsonformat
 from bastion.graph.render import to_dot, to_mermaid
 from bastion.schema.keys import kind_of, parse_key
 from bastion.schema.kinds import REGISTRY
-from bastion.store.traversal import ACCESS_KINDS, HARD_MAX_DEPTH, Limits
+from bastion.store.exposure import ACCESS_KINDS
+from bastion.store.traversal import HARD_MAX_DEPTH, Limits
 from bastion.cli.common import console, echo_json, session
 
 DEFAULTS = Limits()
@@ -171,9 +173,11 @@ def reach(
 
 
 @app.command(help=(
-    "How KEY was found: each chain of DISCOVERED relationships from its root (a seed, "
-    "or an entity nothing discovered) down to KEY, with the capabilities or jobs that "
-    "found each step."
+    "How KEY was found: each chain of DISCOVERED relationships from a root (a seed, or an "
+    "entity nothing discovered) down to KEY, with the capabilities or jobs that found each "
+    "step; for a port or a risk, the entity it sits on; the tools that found KEY and the "
+    "import runs that recorded it. An entity found only from inside a cycle is no root: when "
+    "every way up loops, the answer is that no seed is reachable."
 ))
 def provenance(
     ctx: typer.Context,
@@ -181,23 +185,49 @@ def provenance(
     depth: DepthOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    chains = _graph_of(ctx).provenance(_key(key), depth)
+    found = _graph_of(ctx).provenance(_key(key), depth)
+    depth_used = depth if depth is not None else DEFAULTS.max_depth
     if as_json:
-        echo_json({"key": key, "chains": [
+        echo_json({"key": key, "found_on": found.found_on, "tools": list(found.tools),
+                   "runs": [{"id": r.id, "source": r.source, "status": r.status,
+                             "started_at": r.started_at, "correlation_id": r.correlation_id,
+                             "files": list(r.files), "formats": list(r.formats)}
+                            for r in found.runs],
+                   "seed_reachable": found.seed_reachable, "stranded": found.stranded,
+                   "truncated": found.truncated, "chains": [
             {"path": [s.key for s in chain],
              "steps": [{"position": i, "key": s.key, "kind": s.kind,
                         "capabilities": list(s.capabilities)} for i, s in enumerate(chain)]}
-            for chain in chains]})
+            for chain in found.chains]})
         return
     out = console()
-    if not chains:
-        _none(f"no provenance recorded for {key}")
+    _heading(f"Provenance of {key}")
+    if found.found_on:
+        out.print(f"found on:    {found.found_on}", soft_wrap=True)
+    out.print(f"found by:    {', '.join(found.tools) or '-'}", soft_wrap=True)
+    runs = "; ".join(
+        f"{r.id} ({', '.join([*r.formats, *([f'--source {r.source}'] if r.source else [])])}"
+        f"{', ' if r.formats or r.source else ''}{r.started_at:%Y-%m-%d %H:%M})"
+        for r in found.runs)
+    out.print(f"import runs: {runs or '-'}", soft_wrap=True)
+    if not found.chains:
+        if found.stranded:
+            _none(f"no seed reachable: {key} was found only from inside a cycle of "
+                  f"{len(found.stranded)} entities that were found from one another "
+                  f"({', '.join(found.stranded[:5])}{', …' if len(found.stranded) > 5 else ''})")
+        else:
+            _none(f"no seed or root within depth {depth_used}; raise --depth")
         return
-    for n, chain in enumerate(chains, 1):
-        table = Table("#", "Key", "Kind", "Found by", **_title(f"Chain {n} of {len(chains)}"))
+    for n, chain in enumerate(found.chains, 1):
+        table = Table("#", "Key", "Kind", "Found by", **_title(f"Chain {n} of {len(found.chains)}"))
         for i, s in enumerate(chain):
             table.add_row(str(i), s.key, s.kind, ", ".join(s.capabilities))
         out.print(table)
+    if found.truncated:
+        _none(f"more chains continue past depth {depth_used}; raise --depth to see their roots")
+    if found.stranded:
+        _none(f"also found from {len(found.stranded)} entities in a cycle with no way back to a "
+              f"seed: {', '.join(found.stranded[:5])}{', …' if len(found.stranded) > 5 else ''}")
 
 
 @app.command(help=(
@@ -267,16 +297,28 @@ def attack_paths(
     limit: Annotated[int, typer.Option(metavar="N", min=1, help="Show at most N paths.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
-    found = _graph_of(ctx).attack_paths(to, depth, limit)
+    graph = _graph_of(ctx)
+    found = graph.attack_paths(to, depth, limit)
+    jewels = len(graph.crown_jewels(to)) if not found else None
     if as_json:
-        echo_json({"to": to, "paths": [
+        echo_json({"to": to, **({"crown_jewels": jewels} if jewels is not None else {}), "paths": [
             {"entry": a.entry, "crown_jewel": a.crown_jewel, "length": len(a.path) - 1,
              "worst_severity": a.worst_severity, "risks": a.risks, "path": a.path}
             for a in found]})
         return
+    if jewels == 0 and to:
+        _none(f"no attack paths: no asset matches --to {to}")
+        return
+    if jewels == 0:
+        _none("no attack paths: no crown jewel is defined. Mark an asset as one by tagging it "
+              "(`bastion add attribute --name tag --value critical --parent ASSET_KEY`) or by "
+              "setting its criticality to critical, or name the assets to reach with --to (a "
+              "key, FIELD=VALUE or tag=VALUE)")
+        return
     if not found:
-        _none("no attack paths: no crown jewel is reachable from an internet-exposed entry point"
-              + (f" ({to})" if to else ""))
+        _none(f"no attack paths: none of the {jewels} crown jewel(s) is reachable from an "
+              f"internet-exposed entry point" + (f" ({to})" if to else "")
+              + f" within depth {depth if depth is not None else DEFAULTS.max_depth}")
         return
     table = Table("#", "Entry", "Crown jewel", "Steps", "Worst risk", "Path",
                   **_title(f"Attack paths ({len(found)})"))

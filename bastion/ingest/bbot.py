@@ -5,6 +5,8 @@ The mapping, event type by event type, and the types skipped: docs/formats.md#bb
 
 Parent links become DISCOVERED edges: the parser keeps a map from each valid record's event id
 to the key of its asset, so memory grows with the number of events (a few hundred bytes each).
+The scan's seeds (the SCAN event's target seeds; the events whose parent is the scan) become
+`seed` entities with a DISCOVERED edge to what they seeded.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import re
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from bastion.errors import BastionError
 from bastion.ingest.records import Invalid, Malformed, Record, Sample, as_object, build, json_lines
 from bastion.schema import normalize as norm
 
 NAME = "bbot"
 DESCRIPTION = "BBOT NDJSON events (json output module; 1.x/2.x data, 3.0 data_json)"
 
-_HANDLED = ("DNS_NAME", "IP_ADDRESS", "OPEN_TCP_PORT", "OPEN_UDP_PORT", "URL", "TECHNOLOGY",
-            "FINDING", "VULNERABILITY")
+_HANDLED = ("SCAN", "IP_RANGE", "DNS_NAME", "IP_ADDRESS", "OPEN_TCP_PORT", "OPEN_UDP_PORT",
+            "URL", "TECHNOLOGY", "FINDING", "VULNERABILITY")
+_PARENTS = ("parent", "parent_uuid", "source")
 _CVE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 _URLISH = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 _BRACKETED = re.compile(r"\([^)]*\)|\[[^\]]*\]")
@@ -37,19 +41,23 @@ def sniff(sample: Sample) -> bool:
 
 
 def parse(stream) -> Iterator[Record | Invalid]:
-    assets: dict[str, str] = {}  # event id / uuid → key of the event's asset
+    assets: dict[str, str] = {}  # event id / uuid → key of the event's asset (an IP_RANGE: its seed)
     for where, value in json_lines(stream):
         if not isinstance(value, Invalid) and isinstance(value, dict):
             kind = value.get("type")
             if isinstance(kind, str) and kind not in _HANDLED:
                 continue  # a type Bastion does not model
+            if kind == "IP_RANGE" and not _seeded(value):
+                continue  # only a scan target is modelled (as a seed)
         produced: list[str] = []
 
         def fill(rec: Record, raw: Any) -> None:
             produced.append(_fill(rec, as_object(where, raw), assets))
 
         record = build(where, value, fill)
-        if isinstance(record, Record) and produced:
+        if isinstance(record, Record) and not record.entities:
+            continue  # a SCAN event that names no seed
+        if isinstance(record, Record) and produced and produced[0]:
             for member in ("id", "uuid"):
                 ident = value.get(member)
                 if isinstance(ident, str) and ident:
@@ -57,11 +65,48 @@ def parse(stream) -> Iterator[Record | Invalid]:
         yield record
 
 
+def _seeded(event: dict[str, Any]) -> bool:
+    """Whether the event is one of the scan's targets: its parent is the scan."""
+    parents = [event.get(m) for m in _PARENTS]
+    return event.get("type") != "SCAN" and any(
+        isinstance(p, str) and p.startswith("SCAN:") for p in parents)
+
+
+def _seed(rec: Record, identifier: Any) -> str | None:
+    """A seed for a scan target (a DNS name, an IP, a CIDR; a URL or host:port by its host), or
+    None for a target Bastion cannot hold as a seed (an ORG_STUB, an e-mail address …)."""
+    if not isinstance(identifier, str) or not identifier.strip():
+        return None
+    text = identifier.strip()
+    if "://" in text:
+        text = urlsplit(text).hostname or ""
+    elif text.count(":") == 1 or (text.startswith("[") and "]:" in text):
+        host, _sep, port = text.rpartition(":")
+        text = host.strip("[]") if port.isdigit() else text
+    try:
+        return rec.add("seed", identifier=text)
+    except BastionError:
+        return None
+
+
+def _scan(rec: Record, data: Any) -> str:
+    """The SCAN event: a seed per seed of its target (`target.seeds`)."""
+    target = data.get("target") if isinstance(data, dict) else None
+    seeds = target.get("seeds") if isinstance(target, dict) else None
+    for seed in seeds if isinstance(seeds, list) else []:
+        _seed(rec, seed)
+    return ""
+
+
 def _fill(rec: Record, event: dict[str, Any], assets: dict[str, str]) -> str:
     kind = event.get("type")
     if not isinstance(kind, str) or not kind:
         raise Malformed("event has no 'type'")
     data = _payload(event, kind)
+    if kind == "SCAN":
+        return _scan(rec, data)
+    if kind == "IP_RANGE":
+        return rec.add("seed", identifier=_string(kind, data), **{"class": "cidr"})
     if kind == "DNS_NAME":
         main = rec.add("asset", identifier=_string(kind, data))
         for ip in event.get("resolved_hosts") or []:
@@ -98,7 +143,11 @@ def _fill(rec: Record, event: dict[str, Any], assets: dict[str, str]) -> str:
         main = _host_asset(rec, kind, event, data, allow_url=False)
         _finding(rec, kind, event, data, main)
 
-    for member in ("parent", "parent_uuid", "source"):
+    if _seeded(event):
+        seed = _seed(rec, data if kind in ("DNS_NAME", "IP_ADDRESS") else event.get("host"))
+        if seed is not None:
+            rec.link("DISCOVERED", seed, main)
+    for member in _PARENTS:
         parent = event.get(member)
         if isinstance(parent, str) and parent in assets:
             if assets[parent] != main:

@@ -1,16 +1,16 @@
-"""Graph queries over the node/edge tables, inside the store, on both engines.
+"""Generic graph traversal over the node/edge tables, inside the store, on both engines:
+neighbors, reach, shortest and simple paths, subgraphs, and the cost guard every query passes.
 
-Recursive CTEs (reach, simple paths, provenance) and level-by-level frontier expansion with the
-frontier passed as one array/JSON parameter (bidirectional shortest path, multi-source attack
-paths). Nothing copies the graph into memory whole. Every query is tenant-scoped, bounded by a
-depth cap and a rows-visited cap, priced by a cost guard before it runs, and (PostgreSQL) by a
-statement timeout.
+Recursive CTEs (reach, the distances of simple paths) and level-by-level frontier expansion with
+the frontier passed as one array/JSON parameter (bidirectional shortest path; the exposure
+queries of `bastion.store.exposure` build on it). Nothing copies the graph into memory whole.
+Every query is tenant-scoped, bounded by a depth cap and a rows-visited cap, priced by a cost
+guard before it runs, and (PostgreSQL) by a statement timeout.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import orjson
@@ -24,13 +24,6 @@ from bastion.store.query import Scope, chunks
 from bastion.store.tables import edge, node
 
 DIRECTIONS = ("out", "in", "both")
-# Relationships that carry access: what an attacker can move along (issue 5).
-ACCESS_KINDS = ("RESOLVES_TO", "HAS_PORT", "CONNECTS_TO", "DEPENDS_ON", "ACCESSIBLE_BY",
-                "HAS_VULNERABILITY")
-# Up to this many crown jewels, attack paths are searched backward from each jewel.
-BACKWARD_JEWELS = 200
-SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
-OPEN_RISK_STATES = ("triage", "open")
 
 
 class CostExceeded(BastionError):
@@ -75,22 +68,6 @@ class GraphEdge:
 class Subgraph:
     nodes: list[Hop]
     edges: list[GraphEdge]
-
-
-@dataclass(frozen=True)
-class ProvenanceStep:
-    key: str
-    kind: str
-    capabilities: tuple[str, ...]  # capability/job keys (or `capability` edge properties) that found it
-
-
-@dataclass(frozen=True)
-class AttackPath:
-    entry: str
-    crown_jewel: str
-    path: list[str]  # node keys, entry first
-    worst_severity: str | None  # of open risks on the path's entities
-    risks: list[str] = field(default_factory=list)  # open risk keys on the way, worst first
 
 
 def _join(preds: dict[int, int | None], succs: dict[int, int | None], meet: int) -> list[int]:
@@ -147,8 +124,9 @@ def _reverse(direction: str) -> str:
     return {"out": "in", "in": "out", "both": "both"}[direction]
 
 
-class Graph:
-    """Graph queries of one tenant (`TenantStore.graph()`)."""
+class Traversal:
+    """Generic traversal of one tenant's graph; `bastion.store.exposure.Graph` (what
+    `TenantStore.graph()` returns) adds the exposure analysis on top."""
 
     def __init__(self, scope: Scope, limits: Limits | None = None):
         self.scope = scope
@@ -452,314 +430,6 @@ class Graph:
             names = self._keys(conn, {i for p in done for i in p})
         paths = sorted(([names[i][0] for i in p] for p in done), key=lambda p: (len(p), p))
         return paths[:limit]
-
-    def provenance(self, key: str, depth: int | None = None) -> list[list[ProvenanceStep]]:
-        """How an entity was found: DISCOVERED chains through seeds, assets and ports back to a
-        root (a seed, or an entity nothing discovered), root first; each step lists the
-        capabilities or jobs that discovered it."""
-        depth = self._depth(depth)
-        contains = "instr" if not self.scope.postgres else "strpos"
-        sql = (f"WITH RECURSIVE up(id, d, path) AS ("
-               f" SELECT :start, 0, ',' || :start || ','"
-               f" UNION ALL"
-               f" SELECT e.source_id, up.d + 1, up.path || e.source_id || ','"
-               f" FROM up JOIN edge e ON e.tenant_id = :tenant AND e.target_id = up.id"
-               f"  AND e.kind = 'DISCOVERED' AND e.source_kind IN ('seed', 'asset', 'port')"
-               f" WHERE up.d < :depth AND {contains}(up.path, ',' || e.source_id || ',') = 0)"
-               f" SELECT id, d, path FROM up LIMIT :cap")
-        with self._tx() as conn:
-            (start,) = self._require(conn, key)
-            rows = conn.execute(text(sql), {"start": start, "tenant": self.scope.tenant_id,
-                                            "depth": depth, "cap": self.limits.max_rows + 1}).all()
-            self._visited(len(rows), "provenance")
-            paths = [tuple(int(x) for x in r.path.strip(",").split(",")) for r in rows]
-            extended = {p[:-1] for p in paths if len(p) > 1}
-            chains = [p for p in paths if p not in extended]
-            ids = {i for p in chains for i in p}
-            names = self._keys(conn, ids)
-            found_by = self._discoverers(conn, ids)
-        out = [[ProvenanceStep(names[i][0], names[i][1], tuple(sorted(found_by.get(i, ()))))
-                for i in reversed(p)] for p in chains]
-        return sorted(out, key=lambda c: (len(c), [s.key for s in c]))
-
-    def _discoverers(self, conn: Connection, ids: set[int]) -> dict[int, set[str]]:
-        src = node.alias("src")
-        found: dict[int, set[str]] = {}
-        for chunk in chunks(sorted(ids)):
-            stmt = (select(edge.c.target_id, src.c.key, edge.c.properties)
-                    .join(src, (src.c.tenant_id == edge.c.tenant_id) & (src.c.id == edge.c.source_id))
-                    .where(self.scope.where(edge), edge.c.kind == "DISCOVERED",
-                           self.scope.id_in(edge.c.target_id, chunk)))
-            for target, source_key, props in conn.execute(stmt):
-                names = found.setdefault(target, set())
-                if kind_of(source_key) in ("capability", "job"):
-                    names.add(source_key)
-                if isinstance(props, dict) and props.get("capability"):
-                    names.add(str(props["capability"]))
-        return found
-
-
-    # -- exposure --------------------------------------------------------------------------------
-
-    def _entry_points(self, conn: Connection, among: Sequence[int] | None = None) -> set[int]:
-        """Internet-exposed assets (all, or those `among` these ids): exposure external and an
-        open port, a URL, or an open risk — on the asset, or on an address it resolves to."""
-        from bastion.store.tables import typed
-
-        asset = typed["asset"]
-        ext = select(asset.c.node_id, asset.c["class"]).where(
-            self.scope.where(asset), asset.c.exposure == "external")
-        candidates: dict[int, str] = {}
-        if among is None:
-            candidates.update((r[0], r[1]) for r in conn.execute(ext))
-        else:
-            for chunk in chunks(sorted(set(among))):
-                stmt = ext.where(self.scope.id_in(asset.c.node_id, chunk))
-                candidates.update((r[0], r[1]) for r in conn.execute(stmt))
-        entries = self._directly_exposed(conn, candidates)
-        # A name that resolves to an exposed address is reached through it: exposed too.
-        names = sorted(set(candidates) - entries)
-        if names:
-            pairs = self._expand(conn, names, "out", ("RESOLVES_TO",))
-            targets = sorted({b for _a, b in pairs})
-            exposed = self._entry_points(conn, targets) if among is not None else entries
-            entries.update(a for a, b in pairs if b in exposed)
-        return entries
-
-    def _directly_exposed(self, conn: Connection, candidates: dict[int, str]) -> set[int]:
-        from bastion.store.tables import typed
-
-        port, risk = typed["port"], typed["risk"]
-        entries = {i for i, cls in candidates.items() if cls == "url"}
-        for chunk in chunks(sorted(set(candidates) - entries)):
-            with_port = (select(edge.c.source_id)
-                         .join(port, (port.c.tenant_id == edge.c.tenant_id) & (port.c.node_id == edge.c.target_id))
-                         .where(self.scope.where(edge), edge.c.kind == "HAS_PORT", port.c.state == "open",
-                                self.scope.id_in(edge.c.source_id, chunk)))
-            with_risk = (select(edge.c.source_id)
-                         .join(risk, (risk.c.tenant_id == edge.c.tenant_id) & (risk.c.node_id == edge.c.target_id))
-                         .where(self.scope.where(edge), edge.c.kind == "HAS_VULNERABILITY",
-                                risk.c.status.in_(OPEN_RISK_STATES), self.scope.id_in(edge.c.source_id, chunk)))
-            entries.update(conn.execute(with_port).scalars())
-            entries.update(conn.execute(with_risk).scalars())
-        return entries
-
-    def _crown_jewels(self, conn: Connection, selector: str | None) -> set[int]:
-        """Assets marked critical (criticality, or a tag attribute), or those a selector names:
-        a key, `field=value` on asset fields, or `tag=VALUE`."""
-        from bastion.store.tables import typed
-
-        asset, attribute = typed["asset"], typed["attribute"]
-        if selector and selector.startswith("#"):
-            return set(self._require(conn, selector))
-        field_name, value = ("criticality", "critical")
-        tag = "critical"
-        if selector:
-            field_name, sep, value = selector.partition("=")
-            if not sep or not value:
-                raise InvalidValue(f"crown-jewel selector {selector!r}: use a key, FIELD=VALUE or tag=VALUE")
-            tag = value if field_name == "tag" else None
-            if field_name != "tag" and field_name not in REGISTRY.entity("asset").field_names:
-                raise InvalidValue(f"asset has no field {field_name!r}")
-        jewels: set[int] = set()
-        if field_name != "tag":
-            jewels.update(conn.execute(select(asset.c.node_id).where(
-                self.scope.where(asset), asset.c[field_name] == value)).scalars())
-        if tag is not None:
-            tagged = (select(edge.c.source_id)
-                      .join(attribute, (attribute.c.tenant_id == edge.c.tenant_id)
-                            & (attribute.c.node_id == edge.c.target_id))
-                      .where(self.scope.where(edge), edge.c.kind == "HAS_ATTRIBUTE",
-                             edge.c.source_kind == "asset", attribute.c.name == "tag",
-                             attribute.c.value == tag))
-            jewels.update(conn.execute(tagged).scalars())
-        return jewels
-
-    def _open_risks(self, conn: Connection, ids: set[int]) -> dict[int, list[tuple[int, str, str]]]:
-        """Open risks sitting on these entities: id → [(rank, severity, risk key)]."""
-        from bastion.store.tables import typed
-
-        risk = typed["risk"]
-        rnode = node.alias("rnode")
-        out: dict[int, list[tuple[int, str, str]]] = {}
-        for chunk in chunks(sorted(ids)):
-            stmt = (select(edge.c.source_id, risk.c.severity, rnode.c.key)
-                    .join(risk, (risk.c.tenant_id == edge.c.tenant_id) & (risk.c.node_id == edge.c.target_id))
-                    .join(rnode, (rnode.c.tenant_id == edge.c.tenant_id) & (rnode.c.id == edge.c.target_id))
-                    .where(self.scope.where(edge), edge.c.kind == "HAS_VULNERABILITY",
-                           risk.c.status.in_(OPEN_RISK_STATES), self.scope.id_in(edge.c.source_id, chunk)))
-            for source, severity, key in conn.execute(stmt):
-                out.setdefault(source, []).append((SEVERITY_RANK[severity], severity, key))
-        return out
-
-    def attack_paths(self, to: str | None = None, depth: int | None = None,
-                     limit: int = 50) -> list[AttackPath]:
-        """Shortest paths from internet-exposed entry points to crown jewels along relationships
-        that carry access, for each crown jewel from its nearest entry points. Jewels are few:
-        each is searched backward (frontier expansion on in-edges) until a level holds entry
-        points, and exposure is checked only for what the search visits. A large jewel set is
-        searched forward from every entry at once instead. Ranked by length, then by the worst
-        open risk on the way (worst first)."""
-        depth = self._depth(depth)
-        with self._tx() as conn:
-            jewels = sorted(self._crown_jewels(conn, to))
-            if not jewels:
-                return []
-            if len(jewels) <= BACKWARD_JEWELS:
-                self._guard(depth, ACCESS_KINDS, "in", sources=len(jewels), what="attack-paths", conn=conn)
-                paths = self._paths_backward(conn, jewels, depth)
-            else:
-                entries = sorted(self._entry_points(conn))
-                self._guard(depth, ACCESS_KINDS, "out", sources=len(entries), what="attack-paths", conn=conn)
-                paths = self._paths_forward(conn, entries, set(jewels), depth)
-            risks = self._open_risks(conn, {i for p in paths for i in p})
-            names = self._keys(conn, {i for p in paths for i in p})
-        result = []
-        for p in paths:
-            found = sorted((r for i in p for r in risks.get(i, [])), key=lambda r: (-r[0], r[2]))
-            result.append(AttackPath(names[p[0]][0], names[p[-1]][0], [names[i][0] for i in p],
-                                     found[0][1] if found else None, [r[2] for r in found]))
-        result.sort(key=lambda a: (len(a.path), -SEVERITY_RANK.get(a.worst_severity or "", -1), a.path))
-        return result[:limit]
-
-    def _paths_backward(self, conn: Connection, jewels: list[int], depth: int) -> list[list[int]]:
-        """One backward search per jewel, all advanced together: per level one expansion of
-        every live frontier and one exposure check of everything newly reached."""
-        succ: dict[int, dict[int, int | None]] = {j: {j: None} for j in jewels}
-        frontier: dict[int, list[int]] = {j: [j] for j in jewels}
-        exposed = self._entry_points(conn, jewels)
-        found: dict[int, list[int]] = {j: [j] for j in jewels if j in exposed}
-        visited = 0
-        for _ in range(depth):
-            live = [j for j in jewels if j not in found and frontier[j]]
-            if not live:
-                break
-            preds: dict[int, list[int]] = {}
-            pairs = self._expand(conn, sorted({x for j in live for x in frontier[j]}), "in", ACCESS_KINDS)
-            visited += len(pairs)
-            self._visited(visited, "attack-paths")
-            for b, a in sorted(pairs):  # a → b along an access relationship
-                preds.setdefault(b, []).append(a)
-            for j in live:
-                seen, nxt = succ[j], []
-                for b in frontier[j]:
-                    for a in preds.get(b, ()):
-                        if a not in seen:
-                            seen[a] = b
-                            nxt.append(a)
-                frontier[j] = nxt
-            reached = {a for j in live for a in frontier[j]}
-            exposed = self._entry_points(conn, sorted(reached)) if reached else set()
-            for j in live:
-                hits = sorted(a for a in frontier[j] if a in exposed)
-                if hits:
-                    found[j] = hits
-        paths = []
-        for j, entries in found.items():
-            for entry in entries:
-                path, x = [], entry
-                while x is not None:
-                    path.append(x)
-                    x = succ[j][x]
-                paths.append(path)
-        return paths
-
-    def _paths_forward(self, conn: Connection, entries: list[int], jewels: set[int],
-                       depth: int) -> list[list[int]]:
-        pred: dict[int, int | None] = {e: None for e in entries}
-        frontier, visited = list(entries), 0
-        for _ in range(depth):
-            if not frontier or jewels <= pred.keys():
-                break
-            pairs = self._expand(conn, frontier, "out", ACCESS_KINDS)
-            visited += len(pairs)
-            self._visited(visited, "attack-paths")
-            frontier = []
-            for a, b in sorted(pairs):
-                if b not in pred:
-                    pred[b] = a
-                    frontier.append(b)
-        paths = []
-        for jewel in sorted(jewels & pred.keys()):
-            path, x = [], jewel
-            while x is not None:
-                path.append(x)
-                x = pred[x]
-            paths.append(path[::-1])
-        return paths
-
-    def blast_radius(self, risk_key: str, depth: int | None = None) -> tuple[list[Hop], list[str]]:
-        """What an attacker holding the entity a risk sits on (for a port or a technology: the
-        hosts running it) can reach: assets within `depth` along relationships that carry
-        access, and the crown jewels among them."""
-        from bastion.store.tables import typed
-
-        if kind_of(risk_key) != "risk":
-            raise InvalidValue(f"{risk_key} is not a risk key")
-        depth = self._depth(depth)
-        self._guard(depth, ACCESS_KINDS, "out", what="blast-radius", revisits=True)
-        risk = typed["risk"]
-        with self._tx() as conn:
-            (rid,) = self._require(conn, risk_key)
-            target = conn.execute(select(risk.c.target).where(
-                self.scope.where(risk), risk.c.node_id == rid)).scalar_one()
-            starts = self._require(conn, target)
-            if kind_of(target) != "asset":
-                # Holding a port or a piece of software means holding the hosts that run it.
-                hosts = self._expand(conn, starts, "in", ("HAS_PORT", "HAS_TECHNOLOGY"))
-                starts = sorted(set(starts) | {h for _t, h in hosts})
-            dist = self._reach_ids(conn, starts, depth, ACCESS_KINDS, "out")
-            names = self._keys(conn, dist)
-            jewels = self._crown_jewels(conn, None) & dist.keys()
-        assets = sorted((Hop(names[i][0], names[i][1], d) for i, d in dist.items()
-                         if names[i][1] == "asset"), key=lambda h: (h.distance, h.key))
-        return assets, sorted(names[i][0] for i in jewels)
-
-    def capability_impact(self) -> list[dict]:
-        """Per capability: assets it discovered (directly, or through its jobs) and the high and
-        critical risks that are not closed on those assets and their ports."""
-        from bastion.store.tables import typed
-
-        job, risk, port_t = typed["job"], typed["risk"], typed["port"]
-        src = node.alias("src")
-        by_cap: dict[str, set[int]] = {}
-        with self._tx() as conn:
-            caps = conn.execute(select(node.c.key).where(self.scope.where(node), node.c.kind == "capability")).scalars()
-            for cap in caps:
-                by_cap.setdefault(cap, set())
-            direct = (select(src.c.key, edge.c.target_id)
-                      .join(src, (src.c.tenant_id == edge.c.tenant_id) & (src.c.id == edge.c.source_id))
-                      .where(self.scope.where(edge), edge.c.kind == "DISCOVERED",
-                             edge.c.source_kind == "capability", edge.c.target_kind == "asset"))
-            for cap, asset_id in conn.execute(direct):
-                by_cap.setdefault(cap, set()).add(asset_id)
-            via_job = (select(job.c.capability, edge.c.target_id)
-                       .join(job, (job.c.tenant_id == edge.c.tenant_id) & (job.c.node_id == edge.c.source_id))
-                       .where(self.scope.where(edge), edge.c.kind == "DISCOVERED",
-                              edge.c.source_kind == "job", edge.c.target_kind == "asset"))
-            for name, asset_id in conn.execute(via_job):
-                by_cap.setdefault(f"#capability#{name}", set()).add(asset_id)
-            assets = {i for ids in by_cap.values() for i in ids}
-            # ports of those assets carry findings too
-            owner: dict[int, int] = {a: a for a in assets}
-            for a, p in self._expand(conn, sorted(assets), "out", ("HAS_PORT",)):
-                owner[p] = a
-            severe: dict[int, dict[str, set[int]]] = {}
-            for chunk in chunks(sorted(owner)):
-                stmt = (select(edge.c.source_id, edge.c.target_id, risk.c.severity)
-                        .join(risk, (risk.c.tenant_id == edge.c.tenant_id) & (risk.c.node_id == edge.c.target_id))
-                        .where(self.scope.where(edge), edge.c.kind == "HAS_VULNERABILITY",
-                               risk.c.severity.in_(("high", "critical")),
-                               risk.c.status.notin_(("remediated", "deleted")),
-                               self.scope.id_in(edge.c.source_id, chunk)))
-                for source, risk_id, severity in conn.execute(stmt):
-                    severe.setdefault(owner[source], {}).setdefault(severity, set()).add(risk_id)
-        out = []
-        for cap, ids in by_cap.items():
-            high = set().union(*(severe.get(a, {}).get("high", set()) for a in ids)) if ids else set()
-            crit = set().union(*(severe.get(a, {}).get("critical", set()) for a in ids)) if ids else set()
-            out.append({"capability": cap, "assets": len(ids), "high": len(high), "critical": len(crit)})
-        return sorted(out, key=lambda r: (-r["critical"], -r["high"], -r["assets"], r["capability"]))
 
     def subgraph(self, key: str, depth: int = 2, kinds: Iterable[str] | None = None) -> Subgraph:
         """Everything within `depth` hops in either direction, and every edge among it."""

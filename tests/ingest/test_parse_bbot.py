@@ -20,6 +20,7 @@ LOGIN = "#asset#www.example.com#https://www.example.com/login"
 SHOP = "#asset#shop.example.org#shop.example.org"
 ADMIN = "#asset#shop.example.org#https://shop.example.org:8443/admin"
 SHOP_IP = "#asset#198.51.100.7#198.51.100.7"
+SEED = "#seed#domain#example.com"
 
 
 def parse(path: Path) -> list:
@@ -46,17 +47,26 @@ def v3() -> dict:
 
 
 def test_v2_skipped_types_give_no_record(v2):
-    # line 1 SCAN, line 4 URL_UNVERIFIED, line 11 ASN
-    assert list(v2) == ["line 2", "line 3", "line 5", "line 6", "line 7", "line 8", "line 9",
-                        "line 10", "line 12", "line 13", "line 14", "line 15"]
+    # line 4 URL_UNVERIFIED, line 11 ASN
+    assert list(v2) == ["line 1", "line 2", "line 3", "line 5", "line 6", "line 7", "line 8",
+                        "line 9", "line 10", "line 12", "line 13", "line 14", "line 15"]
+
+
+def test_v2_scan_seeds_become_seed_entities_linked_to_the_targets(v2):
+    # the SCAN event: one seed per target seed; the target event (parent: the scan) is found
+    # from its seed
+    assert keys(v2["line 1"]) == [SEED] and edges(v2["line 1"]) == set()
+    assert ("DISCOVERED", SEED, EXAMPLE) in edges(v2["line 2"])
+    assert ("DISCOVERED", SEED, WWW) not in edges(v2["line 3"])  # found from example.com
 
 
 def test_v2_dns_name_and_resolved_hosts(v2):
     rec = v2["line 2"]
     assert keys(rec) == [EXAMPLE, "#asset#203.0.113.10#203.0.113.10",
-                         "#asset#2001:db8::10#2001:db8::10"]
+                         "#asset#2001:db8::10#2001:db8::10", SEED]
     assert edges(rec) == {("RESOLVES_TO", EXAMPLE, "#asset#203.0.113.10#203.0.113.10"),
-                          ("RESOLVES_TO", EXAMPLE, "#asset#2001:db8::10#2001:db8::10")}
+                          ("RESOLVES_TO", EXAMPLE, "#asset#2001:db8::10#2001:db8::10"),
+                          ("DISCOVERED", SEED, EXAMPLE)}
     assert all(set(e.values) == {"identifier"} for e in rec.entities)
     # parent DNS_NAME → child DNS_NAME (name normalized)
     assert ("DISCOVERED", EXAMPLE, WWW) in edges(v2["line 3"])
@@ -105,8 +115,10 @@ def test_v2_siem_friendly_data_and_invalid_lines(v2):
 
 
 def test_v3_data_json_and_epoch_timestamps(v3):
+    # the SCAN event names no seed: no record; its target is seeded by itself
     assert list(v3) == ["line 2", "line 3", "line 4", "line 5", "line 6", "line 7", "line 8"]
-    assert edges(v3["line 2"]) == {("RESOLVES_TO", SHOP, SHOP_IP)}
+    shop_seed = "#seed#domain#shop.example.org"
+    assert edges(v3["line 2"]) == {("RESOLVES_TO", SHOP, SHOP_IP), ("DISCOVERED", shop_seed, SHOP)}
     assert keys(v3["line 3"]) == [ADMIN, SHOP]
     assert edges(v3["line 3"]) == {("RESOLVES_TO", ADMIN, SHOP), ("DISCOVERED", SHOP, ADMIN)}
 
@@ -136,6 +148,22 @@ def test_v3_udp_port_and_cpe_technology_on_url(v3):
 
 def test_v3_finding_without_host(v3):
     assert v3["line 8"] == Invalid("line 8", "FINDING event has no 'host' (nor a 'url' with a host)")
+
+
+def test_scan_targets_of_every_shape_become_seeds():
+    recs = {r.where: r for r in parse(BBOT / "bbot-cycle.ndjson")}
+    cidr = "#seed#cidr#192.0.2.0/30"
+    assert keys(recs["line 1"]) == [SEED, cidr]
+    assert keys(recs["line 3"]) == [cidr]  # an IP_RANGE target is its seed
+    ip = "#asset#192.0.2.1#192.0.2.1"
+    assert edges(recs["line 10"]) == {("DISCOVERED", cidr, ip)}
+    # a target named as a URL or host:port is seeded by its host; what is no DNS name, IP or
+    # CIDR (an organisation, an e-mail address) gives no seed
+    rec = Record("x")
+    assert [bbot._seed(rec, t) for t in ("https://App.example.com:8443/x", "example.org:443",
+                                         "[2001:db8::1]:80", "ORG:evilcorp", "a@b.example", "", None)] == [
+        "#seed#domain#app.example.com", "#seed#domain#example.org", "#seed#ip#2001:db8::1",
+        None, None, None, None]
 
 
 def test_slug_is_stable_across_targets():

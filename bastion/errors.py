@@ -59,3 +59,13 @@ class NotFound(BastionError):
 
 class ConfigError(BastionError):
     """A bad database URL, home directory or option."""
+
+
+class LossyDowngrade(BastionError):
+    """A schema downgrade would destroy data and was not forced; nothing was changed."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, losses: list):
+        super().__init__(message)
+        self.losses = losses

@@ -199,11 +199,34 @@ def db_downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision, or -N for N steps back; "
                                                  "`base` removes everything.")] = "-1",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Downgrade even when it destroys data (what it removes from the graph is "
+                        "recorded as events). Without it such a downgrade is refused and lists "
+                        "what would be lost.")] = False,
 ) -> None:
-    """Downgrade the schema to REVISION (default: one step back)."""
-    store = session(ctx).store()
-    migrate.downgrade(store.engine, revision)
+    """Downgrade the schema to REVISION (default: one step back). A downgrade that would destroy
+    data is refused, listing per revision what would be lost, unless --force."""
+    from bastion.errors import LossyDowngrade
+
+    sess = session(ctx)
+    store = sess.store()
+    try:
+        lost = migrate.downgrade(store.engine, revision, force=force, actor=sess.actor)
+    except LossyDowngrade as exc:
+        _print_losses("would be lost", exc.losses)
+        raise
+    if lost:
+        _print_losses("removed", lost)
     _print_revision(store)
+
+
+def _print_losses(title: str, losses) -> None:
+    out = console()
+    for rev in dict.fromkeys(loss.revision for loss in losses):
+        out.print(f"undoing revision {rev}, {title}:", soft_wrap=True)
+        for loss in losses:
+            if loss.revision == rev:
+                out.print(Text(f"  {loss}"), soft_wrap=True)
 
 
 @db_app.command("current")

@@ -231,6 +231,14 @@ def upgrade() -> None:
     )
 
 
+def lost_on_downgrade(bind):
+    """Every table goes: all of their rows are lost."""
+    from bastion.store import migrate
+
+    return migrate.rows_of(bind, ("tenant", "node", "edge", "event", "asset", "port", "technology",
+                                  "attribute", "risk", "seed", "capability", "job", "integration"))
+
+
 def downgrade() -> None:
     op.drop_table('technology')
     op.drop_table('seed')

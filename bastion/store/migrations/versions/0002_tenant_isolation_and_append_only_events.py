@@ -35,6 +35,11 @@ def upgrade() -> None:
             )
 
 
+def lost_on_downgrade(bind):
+    """Policies, grants and triggers only: no data is lost (lossless)."""
+    return []
+
+
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         _postgres_down()

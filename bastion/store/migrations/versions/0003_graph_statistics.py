@@ -44,6 +44,22 @@ def upgrade() -> None:
         op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON graph_stats TO {APP_ROLE}")
 
 
+def lost_on_downgrade(bind):
+    """The table goes and the upgrade recounts it: what a recount does not restore is lost (the
+    refreshed fan-out figures, and any count that differs from the stored nodes and edges)."""
+    from bastion.store import migrate
+
+    return [("graph_stats", migrate.count(bind, """
+        SELECT count(*) FROM graph_stats g LEFT JOIN (
+            SELECT tenant_id, kind AS name, count(*) AS n FROM node GROUP BY tenant_id, kind
+            UNION ALL
+            SELECT tenant_id, kind AS name, count(*) AS n FROM edge GROUP BY tenant_id, kind) r
+          ON r.tenant_id = g.tenant_id AND r.name = g.name
+        WHERE g.max_out IS NOT NULL OR g.max_in IS NOT NULL OR g.refreshed_at IS NOT NULL
+           OR g.count <> coalesce(r.n, 0)"""), "rows",
+             "fan-out figures or counts the upgrade's recount does not restore")]
+
+
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"REVOKE ALL ON graph_stats FROM {APP_ROLE}")

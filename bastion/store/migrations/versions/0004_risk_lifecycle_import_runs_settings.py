@@ -23,6 +23,9 @@ APP_ROLE = "bastion_app"
 CURRENT_TENANT = "NULLIF(current_setting('bastion.tenant_id', true), '')::integer"
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 NEW_TABLES = ("import_run", "setting")
+RISK_FIELDS = ("source", "evidence", "kev", "kev_due", "kev_ransomware", "epss", "epss_percentile",
+               "priority")
+REASON = "schema downgraded below 0004: the field no longer exists"
 
 
 def upgrade() -> None:
@@ -85,7 +88,21 @@ def upgrade() -> None:
             op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")
 
 
+def lost_on_downgrade(bind):
+    from bastion.store import migrate
+
+    return [*migrate.values_of(bind, "risk", RISK_FIELDS,
+                               "a risk.updated event per risk; importing the scan again restores them"),
+            *migrate.values_of(bind, "event", ("note",)),
+            *migrate.rows_of(bind, ("import_run",)),
+            *migrate.rows_of(bind, ("setting",), "a setting.changed event each")]
+
+
 def downgrade() -> None:
+    from bastion.store import migrate
+
+    migrate.drop_fields(op.get_bind(), "risk", RISK_FIELDS, REASON)
+    migrate.remove_settings(op.get_bind(), REASON)
     if op.get_bind().dialect.name == "postgresql":
         for table in NEW_TABLES:
             op.execute(f"REVOKE ALL ON {table} FROM {APP_ROLE}")

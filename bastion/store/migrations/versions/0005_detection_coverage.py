@@ -28,6 +28,7 @@ TENANT_TABLES = (*NEW_KINDS, "detection_snapshot", "coverage_snapshot")
 CATALOG = ("attack_release", "attack_object", "attack_relation")
 OLD_NODE_KINDS = ("asset", "port", "technology", "attribute", "risk", "seed", "capability", "job",
                   "integration")
+NEW_RELATIONSHIPS = ("HAS_DETECTION", "MAPS_TO", "HAS_GAP")
 NEW_TRIPLES = ("HAS_DETECTION/cloud_account/detection", "HAS_GAP/cloud_account/gap",
                "MAPS_TO/detection/mapping")
 
@@ -261,12 +262,28 @@ def upgrade() -> None:
             op.execute(f"GRANT SELECT ON {table} TO {APP_ROLE}")
 
 
+def lost_on_downgrade(bind):
+    from bastion.store import migrate
+
+    return [*((kind, migrate.count(bind, f"SELECT count(*) FROM node WHERE kind = '{kind}'"), "rows",
+               f"a {kind}.deleted event each") for kind in NEW_KINDS),
+            ("edge", migrate.count(bind, f"SELECT count(*) FROM edge WHERE source_kind IN "
+                                         f"({_quoted(NEW_KINDS)}) OR target_kind IN ({_quoted(NEW_KINDS)})"),
+             "rows", "an edge.removed event each"),
+            ("graph_stats", migrate.count(bind, "SELECT count(*) FROM graph_stats WHERE name IN "
+                                                f"({_quoted((*NEW_KINDS, *NEW_RELATIONSHIPS))})"), "rows"),
+            *migrate.rows_of(bind, ("detection_snapshot", "coverage_snapshot")),
+            *migrate.rows_of(bind, CATALOG, "shared ATT&CK catalog: `bastion init` loads it again")]
+
+
 def downgrade() -> None:
+    from bastion.store import migrate
+
     bind = op.get_bind()
-    # Nodes of the kinds going away (and, by cascade, their typed rows and edges) go first.
-    op.execute(f"DELETE FROM node WHERE kind IN ({_quoted(NEW_KINDS)})")
-    op.execute("DELETE FROM graph_stats WHERE name IN "
-               f"({_quoted((*NEW_KINDS, 'HAS_DETECTION', 'MAPS_TO', 'HAS_GAP'))})")
+    # Nodes of the kinds going away (and, by cascade, their typed rows and edges) go first,
+    # through events as the write path deletes.
+    migrate.delete_nodes(bind, NEW_KINDS, "schema downgraded below 0005: the kind no longer exists")
+    op.execute(f"DELETE FROM graph_stats WHERE name IN ({_quoted((*NEW_KINDS, *NEW_RELATIONSHIPS))})")
     old_triples = [t for t in _old_triples(bind) if t not in NEW_TRIPLES]
     _replace_checks(_node_check((*OLD_NODE_KINDS, *NEW_KINDS)), _node_check(OLD_NODE_KINDS),
                     _edge_check((*old_triples, *NEW_TRIPLES)), _edge_check(old_triples))

@@ -79,6 +79,12 @@ def upgrade() -> None:
             op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")
 
 
+def lost_on_downgrade(bind):
+    from bastion.store import migrate
+
+    return migrate.rows_of(bind, NEW_TABLES, "the next import of those files parses them again")
+
+
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for table in NEW_TABLES:

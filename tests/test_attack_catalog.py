@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -294,7 +295,6 @@ def test_default_catalog_is_loaded_once(store):
     assert [t.id for t in cat.tactics] == list(attack.ENTERPRISE_V19_ORDER)
     assert cat.tactic("TA0112").name == "Defense Impairment"
     assert cat.techniques["T1078.004"].parent == "T1078"
-    assert cat.techniques["T1078.004"].platforms == ()
 
 
 # -- the CLI -----------------------------------------------------------------------------------
@@ -373,3 +373,152 @@ def test_official_url_names_the_domain():
     assert attack.official_url("ics") == ("https://raw.githubusercontent.com/mitre-attack/"
                                           "attack-stix-data/master/ics-attack/ics-attack.json")
     assert json.loads(MOBILE20.read_text())["spec_version"] == "2.0"
+
+
+# -- domains, the crosswalk between releases, platforms and groups (issue 10: 6, 7, 8) ---------
+
+ICS = FIXTURES / "ics-18.1.json"
+V181 = FIXTURES / "enterprise-18.1.json"
+MIXED = FIXTURES / "rules" / "mixed_releases.yml"
+RULE = "5e0c1a2b-0000-4000-8000-000000000010"
+
+
+def _import_rules(tenant, *paths):
+    from bastion.coverage.inventory import Options, active_catalog, import_detections
+
+    return import_detections(tenant, [str(p) for p in paths], Options(actor="tester"),
+                             catalog=active_catalog(tenant))
+
+
+def _rule_maps(tenant) -> dict[str, dict]:
+    from bastion.schema.batch import key_for
+
+    det = key_for("detection", account="#cloud_account#other#default", rule_id=RULE)
+    return {m.values["technique"]: m.values for m in tenant.list("mapping", where={"detection": det}).records}
+
+
+def test_default_catalog_knows_platforms_groups_and_revoked_ids(store, tenant):
+    from bastion.coverage import detections as ops
+    from bastion.coverage.compute import compute
+    from bastion.coverage.gaps import gaps
+
+    attack.ensure_default_catalog(store, actor="tester")
+    assert catalog.releases(store.engine, "enterprise")[0].counts["groups"] == 172
+    cat = catalog.load(store.engine, "enterprise")
+    t = cat.techniques
+    assert t["T1078.004"].platforms == ("IaaS", "Identity Provider", "Office Suite", "SaaS")
+    assert (t["T1078"].groups, t["T1082"].groups) == (44, 55)
+    # 19's new ids carry what the ids they replaced had
+    assert "IaaS" in t["T1685.002"].platforms and t["T1685"].groups == 32
+    every, iaas = len(cat.active_techniques()), len(cat.active_techniques(["IaaS"]))
+    assert every == 697 and iaas == 103  # + 14 new in 19 without platform data: everywhere
+    # revoked ids of earlier releases resolve (T1089 → T1562.001 → T1685)
+    assert cat.resolve("T1066") == "T1027.005" and cat.resolve("T1089") == "T1685"
+    ops.add_account(tenant, actor="tester", provider="aws", identifier="123456789012",
+                    criticality="high", platforms=["IaaS"])
+    assert compute(tenant, cat, account="aws/123456789012").overall["total"] == 117
+    ranked = gaps(tenant, cat, account="aws/123456789012").gaps
+    assert len(ranked) == 117 and ranked[0].risk > ranked[-1].risk
+    assert (ranked[0].technique, ranked[0].groups, ranked[0].risk) == ("T1082", 55, 168)  # 3 × (1 + 55)
+
+
+def test_a_stale_default_catalog_is_brought_up_to_date(store):
+    bundle = attack.default_bundle()
+    catalog.replace_release(store.engine, replace(bundle.release, sha256="0" * 64),
+                            [{**o, "platforms": None} for o in bundle.objects], bundle.relations, True)
+    assert catalog.load(store.engine, "enterprise").techniques["T1078.004"].platforms == ()
+    assert attack.ensure_default_catalog(store, actor="tester") is not None
+    cat = catalog.load(store.engine, "enterprise")
+    assert "IaaS" in cat.techniques["T1078.004"].platforms
+    assert catalog.active_version(store.engine, "enterprise") == "19"
+    assert attack.ensure_default_catalog(store, actor="tester") is None
+
+
+def test_crosswalk_resolves_18_ids_against_19_and_19_ids_against_18(store):
+    attack.ensure_default_catalog(store, actor="tester")
+    _import(store, V181, activate=False)
+    v19 = catalog.load(store.engine, "enterprise", "19")
+    v18 = catalog.load(store.engine, "enterprise", "18.1")
+    links = {"T1562": "T1685", "T1562.001": "T1685", "T1562.002": "T1685.001", "T1562.004": "T1686",
+             "T1562.006": "T1685", "T1562.007": "T1686.001", "T1562.008": "T1685.002",
+             "T1562.010": "T1689", "T1070.001": "T1685.005", "T1070.002": "T1685.006",
+             "T1547.011": "T1647", "T1656": "T1684.001"}
+    for old, new in links.items():
+        assert v19.resolve(old) == new, old
+    r = v19.lookup("T1562.001")
+    assert (r.id, r.status, r.backward, r.via) == ("T1685", "revoked", False, "T1562.001 via revoked-by → T1685")
+    # backwards: a 19 id against 18.1
+    r = v18.lookup("T1685")
+    assert (r.id, r.status, r.backward) == ("T1562.001", "revoked", True)
+    assert r.via == "T1685 via revoked-by (ATT&CK 19, read backwards) → T1562.001"
+    assert (v18.resolve("T1685.002"), v18.resolve("T1685.005")) == ("T1562.008", "T1070.001")
+    assert v18.lookup("T1562.008").status == "current"
+    # never an exception: unknown ids say so
+    r = v18.lookup("T9999")
+    assert (r.id, r.status, r.describe()) == (None, "unknown", "T9999 is unknown to ATT&CK enterprise 18.1")
+
+
+def test_rules_of_other_releases_and_domains_import_with_their_origin(store, tenant):
+    from bastion.coverage.compute import compute
+
+    attack.ensure_default_catalog(store, actor="tester")
+    _import(store, V181)  # 18.1 active: the rule's 19 tag resolves backwards
+    _import(store, ICS)
+    r = _import_rules(tenant, MIXED)
+    assert r.status == "succeeded" and not r.rejected  # an unknown tag never refuses the rule
+    notes = r.files[0].notes
+    assert any("tags: T9999 is unknown to ATT&CK enterprise 18.1 (imported; counts toward no coverage)" in n
+               for n in notes)
+    maps = _rule_maps(tenant)
+    assert set(maps) == {"T0855", "T1562.008", "T1070.001", "T9999"}
+    assert maps["T0855"]["attack_version"] == "18.1"
+    assert "T1685.002 via revoked-by (ATT&CK 19, read backwards) → T1562.008 (ATT&CK enterprise 18.1)" \
+        in maps["T1562.008"]["rationale"]
+    ent = compute(tenant, catalog.load(store.engine, "enterprise"))
+    assert ent.covered() == {"T1562", "T1562.008", "T1070.001"}  # roll-up to the parent
+    ics = compute(tenant, catalog.load(store.engine, "ics"))
+    assert (ics.domain, ics.covered(), ics.overall["total"]) == ("ics", {"T0855"}, 3)
+
+    # 19 active: the stored 18.1 ids are re-pointed forwards, each saying where it came from
+    result = attack.use_version(store, "enterprise", "19", actor="analyst")
+    moves = sorted((m.old_technique, m.new_technique) for m in result.remap.remapped)
+    assert moves == [("T1070.001", "T1685.005"), ("T1562.008", "T1685.002")]
+    assert set(_rule_maps(tenant)) == {"T0855", "T1685.002", "T1685.005", "T9999"}
+    # and back to 18.1: 19 ids stay as they are and count through the crosswalk
+    result = attack.use_version(store, "enterprise", "18.1", actor="analyst")
+    assert result.remap.remapped == []
+    assert compute(tenant, catalog.load(store.engine, "enterprise")).covered() == \
+        {"T1562", "T1562.008", "T1070.001"}
+
+
+def test_a_ctid_16_1_mapping_keeps_its_impair_defenses_ids_under_19(store, tenant, tmp_path):
+    attack.ensure_default_catalog(store, actor="tester")
+    f = tmp_path / "m.csv"
+    f.write_text("rule_id,name,type,service,status,technique,confidence,owner\n"
+                 "trail,Trail,cloud_control,cloudtrail,enabled,T1562.008,1.0,soc\n"
+                 "trail,Trail,cloud_control,cloudtrail,enabled,T1562.001,1.0,soc\n")
+    r = _import_rules(tenant, f)
+    assert not r.rejected
+    from bastion.schema.batch import key_for
+    det = key_for("detection", account="#cloud_account#other#default", rule_id="trail")
+    got = {m.values["technique"]: m.values["rationale"]
+           for m in tenant.list("mapping", where={"detection": det}).records}
+    assert set(got) == {"T1685.002", "T1685"}
+    assert "T1562.008 via revoked-by → T1685.002 (ATT&CK enterprise 19)" in got["T1685.002"]
+
+
+def test_coverage_commands_take_a_domain(cli):
+    cli("attack", "import", str(ICS))
+    cli("detections", "import", str(MIXED))
+    rep = cli.json("coverage", "report", "--domain", "ics")
+    assert rep["attack"] == {"domain": "ics", "version": "18.1"}
+    assert rep["overall"] == {"covered": 1, "total": 3, "percent": 33.33}
+    assert cli.json("coverage", "report")["attack"]["domain"] == "enterprise"
+    gaps = cli.json("coverage", "gaps", "--domain", "ics")["gaps"]
+    assert [(g["technique"], g["risk"]) for g in gaps] == [("T0831", 4), ("T0883", 2)]
+    layer = json.loads(cli("coverage", "layer", "--domain", "ics", "-o", "-").stdout)
+    assert layer["domain"] == "ics-attack" and layer["versions"]["attack"] == "18.1"
+    cli("coverage", "check", "--domain", "ics", "--min-percent", "30")
+    res = cli("coverage", "check", "--domain", "ics", "--min-percent", "50", code=6)
+    assert "overall (1/3) 33.33%" in res.stderr
+    assert "unknown ATT&CK domain 'scada'" in one_error_line(cli("coverage", "report", "--domain", "scada", code=1))

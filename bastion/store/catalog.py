@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, and_, delete, insert, select, text, u
 
 from bastion.coverage.catalog import Catalog, Tactic, Technique
 from bastion.errors import NotFound
-from bastion.store.tables import attack_object, attack_relation, attack_release
+from bastion.store.tables import ATTACK_DOMAINS, attack_object, attack_relation, attack_release
 
 BATCH = 2000  # rows per INSERT statement (executemany / multi-row VALUES)
 
@@ -174,7 +174,8 @@ def active_version(bind: Engine | Connection, domain: str = "enterprise") -> str
 def load(bind: Engine | Connection, domain: str = "enterprise", version: str | None = None) -> Catalog:
     """A release as a Catalog (the active one when `version` is None): tactics in matrix
     order, techniques with parent, tactics, platforms, flags, the technique that revoked them
-    and how many (neither revoked nor deprecated) threat groups use them."""
+    and how many (neither revoked nor deprecated) threat groups use them (or, for a release
+    without intrusion sets, the count its techniques state)."""
     o = attack_object
     with _reading(bind) as conn:
         if version is None:
@@ -224,12 +225,32 @@ def load(bind: Engine | Connection, domain: str = "enterprise", version: str | N
             t = Technique(id=r.attack_id, name=r.name, parent=r.parent,
                           tactics=tuple(r.tactics or ()), platforms=tuple(r.platforms or ()),
                           deprecated=bool(r.deprecated), revoked=bool(r.revoked),
-                          revoked_by=revoked_by.get(r.attack_id), groups=groups.get(r.attack_id, 0))
+                          revoked_by=revoked_by.get(r.attack_id),
+                          groups=groups.get(r.attack_id) or _stated_groups(r.extra))
             if r.attack_id in techniques and techniques[r.attack_id].active:
                 continue  # one id on two objects: the live one stands for it
             techniques[r.attack_id] = t
     return Catalog(domain=domain, version=version, name=row.name, tactics=tactics,
                    techniques=techniques)
+
+
+def _stated_groups(extra) -> int:
+    """The group count a release states per technique when it has no intrusion sets (the
+    default catalog: bastion/coverage/data/attack_enterprise.yaml)."""
+    value = extra.get("groups") if isinstance(extra, dict) else None
+    return value if isinstance(value, int) else 0
+
+
+def load_active(bind: Engine | Connection, domain: str = "enterprise") -> Catalog:
+    """The domain's active release as a Catalog, with the other domains' active releases in
+    its `others`: ids of every domain then resolve in their own (T0xxx in ICS, a Mobile id in
+    Mobile) — what detection imports check tags against."""
+    with _reading(bind) as conn:
+        main = load(conn, domain)
+        for other in ATTACK_DOMAINS:
+            if other != domain and active_version(conn, other) is not None:
+                main.others[other] = load(conn, other)
+    return main
 
 
 def objects(bind: Engine | Connection, domain: str, version: str,

@@ -223,7 +223,7 @@ def overlaps(tenant, catalog: Catalog, *, account=None,
     acct = _account_arg(tenant, account)
     keys = [acct.key] if acct is not None else None
     q = Qualify(min_confidence=min_confidence)
-    pairs = [(t.id, r) for t in catalog.techniques.values() if (r := catalog.resolve(t.id))]
+    pairs = [(tid, r) for tid in catalog.known_ids() if (r := catalog.resolve(tid))]  # crosswalk ids too
     groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in sql.detections(tenant.scope, pairs, None, accounts=keys, min_per_technique=2):
         dets = groups[(row.account, row.technique)]

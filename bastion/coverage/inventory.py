@@ -178,8 +178,8 @@ def active_catalog(tenant) -> Catalog | None:
     if load is None:
         return None
     try:
-        with tenant.scope.transaction() as conn:
-            return load(conn, "enterprise", None)
+        with tenant.scope.transaction() as conn:  # with the other domains' active releases
+            return store_catalog.load_active(conn, "enterprise")
     except (NotFound, TypeError, LookupError):
         return None
 
@@ -338,25 +338,24 @@ def _item(p: Parsed, fr: FileResult, source: str, account: str, catalog: Catalog
             bad = True
             continue
         rationale = m.rationale
+        made_for = m.attack_version
         if catalog is not None:
-            known = catalog.techniques.get(tid)
-            if known is None:
-                fr.problem(where, f"{field_name}: unknown ATT&CK technique {tid} (not in ATT&CK "
-                                  f"{catalog.domain} {catalog.version})" + (" (mapping skipped)" if skip else ""))
-                bad = True
-                continue
-            if not known.active:
-                now = catalog.resolve(tid)
-                state = "revoked" if known.revoked else "deprecated"
-                if now is not None and now != tid:
-                    rationale = f"{rationale + '; ' if rationale else ''}{tid} is {state} in ATT&CK {catalog.version}: mapped to {now}"
-                    fr.note(where, f"{tid} is {state}: mapped to {now}")
-                    tid = now
-                else:
-                    fr.note(where, f"{tid} is {state} in ATT&CK {catalog.version} (kept; counts toward no coverage)")
+            # In the id's own domain, through revoked-by links and the crosswalk between
+            # releases; an unknown id is imported as written and reported, never refused.
+            r = catalog.lookup(tid)
+            if r.status == "unknown":
+                fr.note(where, f"{field_name}: {r.describe()} (imported; counts toward no coverage)")
+            elif r.status == "deprecated":
+                fr.note(where, f"{r.describe()} (kept; counts toward no coverage)")
+            elif r.id != tid:
+                rationale = f"{rationale + '; ' if rationale else ''}{r.describe()}"
+                fr.note(where, f"mapped {r.describe()}")
+                tid = r.id
+            if r.domain != catalog.domain:  # an ICS or Mobile id: that release's version
+                made_for = made_for or r.version
         have = mappings.get(tid)
         if have is None or m.confidence > have.confidence:
-            mappings[tid] = Mapped(tid, m.confidence, m.method, m.mapped_by, rationale, m.attack_version)
+            mappings[tid] = Mapped(tid, m.confidence, m.method, m.mapped_by, rationale, made_for)
     if bad and not skip:
         return None
     if bad:

@@ -169,21 +169,24 @@ def test_ctid_navigator_simple(tenant, aws):
 
 def test_bad_input_rejects_the_file(tenant):
     r = _import(tenant, DET / "bad", SIGMA / "aws_console_login.yml")
-    assert [f.status for f in r.files] == ["rejected", "rejected", "rejected", "imported"]
+    # An unknown tag never refuses a rule: it is imported as written and reported.
+    assert [f.status for f in r.files] == ["rejected", "rejected", "imported", "imported"]
     lines = [p for f in r.files for p in f.problems]
     assert any(p.endswith("invalid.yml: invalid YAML at line 4: did not find expected ',' or ']'") for p in lines)
     assert any("no_id.yml: rule 'Rule Without Id': rule has no id" in p for p in lines)
-    assert any("unknown_technique.yml: tags: unknown ATT&CK technique T9999" in p for p in lines)
-    assert tenant.get(_det("0b1e2d3c-0002-4000-8000-000000000003")) is None  # nothing from the file
+    assert not any("unknown_technique.yml" in p for p in lines)
+    assert any("unknown_technique.yml: tags: T9999 is unknown to ATT&CK enterprise 19 "
+               "(imported; counts toward no coverage)" in n for f in r.files for n in f.notes)
+    assert set(_maps(tenant, _det("0b1e2d3c-0002-4000-8000-000000000003"))) == {"T1078.004", "T9999"}
     assert tenant.get(_det("0b1e2d3c-0001-4000-8000-000000000002")) is not None
 
 
 def test_skip_invalid_lists_what_was_skipped(tenant):
     r = _import(tenant, DET / "bad", skip_invalid=True)
-    assert not r.rejected and r.totals()["skipped"] == 3
+    assert not r.rejected and r.totals()["skipped"] == 2
     key = _det("0b1e2d3c-0002-4000-8000-000000000003")
-    assert set(_maps(tenant, key)) == {"T1078.004"}  # the unknown technique skipped, listed
-    assert any("T9999 (not in ATT&CK enterprise 19) (mapping skipped)" in p for f in r.files for p in f.problems)
+    assert set(_maps(tenant, key)) == {"T1078.004", "T9999"}  # the unknown technique kept, listed
+    assert any("T9999 is unknown to ATT&CK enterprise 19" in n for f in r.files for n in f.notes)
 
 
 def test_wrong_bundle_and_revoked_ids(tenant, tmp_path):
@@ -193,7 +196,8 @@ def test_wrong_bundle_and_revoked_ids(tenant, tmp_path):
     rule.write_text((SIGMA / "aws_cloudtrail_stop_logging.yml").read_text().replace("t1685.002", "t1562.008"))
     r = _import(tenant, rule)
     m = _maps(tenant, _det("0b1e2d3c-0001-4000-8000-000000000001"))
-    assert set(m) == {"T1685.002"} and "T1562.008 is revoked" in m["T1685.002"]["rationale"]
+    assert set(m) == {"T1685.002"}
+    assert "T1562.008 via revoked-by → T1685.002 (ATT&CK enterprise 19)" in m["T1685.002"]["rationale"]
 
 
 def test_rejected_file_blocks_removals(tenant, tmp_path):

@@ -30,10 +30,11 @@ def register(root: typer.Typer) -> None:
 def _catalog(tenant, domain: str = "enterprise"):
     """The active ATT&CK release of `domain`, loaded whole (bastion.store.catalog); NotFound
     when none is active. Tests stub this one function."""
+    from bastion.coverage.attack import normalize_domain
     from bastion.store import catalog as store_catalog
 
     with tenant.scope.transaction() as conn:
-        return store_catalog.load(conn, domain)
+        return store_catalog.load(conn, normalize_domain(domain))
 
 
 AccountOpt = Annotated[Optional[str], typer.Option(
@@ -52,6 +53,9 @@ IncludeOpt = Annotated[Optional[list[str]], typer.Option(
 IgnoreOpt = Annotated[Optional[list[str]], typer.Option(
     "--ignore", metavar="ID", help="Leave out these techniques and/or tactics.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+DomainOpt = Annotated[str, typer.Option(
+    "--domain", metavar="DOMAIN", help="ATT&CK domain measured against (its active release): "
+                                       "enterprise, ics or mobile.")]
 
 
 def _check_choice(value: str, choices, option: str) -> str:
@@ -62,11 +66,12 @@ def _check_choice(value: str, choices, option: str) -> str:
 
 
 def _compute(ctx, account, method="default", aggregation="count",
-             min_confidence=DEFAULT_MIN_CONFIDENCE, include=None, ignore=None, details=False):
+             min_confidence=DEFAULT_MIN_CONFIDENCE, include=None, ignore=None, details=False,
+             domain="enterprise"):
     method = _check_choice(method, METHODS, "--method")
     aggregation = _check_choice(aggregation, AGGREGATIONS, "--aggregation")
     tenant = session(ctx).tenant()
-    catalog = _catalog(tenant)
+    catalog = _catalog(tenant, domain)
     cov = compute(tenant, catalog, account=account, method=method, aggregation=aggregation,
                   min_confidence=min_confidence, include=include, ignore=ignore, details=details)
     return tenant, catalog, cov
@@ -86,6 +91,7 @@ def _bar(pct: float) -> Text:
 def report(
     ctx: typer.Context,
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     method: MethodOpt = "default",
     aggregation: AggOpt = "count",
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
@@ -94,7 +100,8 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Coverage per tactic (matrix order) and overall."""
-    _tenant, _catalog_, cov = _compute(ctx, account, method, aggregation, min_confidence, include, ignore)
+    _tenant, _catalog_, cov = _compute(ctx, account, method, aggregation, min_confidence, include, ignore,
+                                       domain=domain)
     if as_json:
         echo_json({**cov.as_dict(), "attribution": ATTRIBUTION})
         return
@@ -116,6 +123,7 @@ def report(
 def techniques(
     ctx: typer.Context,
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     method: MethodOpt = "default",
     aggregation: AggOpt = "count",
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
@@ -126,7 +134,7 @@ def techniques(
 ) -> None:
     """Per technique: covered or not, the score and the detections behind it."""
     _t, _c, cov = _compute(ctx, account, method, aggregation, min_confidence, include, ignore,
-                           details=True)
+                           details=True, domain=domain)
     rows = [r for r in cov.techniques.values() if r.covered or not covered_only]
     if as_json:
         echo_json({"account": cov.account, "method": cov.method, "aggregation": cov.aggregation,
@@ -146,6 +154,7 @@ def techniques(
 def gaps_cmd(
     ctx: typer.Context,
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
     include: IncludeOpt = None,
     ignore: IgnoreOpt = None,
@@ -160,7 +169,7 @@ def gaps_cmd(
 
     sess = session(ctx)
     tenant = sess.tenant()
-    rep = gaps(tenant, _catalog(tenant), account=account, min_confidence=min_confidence,
+    rep = gaps(tenant, _catalog(tenant, domain), account=account, min_confidence=min_confidence,
                include=include, ignore=ignore, update=update, actor=sess.actor)
     shown = rep.gaps[:limit]
     if as_json:
@@ -187,6 +196,7 @@ def gap_status(
     technique: Annotated[str, typer.Argument(metavar="TECHNIQUE", help="T1078 or T1078.004.")],
     status: Annotated[str, typer.Argument(metavar="STATUS", help="open, acknowledged, remediated or accepted_risk.")],
     comment: Annotated[Optional[str], typer.Option("--comment", help="Why (kept on the gap and its event).")] = None,
+    domain: DomainOpt = "enterprise",
 ) -> None:
     """Record a decision on a gap; kept across recomputations."""
     from bastion.coverage.gaps import set_gap_status
@@ -194,7 +204,7 @@ def gap_status(
     sess = session(ctx)
     tenant = sess.tenant()
     try:
-        catalog = _catalog(tenant)
+        catalog = _catalog(tenant, domain)
     except NotFound:
         catalog = None
     rec = set_gap_status(tenant, account, technique, status, comment=comment, actor=sess.actor,
@@ -207,6 +217,7 @@ def gap_status(
 def overlaps_cmd(
     ctx: typer.Context,
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
     max_same: Annotated[int, typer.Option("--max-same", min=1, help="More counting detections "
                                           "of one level and type than this is excessive.")] = 5,
@@ -216,7 +227,7 @@ def overlaps_cmd(
     from bastion.coverage.gaps import OVERLAP_RULES, overlaps
 
     tenant = session(ctx).tenant()
-    found = overlaps(tenant, _catalog(tenant), account=account, min_confidence=min_confidence,
+    found = overlaps(tenant, _catalog(tenant, domain), account=account, min_confidence=min_confidence,
                      max_same=max_same)
     rules = {k: v.format(max_same=max_same) for k, v in OVERLAP_RULES.items()}
     if as_json:
@@ -236,6 +247,7 @@ def overlaps_cmd(
 def drift_cmd(
     ctx: typer.Context,
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     from_id: Annotated[Optional[int], typer.Option("--from", metavar="ID", help="Older detection snapshot.")] = None,
     to_id: Annotated[Optional[int], typer.Option("--to", metavar="ID", help="Newer detection snapshot.")] = None,
     as_json: JsonOpt = False,
@@ -245,7 +257,7 @@ def drift_cmd(
 
     tenant = session(ctx).tenant()
     try:
-        catalog = _catalog(tenant)
+        catalog = _catalog(tenant, domain)
     except NotFound:
         catalog = None
     d = drift(tenant, account, from_id, to_id, catalog=catalog)
@@ -279,6 +291,7 @@ def drift_cmd(
 def snapshot_cmd(
     ctx: typer.Context,
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     method: MethodOpt = "default",
     detection_snapshot: Annotated[Optional[int], typer.Option(
         "--detection-snapshot", metavar="ID",
@@ -289,7 +302,7 @@ def snapshot_cmd(
 
     method = _check_choice(method, METHODS, "--method")
     tenant = session(ctx).tenant()
-    catalog = _catalog(tenant)
+    catalog = _catalog(tenant, domain)
     sid = snapshot(tenant, catalog, account, detection_snapshot, method=method)
     console().print(Text("stored ", style="green") + Text(
         f"coverage snapshot {sid} (ATT&CK {catalog.domain} {catalog.version}, method {method})"),
@@ -330,6 +343,7 @@ def layer_cmd(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="Where to write the layer JSON ('-': stdout).")],
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     method: MethodOpt = "default",
     aggregation: AggOpt = "count",
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
@@ -341,7 +355,7 @@ def layer_cmd(
     from bastion.coverage.layer import layer
 
     _t, _c, cov = _compute(ctx, account, method, aggregation, min_confidence, include, ignore,
-                           details=True)
+                           details=True, domain=domain)
     data = orjson.dumps(layer(cov, name=name), option=orjson.OPT_INDENT_2)
     if str(output) == "-":
         sys.stdout.write(data.decode() + "\n")
@@ -360,13 +374,15 @@ def check(
         "--tactic", metavar="T", help="Check these tactics (id or short name) instead of the "
                                       "overall figure; repeatable.")] = None,
     account: AccountOpt = None,
+    domain: DomainOpt = "enterprise",
     method: MethodOpt = "default",
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
     include: IncludeOpt = None,
     ignore: IgnoreOpt = None,
 ) -> None:
     """CI gate: exit 0 at or above --min-percent, exit 6 below (one line says what)."""
-    _t, _c, cov = _compute(ctx, account, method, "count", min_confidence, include, ignore)
+    _t, _c, cov = _compute(ctx, account, method, "count", min_confidence, include, ignore,
+                           domain=domain)
     checked: list[tuple[str, float]] = []
     if tactic:
         for ref in tactic:

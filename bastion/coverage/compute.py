@@ -125,19 +125,20 @@ def percent(covered: int, total: int) -> float:
 
 def technique_map(catalog: Catalog, method: str = "default") -> list[tuple[str, str]]:
     """(id a mapping may carry, active technique it counts for). default: every id of the
-    release, revoked ones resolved, and a sub-technique also counting for its parent. plain:
+    release and of other releases (the crosswalk), revoked ones resolved, and a sub-technique
+    also counting for its parent. plain:
     each active id for itself only."""
     if method == "plain":
         return [(t.id, t.id) for t in catalog.techniques.values() if t.active]
     pairs = []
-    for t in catalog.techniques.values():
-        target = catalog.resolve(t.id)
+    for tid in catalog.known_ids():  # ids of this release and of others (the crosswalk)
+        target = catalog.resolve(tid)
         if target is None:
             continue
-        pairs.append((t.id, target))
+        pairs.append((tid, target))
         parent = catalog.techniques[target].parent
         if parent and (up := catalog.resolve(parent)):
-            pairs.append((t.id, up))
+            pairs.append((tid, up))
     return pairs
 
 

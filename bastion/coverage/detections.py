@@ -71,13 +71,12 @@ def check_technique(technique: str, catalog: Catalog | None) -> tuple[str, str |
     tid = norm.attack_technique(technique)
     if catalog is None:
         return tid, None
-    t = catalog.techniques.get(tid)
-    if t is None:
-        raise InvalidValue(f"unknown ATT&CK technique {tid} (not in ATT&CK {catalog.domain} {catalog.version})")
-    if not t.active:
-        now = catalog.resolve(tid)
-        if now and now != tid:
-            return now, f"{tid} is revoked in ATT&CK {catalog.version}: mapped to {now}"
+    r = catalog.lookup(tid)  # its own domain, revoked-by links and the crosswalk
+    if r.status == "unknown":
+        raise InvalidValue(f"unknown ATT&CK technique {tid} (" + (
+            f"not in ATT&CK {r.domain} {r.version})" if r.version else f"no active ATT&CK {r.domain} release)"))
+    if r.id and r.id != tid:
+        return r.id, r.describe()
     return tid, None
 
 

@@ -120,6 +120,16 @@ def declared_tables(losses: list[migrate.Loss]) -> set[str]:
     return out
 
 
+def test_every_revision_declares_what_its_downgrade_loses():
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate._config())
+    undeclared = [rev for rev in migrate.revisions()
+                  if not callable(getattr(script.get_revision(rev).module, "lost_on_downgrade", None))]
+    assert not undeclared, (f"revisions without lost_on_downgrade(bind) (see bastion/store/migrate.py): "
+                            f"{undeclared}")
+
+
 def test_every_revision_round_trips_its_content_or_declares_and_refuses(empty):
     engine = empty.engine
     order = migrate.revisions()

@@ -193,16 +193,15 @@ def test_skip_invalid_imports_the_valid_records_and_lists_the_rest(tenant, tmp_p
     result = run(tenant, bad, skip_invalid=True)
     f = result.files[0]
     assert (f.status, f.records, f.skipped, result.status) == ("imported", 2, 1, "partial")
-    assert len(f.errors) == 1 and f.errors[0].startswith(f"{bad}: line 2: not valid JSON (")
+    assert len(f.errors) == 1 and f.errors[0].startswith(f"{bad}: line 2: skipped: not valid JSON (")
     assert tenant.get(CVE_RISK) is not None and tenant.get(RISK) is not None
 
 
 @pytest.mark.parametrize("content, reason", [
-    (b"", "empty file"),
     (b"\x00\x01\x02binary", "binary content"),
     (b"hello, world\n", "unknown format"),
     (gzip.compress(("\n".join(SCAN)).encode(), mtime=0)[:40], "cannot decompress"),  # cut off
-], ids=["empty", "binary", "unknown", "cut-gzip"])
+], ids=["binary", "unknown", "cut-gzip"])
 def test_unusable_files_get_one_clear_line_each(tenant, tmp_path, content, reason):
     path = tmp_path / "input.jsonl"
     path.write_bytes(content)
@@ -312,3 +311,116 @@ def test_property_split_and_order_do_not_change_the_result(store, tmp_path_facto
             assert (again.created, again.updated) == (0, 0)
         assert len(tenant.events(limit=100000)) == events
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+# -- real scanner output that is not quite canonical (issue 10, point 2) ---------------------------
+
+
+def nuclei_raw(template: str, **members) -> str:
+    return json.dumps({"template-id": template, "info": {"name": template, "severity": "low"},
+                       "timestamp": "2026-11-30T10:00:00Z", **members})
+
+
+ODD = [
+    nuclei_raw("exposed-env", type="http", url="/http://app_1/"),  # url only, stray leading '/'
+    nuclei_raw("open-redis", type="tcp", **{"matched-at": "db_server.internal_net:6379"}),
+    nuclei_raw("dns-wildcard", type="dns"),  # a DNS template that names no target
+    nuclei_raw("tech-detect", type="http", matched="http://old_v2:8080/"),
+    nuclei_raw("nginx-version", type="http", input="web_2"),
+]
+
+
+def test_nuclei_targets_of_every_version_and_compose_host_names_are_accepted(tenant, tmp_path):
+    path = write(tmp_path, "odd.jsonl", ODD)
+    result = run(tenant, path)
+    [f] = result.files
+    assert (f.status, f.records, f.skipped, result.status) == ("imported", 4, 1, "partial")
+    assert f.errors == [f"{path}: line 3: skipped: no target: none of 'host', 'matched-at', "
+                        "'matched', 'url', 'input', 'ip' names a host"]
+    assert {r.values["target"] for r in tenant.list("risk").records} == {
+        "#asset#app_1#app_1", "#asset#db_server.internal_net#db_server.internal_net",
+        "#asset#old_v2#old_v2", "#asset#web_2#web_2"}
+    stored = runs.get_import(tenant.scope, result.run_id)
+    assert stored.status == "partial" and stored.errors == f.errors
+    assert stored.files[0]["skipped"] == 1
+    # A file read in part is never recorded for reuse: imported again, it is parsed again.
+    again = run(tenant, path).files[0]
+    assert again.reused_run is None and again.skipped == 1 and again.unchanged == f.created
+
+
+@pytest.mark.parametrize("fmt, content", [
+    ("nuclei", nuclei_raw("dns-wildcard", type="dns")),
+    ("httpx", json.dumps({"status_code": 200, "title": "x", "webserver": "nginx"})),
+    ("naabu", json.dumps({"port": 80, "protocol": "tcp"})),
+    ("subfinder", json.dumps({"input": "example.com", "source": "crtsh"})),
+])
+def test_a_record_that_cannot_be_placed_is_skipped_in_every_format_unless_strict(
+        tenant, tmp_path, fmt, content):
+    path = write(tmp_path, "scan.jsonl", [content])
+    [f] = run(tenant, path, format=fmt).files
+    assert (f.status, f.records, f.skipped) == ("imported", 0, 1)
+    assert f.errors[0].startswith(f"{path}: line 1: skipped: no ")
+    [f] = run(tenant, path, format=fmt, strict=True).files
+    assert (f.status, f.skipped) == ("rejected", 0)
+    assert f.errors[0].startswith(f"{path}: line 1: no ")
+
+
+def test_strict_rejects_the_file_with_an_unplaced_record_and_writes_nothing(tenant, tmp_path):
+    result = run(tenant, write(tmp_path, "odd.jsonl", ODD), strict=True)
+    assert (result.files[0].status, result.status) == ("rejected", "failed")
+    assert tenant.count("risk") == 0 and tenant.count("asset") == 0
+    with pytest.raises(InvalidValue, match="--strict and --skip-invalid"):
+        run(tenant, write(tmp_path, "odd.jsonl", ODD), strict=True, skip_invalid=True)
+
+
+def test_an_nmap_host_without_an_address_is_skipped_and_listed(tenant, tmp_path):
+    path = tmp_path / "scan.xml"
+    path.write_text('<?xml version="1.0"?><nmaprun scanner="nmap" start="1700000000">'
+                    '<host><status state="up"/></host>'
+                    '<host><status state="up"/><address addr="192.0.2.5" addrtype="ipv4"/></host>'
+                    '</nmaprun>')
+    [f] = run(tenant, str(path)).files
+    assert (f.status, f.records, f.skipped) == ("imported", 1, 1)
+    assert "host 1 (line 1): skipped: host has no <address>" in f.errors[0]
+    assert tenant.get("#asset#192.0.2.5#192.0.2.5") is not None
+
+
+# -- an empty scan is a result (issue 10, point 3) ------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n", b"[]\n", gzip.compress(b"", mtime=0)],
+                         ids=["empty", "blank", "empty-array", "empty-gzip"])
+def test_an_empty_file_imports_as_zero_findings_with_a_warning(tenant, tmp_path, content):
+    path = tmp_path / "clean.jsonl"
+    path.write_bytes(content)
+    result = run(tenant, str(path))
+    [f] = result.files
+    assert (f.status, f.format, f.records, f.empty, result.status) == (
+        "imported", None, 0, True, "succeeded")
+    assert result.notes == [f"{path}: empty: imported as a clean scan (zero findings)"]
+    assert runs.get_import(tenant.scope, result.run_id).status == "succeeded"
+
+
+def test_an_empty_scan_closes_what_its_source_no_longer_sees(tenant, tmp_path):
+    run(tenant, write(tmp_path, "scan.jsonl", SCAN), source="weekly")
+    run(tenant, write(tmp_path, "other.jsonl", SCAN[:1]), source="daily")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    result = run(tenant, str(empty), source="weekly", close_missing=True)
+    # RISK was last reported by the daily scan: it is that scan's to close.
+    assert (result.status, result.closed) == ("succeeded", 2)
+    status = {r.values["source"]: r.values["status"] for r in tenant.list("risk").records
+              if r.key == RISK}
+    assert status == {"nuclei:daily": "triage"}  # the other scan's risk stays open
+    assert {r.values["status"] for r in tenant.list("risk").records
+            if r.values["source"] == "nuclei:weekly"} == {"remediated"}
+
+
+def test_an_empty_scan_with_its_format_closes_that_tools_risks(tenant, tmp_path):
+    run(tenant, write(tmp_path, "scan.jsonl", SCAN))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    unnamed = run(tenant, str(empty), close_missing=True)  # no tool, no --source: nothing known
+    assert unnamed.closed == 0 and "give --format or --source" in unnamed.notes[1]
+    result = run(tenant, str(empty), format="nuclei", close_missing=True)
+    assert (result.files[0].format, result.closed) == ("nuclei", 3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -400,7 +401,9 @@ def test_a_bastion_graph_document_is_still_imported(cli, workdir):
     out = cli.json("import", "cmdb.json")
     assert out["files"] == ["cmdb.json"] and out["created"] == len(CORP_NODES)
     assert cli.json("get", DB)["key"] == DB
-    assert cli.json("imports", "list") == []  # the graph reader does not record scanner runs
+    [run] = cli.json("imports", "list")  # recorded like every import
+    assert (run["status"], run["options"]["format"], run["counts"]["created"]) == (
+        "succeeded", "graph", len(CORP_NODES))
 
 
 def test_a_scan_mentioning_nodes_is_not_taken_for_a_graph(cli, workdir):
@@ -417,3 +420,58 @@ def test_a_missing_file_is_one_error_and_no_run(cli, scan):
     assert one_error_line(cli("import", scan, "nonexistent.json", code=1)) == (
         "error: cannot read nonexistent.json: No such file or directory")
     assert cli.json("imports", "list") == [] and risk_keys(cli) == set()
+
+
+# -- format detection (issue 10, point 1) ---------------------------------------------------------
+
+VERSION_FIRST = str(Path(__file__).parent / "fixtures" / "scans" / "sarif" / "version-first.sarif")
+
+
+def test_sarif_starting_with_version_is_sarif_from_a_file_and_from_stdin(cli):
+    [f] = cli.json("import", VERSION_FIRST)["files"]
+    assert (f["format"], f["status"], f["records"]) == ("sarif", "imported", 1)
+    with open(VERSION_FIRST) as fh:
+        [f] = cli.json("import", "-", input=fh.read())["files"]
+    assert (f["name"], f["format"], f["status"], f["records"]) == ("<stdin>", "sarif", "imported", 1)
+
+
+def test_a_refused_graph_document_is_recorded_as_a_failed_run(cli, workdir):
+    (workdir / "g.json").write_text('{"version": 1, "nodes": [{"kind": "asset", "name": "a.example"}],'
+                                    ' "edge": []}')
+    result = cli("import", "g.json", code=2)
+    assert "edge: unknown member" in result.stderr
+    [run] = cli.json("imports", "list")
+    assert (run["status"], run["options"]["format"], run["files"][0]["status"]) == (
+        "failed", "graph", "rejected")
+    assert any("edge: unknown member" in e for e in run["errors"])
+    out = cli.json("import", "--format", "graph", "-", input='{"nodes": [{"kind": "asset", "name": "b.example"}]}')
+    assert out["import"] == 2 and out["created"] == 1
+    assert cli.json("imports", "show", "2")["status"] == "succeeded"
+
+
+# -- skipped records, --strict, empty scans (issue 10, points 2 and 3) ------------------------------
+
+
+def test_a_result_without_target_is_skipped_and_listed_and_strict_refuses_it(cli, workdir):
+    dns = json.dumps({"template-id": "dns-wildcard", "type": "dns",
+                      "info": {"name": "DNS wildcard", "severity": "info"}})
+    web = json.dumps({"template-id": "exposed-env", "type": "http", "url": "/http://app_1/",
+                      "info": {"name": "Exposed env", "severity": "high"}})
+    (workdir / "compose.jsonl").write_text(lines(web, dns))
+    result = cli("import", "compose.jsonl")
+    assert "compose.jsonl: line 2: skipped: no target" in result.stdout.replace("\n", "")
+    [run] = cli.json("imports", "list")
+    assert run["status"] == "partial" and run["errors"][0].startswith("compose.jsonl: line 2: skipped:")
+    assert risk_keys(cli) == {"#risk#app_1#exposed-env"}
+    result = cli("import", "compose.jsonl", "--strict", "--no-reuse", code=2)
+    assert "compose.jsonl: line 2: no target" in result.stdout.replace("\n", "")
+
+
+def test_an_empty_scan_closes_with_source_and_exits_0(cli, scan, workdir):
+    cli("import", scan, "--source", "weekly")
+    (workdir / "empty.jsonl").write_bytes(b"")
+    out = cli.json("import", "empty.jsonl", "--source", "weekly", "--close-missing")
+    assert (out["status"], out["totals"]["closed"], out["files"][0]["status"]) == (
+        "succeeded", len(SCAN_RISKS), "imported")
+    assert out["notes"] == ["empty.jsonl: empty: imported as a clean scan (zero findings)"]
+    assert risk_keys(cli, "status=remediated") == SCAN_RISKS

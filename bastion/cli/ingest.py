@@ -17,7 +17,7 @@ from rich.text import Text
 from bastion.errors import BastionError, InvalidValue
 from bastion.graph import jsonformat
 from bastion.ingest import FORMAT_NAMES, inputs
-from bastion.ingest.runner import FileResult, ImportResult, Options, import_paths
+from bastion.ingest.runner import FileResult, ImportResult, Options, import_graph, import_paths
 from bastion.risks import lifecycle
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES
 from bastion.store import runs
@@ -39,9 +39,12 @@ IMPORT_HELP = (
     "Import scanner output — nuclei, nmap, httpx, naabu, subfinder, BBOT, SARIF — or Bastion's JSON "
     "graph (a CMDB, cloud inventory or network map: docs/graph.md).\n\n"
     "PATH is a file, a directory (every file below it) or '-' for standard input; gzip is read "
-    "as is. The format is recognised from the content (--format names it). Each file is imported "
-    "whole or not at all: a bad record is reported with its file, line and reason and nothing "
-    "from that file is written, unless --skip-invalid. Findings become risks, one per asset group "
+    "as is. The format is recognised from the content (--format names it). A file that cannot be "
+    "parsed is refused whole. A result that names no target (a DNS template run without a host) "
+    "is skipped and listed with its file, line and reason, and the rest of the file imports "
+    "(--strict refuses the file instead). A record that cannot be read is reported the same way "
+    "and nothing from its file is written, unless --skip-invalid. An empty file is a clean scan: "
+    "zero findings, with a warning. Findings become risks, one per asset group "
     "and finding name; seeing one again adds evidence, re-opens it if it was remediated and never "
     "overrides an analyst's decision. Every run is recorded (`bastion imports list`). "
     "Importing the same files again changes nothing but last-seen times; a file identical to "
@@ -66,6 +69,9 @@ def import_command(
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help="Import the valid records of a file with bad ones, and list "
                                "what was skipped.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="All or nothing: a result that names no target rejects its file too "
+                         "(by default it is skipped and listed).")] = False,
     no_reuse: Annotated[bool, typer.Option(
         "--no-reuse", help="Parse every file, even one whose same bytes were imported before with "
                            "nothing they wrote changed since (such a file is otherwise only "
@@ -82,7 +88,7 @@ def import_command(
         return
     tenant = sess.tenant()
     options = Options(actor=sess.actor, format=fmt, source=source, close_missing=close_missing,
-                      skip_invalid=skip_invalid, reuse=not no_reuse)
+                      skip_invalid=skip_invalid, strict=strict, reuse=not no_reuse)
     with _Bar(enabled=not as_json) as bar:
         result = import_paths(tenant, paths, options, bar.callback)
     if as_json:
@@ -110,18 +116,15 @@ def _all_graph_documents(paths: list[str]) -> bool:
 
 
 def _import_graph(sess, paths: list[str], source: str, replace: bool, as_json: bool) -> None:
-    tenant = sess.tenant()
-    stdin = inputs.stdin().read() if "-" in paths else None
-    docs = jsonformat.documents_from(paths, stdin)
-    report = jsonformat.import_documents(tenant, docs, actor=sess.actor, source=source,
-                                         merge=not replace)
+    run_id, report = import_graph(sess.tenant(), paths, actor=sess.actor, source=source,
+                                  merge=not replace)
     r = report.result
     if as_json:
         echo_json({"files": report.documents, "nodes": report.nodes, "edges": report.edges,
                    "created": r.created, "updated": r.updated, "unchanged": r.unchanged,
                    "edges_added": r.edges_added, "edges_updated": r.edges_updated,
                    "edges_unchanged": r.edges_unchanged, "events": r.events,
-                   "correlation_id": r.correlation_id})
+                   "correlation_id": r.correlation_id, "import": run_id})
         return
     out = console()
     out.print(Text("imported  ", style="green") + Text(", ".join(report.documents))
@@ -131,7 +134,8 @@ def _import_graph(sess, paths: list[str], source: str, replace: bool, as_json: b
               soft_wrap=True)
     out.print(f"edges:    {r.edges_added} added, {r.edges_updated} updated, "
               f"{r.edges_unchanged} unchanged", soft_wrap=True)
-    out.print(f"events:   {r.events} (correlation id {r.correlation_id})", soft_wrap=True)
+    out.print(f"events:   {r.events} (correlation id {r.correlation_id}; import {run_id})",
+              soft_wrap=True)
 
 
 class _Bar(ProgressBar):

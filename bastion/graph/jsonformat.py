@@ -522,10 +522,11 @@ def _clash(first: NodeSpec | EdgeSpec, again: NodeSpec | EdgeSpec) -> bool:
 
 
 def import_documents(tenant: "TenantStore", documents: Sequence[GraphDocument], *, actor: str,
-                     source: str = SOURCE, merge: bool = True) -> ImportReport:
+                     source: str = SOURCE, merge: bool = True,
+                     correlation_id: str | None = None) -> ImportReport:
     """Apply the documents to the tenant in one all-or-nothing batch."""
     batch = plan_batch(documents, tenant, merge=merge)
-    result = tenant.apply(batch, actor=actor, source=source)
+    result = tenant.apply(batch, actor=actor, source=source, correlation_id=correlation_id)
     return ImportReport([d.name for d in documents], len(batch.entities),
                         len(batch.relationships), result)
 

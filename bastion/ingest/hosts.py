@@ -33,6 +33,7 @@ def _host_of_any(value: Any) -> str | None:
     if not text:
         return None
     if "://" in text:
+        text = text.lstrip("/")  # `/http://app_1/`, as some nuclei versions write `url`
         try:
             host = urlsplit(text).hostname
         except ValueError as exc:

@@ -16,6 +16,7 @@ from bastion.ingest.records import (
     Malformed,
     Record,
     Sample,
+    Unplaced,
     as_object,
     build,
     json_lines,
@@ -78,7 +79,7 @@ def _fill(record: Record, raw: Any) -> None:
         return  # the probe got no answer: nothing to say about the URL
     url = obj.get("url")
     if not url or not isinstance(url, str):
-        raise Malformed("no 'url' member")
+        raise Unplaced("no 'url' member: nothing to place the result on")
     try:
         parts = urlsplit(url.strip())
         url_port = parts.port

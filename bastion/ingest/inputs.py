@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import re
 import sys
 import zlib
 from dataclasses import dataclass
@@ -81,13 +80,44 @@ def stdin() -> io.BufferedReader:
     return _stdin
 
 
-_GRAPH_START = re.compile(rb'\{\s*"?(format|version|root|depth|nodes|edges)"?\s*:')
+GRAPH_FORMAT = "bastion-graph"
+_FOREIGN_MEMBERS = frozenset({"runs", "$schema"})  # SARIF's
 
 
 def looks_like_graph(head: bytes) -> bool:
-    """Bastion's own JSON graph (docs/graph.md), which `bastion import` hands to its own reader:
-    an object whose first member is one of the graph document's."""
-    return _GRAPH_START.match(head.lstrip()) is not None
+    """Bastion's own JSON graph (docs/graph.md), which `bastion import` hands to its own reader.
+    Recognised by what only it has: `"format": "bastion-graph"`, or a top-level `nodes` or
+    `edges` member. Another format's top-level member (SARIF's `runs`, `$schema`) rules it out,
+    wherever it comes: a SARIF log may start with `"version"`. (Other members a graph document
+    does not have are left for its reader to report, naming them.) Only the top level of the
+    first `len(head)` bytes is read."""
+    members, fmt = _top_level_members(head)
+    if fmt is not None:
+        return fmt == GRAPH_FORMAT
+    return bool(members & {"nodes", "edges"}) and not members & _FOREIGN_MEMBERS
+
+
+def _top_level_members(head: bytes) -> tuple[set[str], str | None]:
+    """(names of the top-level members of a JSON object that `head` starts, the `format`
+    member's text value) as far as `head` reaches."""
+    import ijson
+
+    text = head.lstrip()
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:].lstrip()
+    if text[:1] != b"{":
+        return set(), None
+    members: set[str] = set()
+    fmt = None
+    try:
+        for prefix, event, value in ijson.parse(io.BytesIO(text)):
+            if prefix == "" and event == "map_key":
+                members.add(value)
+            elif prefix == "format" and event == "string":
+                fmt = value
+    except (ijson.JSONError, ijson.IncompleteJSONError):
+        pass  # cut off by the sample, or not JSON: what was read decides
+    return members, fmt
 
 
 class Hashing(io.RawIOBase):
@@ -159,6 +189,13 @@ def _first_value(head: bytes):
         return orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
+
+
+def is_empty(head: bytes) -> bool:
+    """Whether an input holds no records at all: nothing but white space, or an empty JSON
+    array (nuclei -je of a clean run). A clean scan, not an error."""
+    text = head.strip()
+    return len(head) < SAMPLE_BYTES and (not text or (text[:1] == b"[" and text[1:].strip() == b"]"))
 
 
 def detect(sample: Sample, name: str) -> ModuleType:

@@ -14,6 +14,7 @@ from bastion.ingest.records import (
     Malformed,
     Record,
     Sample,
+    Unplaced,
     as_object,
     build,
     json_lines,
@@ -53,7 +54,7 @@ def _protocol(value: Any) -> str:
 def _fill(record: Record, raw: Any) -> None:
     obj = as_object(record.where, raw)
     if not obj.get("ip"):
-        raise Malformed("no 'ip' member")
+        raise Unplaced("no 'ip' member: nothing to place the result on")
     port = obj.get("port")
     protocol = obj.get("protocol")
     if isinstance(port, dict):  # {"Port": 80, "Protocol": 0, "TLS": false}

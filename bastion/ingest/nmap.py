@@ -18,7 +18,8 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
-from bastion.ingest.records import Invalid, Malformed, Record, Sample, build, severity_from_cvss
+from bastion.ingest.records import (Invalid, Malformed, Record, Sample, Unplaced, build,
+                                    severity_from_cvss)
 from bastion.schema import normalize as norm
 
 NAME = "nmap"
@@ -146,7 +147,7 @@ def _fill(rec: Record, host: Element) -> None:
         if key not in ips:
             ips.append(key)
     if not ips:
-        raise Malformed("host has no <address> with addrtype ipv4 or ipv6")
+        raise Unplaced("host has no <address> with addrtype ipv4 or ipv6")
 
     names: list[str] = []
     for hn in host.iterfind("hostnames/hostname"):

@@ -16,6 +16,7 @@ from bastion.ingest.records import (
     Invalid,
     Malformed,
     Record,
+    Unplaced,
     Sample,
     as_object,
     build,
@@ -27,6 +28,11 @@ NAME = "nuclei"
 DESCRIPTION = "nuclei JSON lines or JSON array (-je), v2 and v3 keys"
 
 _CVE = re.compile(r"CVE-[0-9]{4}-[0-9]{4,}", re.IGNORECASE)
+# Where nuclei has written the target across versions, the host first: `host` (v2.5+, v3),
+# `matched-at` (v2.5+), `matched` (v2), `url` (v3; sometimes the only one, at times with a stray
+# leading '/'), `input` (the target as given, some v3 exports), then `ip`.
+_TARGETS = ("host", "matched-at", "matched", "url", "input")
+_MATCHED = ("matched-at", "matched", "url")
 
 
 def sniff(sample: Sample) -> bool:
@@ -65,10 +71,10 @@ def _fill(record: Record, raw: Any) -> None:
         raise Malformed("no template id: neither 'template-id' nor 'templateID' is given")
     info = _object(obj, "info")
     classification = _object(info, "classification")
-    matched = obj.get("matched-at") or obj.get("matched") or obj.get("url")
+    matched = next((v for m in _MATCHED if isinstance(v := obj.get(m), str) and v.strip()), None)
 
     target = None
-    for member in ("host", "matched-at", "matched", "url"):
+    for member in _TARGETS:
         target = add_host(record, member, obj.get(member))
         if target:
             break
@@ -76,7 +82,8 @@ def _fill(record: Record, raw: Any) -> None:
     if target is None:
         target = ip
     if target is None:
-        raise Malformed("no target: none of 'host', 'matched-at', 'matched', 'url', 'ip' is given")
+        raise Unplaced("no target: none of " + ", ".join(f"'{m}'" for m in (*_TARGETS, "ip"))
+                       + " names a host")
     if ip is not None and ip != target and not is_ip_key(target):
         record.link("RESOLVES_TO", target, ip)
 

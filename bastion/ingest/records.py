@@ -34,12 +34,21 @@ class Malformed(BastionError):
     exit_code = 2
 
 
+class Unplaced(Malformed):
+    """A record read whole that names nothing Bastion can file what it says under (no target
+    host, URL or address). The importer skips and lists it and imports the rest of the file
+    (unless `strict`): a scanner writes such results (a DNS template run without a host) in
+    otherwise good output."""
+
+
 @dataclass(slots=True)
 class Invalid:
-    """A record that could not be read: where it is and why."""
+    """A record that could not be read, or (`unplaced`) was read but cannot be placed: where it
+    is and why."""
 
     where: str
     reason: str
+    unplaced: bool = False
 
 
 @dataclass(slots=True)
@@ -181,6 +190,8 @@ def build(where: str, raw: Any, fill: Callable[[Record, Any], None]) -> Record |
     rec = Record(where)
     try:
         fill(rec, raw)
+    except Unplaced as exc:
+        return Invalid(where, str(exc), unplaced=True)
     except RECORD_ERRORS as exc:
         return Invalid(where, reason_of(exc))
     return rec

@@ -7,8 +7,11 @@ replace stored values, so an analyst's exposure or criticality stays), its findi
 lifecycle (bastion.risks.lifecycle), and the chunk goes through the store's one write path with
 its events. Memory is bounded by the chunk, not the file.
 
-A record that cannot be read rejects its file (nothing from it is written) unless
-`skip_invalid`, which imports the rest and lists what was skipped. After every file was imported,
+A file that cannot be parsed is rejected whole. A record read whole that cannot be placed (it
+names no target: `records.Unplaced`) is skipped and listed (file, place, reason) and the rest
+of the file imports, unless `strict`, which rejects the file for it. A record that cannot be read
+(not JSON, a bad value) rejects its file (nothing from it is written) unless `skip_invalid`,
+which skips and lists it too. A file read in part is never recorded for reuse. After every file was imported,
 `close_missing` remediates the open risks of each importing source that this run did not observe.
 
 A file (not standard input) imported whole is recorded with the nodes and edges it observed.
@@ -33,7 +36,9 @@ from typing import Any, Protocol
 import orjson
 
 from bastion.errors import InvalidValue, ValidationFailed
-from bastion.ingest.inputs import Input, Opened, UnknownFormat, check_exist, chosen, detect, expand
+from bastion.ingest import FORMAT_NAMES
+from bastion.ingest.inputs import (Input, Opened, UnknownFormat, check_exist, chosen, detect, expand,
+                                   is_empty)
 from bastion.ingest.records import Finding, Invalid, Malformed, Record
 from bastion.risks import lifecycle
 from bastion.risks.priority import priority
@@ -55,7 +60,8 @@ class Options:
     format: str = "auto"
     source: str | None = None  # the scan's name: risks are filed under "<tool>:<source>"
     close_missing: bool = False
-    skip_invalid: bool = False
+    skip_invalid: bool = False  # skip records that cannot be read too (and list them)
+    strict: bool = False  # a record that cannot be placed (no target) rejects its file too
     reuse: bool = True  # an unchanged file imported before stands for itself (see the module doc)
 
 
@@ -74,6 +80,7 @@ class FileResult:
     reopened: int = 0
     skipped: int = 0
     reused_run: int | None = None  # the earlier run whose import of the same bytes stood for this one
+    empty: bool = False  # no records at all (a clean scan): imported as zero findings
     errors: list[str] = field(default_factory=list)
     more_errors: int = 0  # beyond those listed
 
@@ -125,6 +132,8 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
     """Import every file named by `paths` into `tenant` (a TenantStore); see the module doc."""
     module = chosen(options.format)
     check_exist(paths)
+    if options.strict and options.skip_invalid:
+        raise InvalidValue("--strict and --skip-invalid contradict each other; give one")
     if options.source is not None:
         options.source = options.source.strip()
         if not options.source or len(options.source) > 100 or "#" in options.source:
@@ -137,7 +146,8 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
                                correlation_id=cid, started_at=at,
                                options={"format": options.format, "source": options.source,
                                         "close_missing": options.close_missing,
-                                        "skip_invalid": options.skip_invalid, "reuse": options.reuse,
+                                        "skip_invalid": options.skip_invalid,
+                                        "strict": options.strict, "reuse": options.reuse,
                                         "paths": list(paths)})
     result = ImportResult(run_id, "running", cid, [])
     sources: set[str] = set()
@@ -152,8 +162,18 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
             fr = _File(tenant, item, module, options, settings, fingerprint, at, cid, run_id,
                        progress).run()
             result.files.append(fr)
+            if fr.empty:
+                result.notes.append(f"{fr.name}: empty: imported as a clean scan (zero findings)")
             if fr.status == "imported" and fr.format:
                 sources.add(risk_source(fr.format, options.source))
+            elif fr.status == "imported" and options.close_missing:
+                # An empty file says no tool. --source names the scan, so what it closes is
+                # every tool's risks filed under that --source (docs/formats.md, "Empty scans").
+                if options.source:
+                    sources.update(risk_source(t, options.source) for t in FORMAT_NAMES)
+                else:
+                    result.notes.append(f"--close-missing: {fr.name} is empty and names no tool: "
+                                        "nothing closed for it (give --format or --source)")
         if options.close_missing:
             if result.rejected:
                 result.notes.append("--close-missing skipped: a file was rejected, so what this run "
@@ -174,6 +194,45 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
                            files=[_file_row(f) for f in result.files], counts=result.totals(),
                            errors=errors)
     return result
+
+
+def import_graph(tenant, paths: list[str], *, actor: str, source: str, merge: bool = True):
+    """Import Bastion's JSON graph documents (docs/graph.md) in one batch, recorded as an import
+    run like a scan, a refused one too (the problems are the run's errors); returns
+    (run id, jsonformat.ImportReport) or raises what refused it."""
+    from bastion.graph import jsonformat
+    from bastion.ingest.inputs import stdin
+
+    check_exist(paths)
+    at, cid = datetime.now(timezone.utc), uuid.uuid4().hex
+    run_id = runs.start_import(tenant.scope, source=source, actor=actor, correlation_id=cid,
+                               started_at=at, options={"format": "graph", "source": source,
+                                                       "replace": not merge, "paths": list(paths)})
+    files = [{"name": "<stdin>" if p == "-" else p, "format": "graph", "status": "rejected"}
+             for p in paths]
+    counts: dict[str, int] = {"files": len(files), "rejected": len(files)}
+    errors: list[str] = []
+    status = "failed"
+    try:
+        docs = jsonformat.documents_from(paths, stdin().read() if "-" in paths else None)
+        report = jsonformat.import_documents(tenant, docs, actor=actor, source=source, merge=merge,
+                                             correlation_id=cid)
+        r = report.result
+        status = "succeeded"
+        for f in files:
+            f["status"] = "imported"
+        counts = {"files": len(files), "rejected": 0, "records": report.nodes + report.edges,
+                  "created": r.created, "updated": r.updated, "unchanged": r.unchanged}
+        return run_id, report
+    except ValidationFailed as exc:
+        errors = [str(p) for p in exc.problems]
+        raise
+    except Exception as exc:
+        errors = [str(exc) or type(exc).__name__]
+        raise
+    finally:
+        runs.finish_import(tenant.scope, run_id, status=status, files=files, counts=counts,
+                           errors=errors)
 
 
 def _file_row(f: FileResult) -> dict[str, Any]:
@@ -203,7 +262,12 @@ class _File:
         opened = None
         try:
             opened = Opened(self.item, progress.advance if progress else None)
-            module = self.module or detect(opened.sample(), self.item.name)
+            sample = opened.sample()
+            if is_empty(sample.head):  # a clean scan: zero records, of the format named if any
+                fr.empty, fr.format = True, self.module.NAME if self.module else None
+                fr.sha256, fr.bytes = opened.finish()
+                return self._done()
+            module = self.module or detect(sample, self.item.name)
             fr.format = module.NAME
             source = risk_source(module.NAME, self.options.source)
             if self.options.reuse and size is not None and self._reused(module.NAME, source, size):
@@ -289,14 +353,15 @@ class _File:
         return True
 
     def _read(self, module: ModuleType, opened: Opened, loader: "_Loader") -> None:
-        fr, skip = self.result, self.options.skip_invalid
+        fr, skip, strict = self.result, self.options.skip_invalid, self.options.strict
         failing = False
         for rec in module.parse(opened.stream):
             if isinstance(rec, Invalid):
-                fr.problem(rec.where, rec.reason)
-                if skip:
+                if skip or (rec.unplaced and not strict):
+                    fr.problem(rec.where, f"skipped: {rec.reason}")
                     fr.skipped += 1
                     continue
+                fr.problem(rec.where, rec.reason)
                 failing = True
                 if len(fr.errors) >= MAX_PROBLEMS:
                     break

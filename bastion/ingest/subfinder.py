@@ -14,6 +14,7 @@ from bastion.ingest.records import (
     Malformed,
     Record,
     Sample,
+    Unplaced,
     as_object,
     build,
     json_lines,
@@ -41,7 +42,7 @@ def _name(key: str) -> str:
 def _fill(record: Record, raw: Any) -> None:
     obj = as_object(record.where, raw)
     if not obj.get("host"):
-        raise Malformed("no 'host' member")
+        raise Unplaced("no 'host' member: nothing to place the result on")
     host = add_host(record, "host", obj["host"])
     domain = add_host(record, "input", obj.get("input"))
     if domain is not None and domain != host:

@@ -424,3 +424,37 @@ def test_an_empty_scan_with_its_format_closes_that_tools_risks(tenant, tmp_path)
     assert unnamed.closed == 0 and "give --format or --source" in unnamed.notes[1]
     result = run(tenant, str(empty), format="nuclei", close_missing=True)
     assert (result.files[0].format, result.closed) == ("nuclei", 3)
+
+
+# -- SARIF logs that name no repository (issue 10, point 10) --------------------------------------
+
+NO_REPO = str(FIXTURES / "sarif" / "version-first.sarif")  # names no repository, like semgrep
+
+
+def sarif_risks(tenant) -> set[str]:
+    return {r.key for r in tenant.list("risk").records}
+
+
+def test_sarif_logs_of_two_named_repositories_never_share_a_risk(tenant):
+    run(tenant, NO_REPO, repository="https://github.com/acme/shop.git")
+    run(tenant, NO_REPO, repository="https://github.com/acme/billing")
+    assert sarif_risks(tenant) == {"#risk#https://github.com/acme/shop/src/main.c#la100",
+                                   "#risk#https://github.com/acme/billing/src/main.c#la100"}
+    stored = runs.import_runs(tenant.scope)[0]
+    assert stored.options["repository"] == "https://github.com/acme/billing"
+
+
+def test_sarif_logs_of_two_named_sources_never_share_a_risk(tenant):
+    run(tenant, NO_REPO, source="shop")
+    run(tenant, NO_REPO, source="billing")
+    assert sarif_risks(tenant) == {"#risk#sarif:lintall:shop/src/main.c#la100",
+                                   "#risk#sarif:lintall:billing/src/main.c#la100"}
+
+
+def test_repository_contradicting_the_logs_own_is_refused(tenant):
+    [f] = run(tenant, str(FIXTURES / "sarif" / "codeql.sarif"), repository="other").files
+    assert f.status == "rejected"
+    assert ("the log names repository 'https://github.com/acme/shop', --repository 'other'"
+            in f.errors[0])
+    with pytest.raises(InvalidValue, match="--repository"):
+        run(tenant, NO_REPO, repository=" / ")

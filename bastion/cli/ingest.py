@@ -21,6 +21,7 @@ from bastion.ingest.runner import FileResult, ImportResult, Options, import_grap
 from bastion.risks import lifecycle
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES
 from bastion.store import runs
+from bastion.cli.common import key_column
 from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fmt_time,
                                 print_notes_and_problems, session, short_label)
 
@@ -69,6 +70,11 @@ def import_command(
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help="Import the valid records of a file with bad ones, and list "
                                "what was skipped.")] = False,
+    repository: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="SARIF: the repository the code was scanned in (e.g. "
+                             "https://github.com/acme/shop), for logs that name none (semgrep). "
+                             "Without it such a log's files are filed under the tool and "
+                             "--source.")] = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="All or nothing: a result that names no target rejects its file too "
                          "(by default it is skipped and listed).")] = False,
@@ -88,7 +94,8 @@ def import_command(
         return
     tenant = sess.tenant()
     options = Options(actor=sess.actor, format=fmt, source=source, close_missing=close_missing,
-                      skip_invalid=skip_invalid, strict=strict, reuse=not no_reuse)
+                      skip_invalid=skip_invalid, strict=strict, reuse=not no_reuse,
+                      repository=repository)
     with _Bar(enabled=not as_json) as bar:
         result = import_paths(tenant, paths, options, bar.callback)
     if as_json:
@@ -297,7 +304,7 @@ def risk_overdue(
     if not items:
         console().print("no overdue risks", style="green")
         return
-    table = Table("Key", "Severity", "Status", "First seen", "Due", "Days overdue")
+    table = Table(key_column(), "Severity", "Status", "First seen", "Due", "Days overdue")
     for r, due in items:
         table.add_row(r.key, r.values["severity"], r.values["status"], fmt_time(r.first_seen),
                       fmt_time(due), str((now - due).days))

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import orjson
 
 from bastion.errors import InvalidValue, ValidationFailed
-from bastion.ingest import FORMAT_NAMES
+from bastion.ingest import FORMAT_NAMES, sarif
 from bastion.ingest.inputs import (Input, Opened, UnknownFormat, check_exist, chosen, detect, expand,
                                    is_empty)
 from bastion.ingest.records import Finding, Invalid, Malformed, Record
@@ -63,6 +63,7 @@ class Options:
     skip_invalid: bool = False  # skip records that cannot be read too (and list them)
     strict: bool = False  # a record that cannot be placed (no target) rejects its file too
     reuse: bool = True  # an unchanged file imported before stands for itself (see the module doc)
+    repository: str | None = None  # SARIF: the repository of logs that name none
 
 
 @dataclass
@@ -138,8 +139,14 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
         options.source = options.source.strip()
         if not options.source or len(options.source) > 100 or "#" in options.source:
             raise InvalidValue("--source must be 1-100 characters without '#'")
+    if options.repository is not None:
+        options.repository = sarif.repository_name(options.repository)
+        if not options.repository or len(options.repository) > 200 or "#" in options.repository:
+            raise InvalidValue("--repository must be 1-200 characters without '#'")
     settings = runs.settings(tenant.scope)
-    fingerprint = _fingerprint(settings)
+    # What the file imports as depends on --repository too (SARIF logs that name none).
+    fingerprint = _fingerprint(settings if options.repository is None
+                               else {**settings, "--repository": options.repository})
     at = datetime.now(timezone.utc)
     cid = uuid.uuid4().hex
     run_id = runs.start_import(tenant.scope, source=options.source or "", actor=options.actor,
@@ -148,6 +155,7 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
                                         "close_missing": options.close_missing,
                                         "skip_invalid": options.skip_invalid,
                                         "strict": options.strict, "reuse": options.reuse,
+                                        "repository": options.repository,
                                         "paths": list(paths)})
     result = ImportResult(run_id, "running", cid, [])
     sources: set[str] = set()
@@ -355,7 +363,9 @@ class _File:
     def _read(self, module: ModuleType, opened: Opened, loader: "_Loader") -> None:
         fr, skip, strict = self.result, self.options.skip_invalid, self.options.strict
         failing = False
-        for rec in module.parse(opened.stream):
+        extra = ({"repository": self.options.repository, "source": self.options.source}
+                 if module is sarif else {})
+        for rec in module.parse(opened.stream, **extra):
             if isinstance(rec, Invalid):
                 if skip or (rec.unplaced and not strict):
                     fr.problem(rec.where, f"skipped: {rec.reason}")

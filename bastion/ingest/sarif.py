@@ -44,7 +44,18 @@ def sniff(sample: Sample) -> bool:
 # -- streaming -------------------------------------------------------------------------------
 
 
-def parse(stream) -> Iterator[Record | Invalid]:
+def repository_name(value: str) -> str:
+    """A repository as SARIF's `repositoryUri` or the user's `--repository` names it, without a
+    trailing `/` or `.git`."""
+    repo = str(value).strip().rstrip("/")
+    return repo[:-4] if repo.endswith(".git") else repo
+
+
+def parse(stream, *, repository: str | None = None, source: str | None = None
+          ) -> Iterator[Record | Invalid]:
+    """`repository` (`--repository`) names the repository of runs whose log names none; a log
+    that names another one is refused. Without either, the repository is named after the tool
+    and `source` (`--source`), so logs of two named scans never share a risk."""
     import ijson
 
     events = ijson.parse(stream, use_float=True)
@@ -68,7 +79,7 @@ def parse(stream) -> Iterator[Record | Invalid]:
             elif prefix == "runs.item":
                 if event == "start_map":
                     r += 1
-                    run = _Run(r)
+                    run = _Run(r, repository, source)
                 elif event == "end_map" and run is not None:
                     yield from run.finish()
                     run = None
@@ -124,8 +135,8 @@ def _take(events, first: tuple | None = None) -> Any:
 class _Run:
     """One `runs[]` element: its context, and its results until the context is complete."""
 
-    def __init__(self, index: int):
-        self.index = index
+    def __init__(self, index: int, repository: str | None = None, source: str | None = None):
+        self.index, self.repository, self.source = index, repository, source
         self.count = -1
         self.tool: Any = None
         self.provenance: Any = None
@@ -136,7 +147,8 @@ class _Run:
 
     def context(self) -> _Context:
         if self._ctx is None:
-            self._ctx = _Context(self.tool, self.provenance, self.artifacts)
+            self._ctx = _Context(self.tool, self.provenance, self.artifacts, self.repository,
+                                 self.source)
         return self._ctx
 
     def result(self, value: Any) -> Iterator[Record | Invalid]:
@@ -174,7 +186,8 @@ class _Run:
 class _Context:
     """What every result of a run needs: tool name, rules, repository, artifacts."""
 
-    def __init__(self, tool: Any, provenance: Any, artifacts: Any):
+    def __init__(self, tool: Any, provenance: Any, artifacts: Any, repository: str | None = None,
+                 source: str | None = None):
         driver = tool.get("driver") if isinstance(tool, dict) else None
         if not isinstance(driver, dict):
             raise Malformed("run has no tool.driver object")
@@ -192,10 +205,13 @@ class _Context:
         if isinstance(provenance, list):
             for vcp in provenance:
                 if isinstance(vcp, dict) and vcp.get("repositoryUri"):
-                    repo = str(vcp["repositoryUri"]).strip().rstrip("/")
-                    repo = repo[:-4] if repo.endswith(".git") else repo
+                    repo = repository_name(vcp["repositoryUri"])
                     break
-        self.repo = repo or f"sarif:{self.tool}"
+        if repo and repository and repo != repository:
+            raise Malformed(f"the log names repository {repo!r}, --repository {repository!r}: "
+                            "leave --repository out or give the same")
+        self.repo = repo or repository or (f"sarif:{self.tool}:{source}" if source
+                                           else f"sarif:{self.tool}")
         self.artifacts = artifacts if isinstance(artifacts, list) else []
 
     def rule(self, result: dict) -> tuple[str, dict | None]:

@@ -206,10 +206,14 @@ def _port(rec: Record, ip: str, proto: str, number: int, port: Element) -> None:
 
     for script in port.findall("script"):
         if script.get("id") == "vulners":
-            _vulners(rec, port_key, f"{proto}/{number}", script)
+            _vulners(rec, port_key, f"{proto}/{number}", script,
+                     " ".join(p for p in (product, version) if p) or None)
 
 
-def _vulners(rec: Record, port_key: str, where: str, script: Element) -> None:
+def _vulners(rec: Record, port_key: str, where: str, script: Element,
+             software: str | None = None) -> None:
+    """CVEs the vulners script lists for the port's software, each a finding titled
+    "CVE-… in <product version>" (else the CPE vulners named, else the port)."""
     found: dict[str, tuple[float | None, str | None, Any]] = {}  # CVE → (cvss, cpe, is_exploit)
     tables = script.findall("table")
     for outer in tables:
@@ -232,8 +236,9 @@ def _vulners(rec: Record, port_key: str, where: str, script: Element) -> None:
             props["cpe"] = cpe
         if exploit is not None:
             props["is_exploit"] = exploit
+        title = f"{cve} in {software or cpe}" if (software or cpe) else f"{cve} on {where}"
         rec.finding(port_key, cve, severity=severity_from_cvss(cvss), cve=cve, cvss=cvss,
-                    evidence=[f"{cpe} on {where}" if cpe else where], properties=props)
+                    title=title, evidence=[f"{cpe} on {where}" if cpe else where], properties=props)
 
 
 def _keep(found: dict, cve: str, cvss: float | None, cpe: str | None, exploit: Any) -> None:

@@ -84,6 +84,7 @@ def test_vulners_findings_on_the_port(scan):
     low = found["CVE-2018-15919"]
     assert (low.target, low.cve, low.cvss, low.severity) == (SSH, "CVE-2018-15919", 5.0, "medium")
     assert low.evidence == ["cpe:/a:openbsd:openssh:7.4 on tcp/22"]
+    assert low.title == "CVE-2018-15919 in OpenSSH 7.4"  # a title, from the port's software
     assert low.properties == {"source": "vulners", "cpe": "cpe:/a:openbsd:openssh:7.4",
                               "is_exploit": False}
     crit = found["CVE-2023-38408"]

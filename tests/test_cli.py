@@ -422,3 +422,4 @@ def test_tables_never_truncate_keys(runner, database_url, monkeypatch):
     assert column_text(cli("list", "assets").stdout, 1) == key
     assert port in column_text(cli("get", key).stdout, 3)
     assert port in column_text(cli("list", "ports").stdout, 1)
+    assert port in column_text(cli("graph", "neighbors", key).stdout, 3)

@@ -14,7 +14,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
@@ -231,6 +231,12 @@ class ProgressBar:
     def callback(self):
         """The object to hand to the library as its progress reporter, or None when not shown."""
         return self if self.active else None
+
+
+def key_column(header: str = "Key") -> Column:
+    """A table column for keys: a key is copied and pasted, so it wraps inside its cell when the
+    terminal is narrow and is never cut short with '…'."""
+    return Column(header, overflow="fold", min_width=20)
 
 
 def short_label(name: str, width: int = 40) -> str:

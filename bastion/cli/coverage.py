@@ -16,6 +16,7 @@ from bastion.coverage import ATTRIBUTION
 from bastion.coverage.compute import AGGREGATIONS, DEFAULT_MIN_CONFIDENCE, METHODS, TENANT, compute
 from bastion.errors import InvalidValue, NotFound
 from bastion.cli.common import console, echo_json, fmt_time, session, shorten
+from bastion.cli.common import key_column
 
 app = typer.Typer(no_args_is_help=True, help="ATT&CK coverage of your detections, per account and tactic.")
 
@@ -233,9 +234,9 @@ def overlaps_cmd(
     if as_json:
         echo_json({"overlaps": [o.as_dict() for o in found], "rules": rules})
         return
-    table = Table("Class", "Account", "Technique", "Detections", "Why")
+    table = Table("Class", key_column("Account"), "Technique", "Detections", "Why")
     for o in found:
-        table.add_row(o.classification, shorten(o.account, 40), o.technique,
+        table.add_row(o.classification, o.account, o.technique,
                       str(len(o.detections)), o.reason)
     out = console()
     out.print(table)

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
+from bastion.cli.common import key_column
 from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fmt_time, fmt_value,
                                 print_notes_and_problems, session, short_label, shorten)
 from bastion.coverage import detections as ops
@@ -78,7 +79,7 @@ def account_list(ctx: typer.Context, as_json: JSON_OPT = False) -> None:
     if not accounts:
         console().print("no accounts yet (`bastion account add`)", style="dim")
         return
-    table = Table("Key", "Provider", "Identifier", "Name", "Env", "Criticality", "Platforms", "Detections")
+    table = Table(key_column(), "Provider", "Identifier", "Name", "Env", "Criticality", "Platforms", "Detections")
     for a in accounts:
         v = a.values
         table.add_row(a.key, v["provider"], v["identifier"], v.get("name") or "", v.get("environment") or "",
@@ -195,7 +196,7 @@ def detections_list(
     if not recs:
         console().print("no detections", style="dim")
         return
-    table = Table("Key", "Name", "Type", "Service", "Status", "Health", "Rev")
+    table = Table(key_column(), "Name", "Type", "Service", "Status", "Health", "Rev")
     for r in recs:
         v = r.values
         table.add_row(r.key, shorten(v.get("name") or "", 50), v["type"], v.get("service") or "",
@@ -273,7 +274,7 @@ def detections_check_deprecated(
     if not found:
         console().print("no detection uses a deprecated API", style="green")
         return
-    table = Table("Detection", "API", "Retired", "Replacement")
+    table = Table(key_column("Detection"), "API", "Retired", "Replacement")
     for r, apis in found:
         for a in apis:
             table.add_row(r.key, a.id, a.retired, a.replacement)
@@ -360,7 +361,7 @@ def map_list(
     if not recs:
         console().print("no mappings", style="dim")
         return
-    table = Table("Key", "Technique", "Confidence", "Method", "By", "Validation")
+    table = Table(key_column(), "Technique", "Confidence", "Method", "By", "Validation")
     for r in recs:
         v = r.values
         table.add_row(r.key, v["technique"], f"{v['confidence']:.2f}", v["method"], v.get("mapped_by") or "",

@@ -20,6 +20,7 @@ from bastion.schema.kinds import REGISTRY
 from bastion.store.exposure import ACCESS_KINDS
 from bastion.store.traversal import HARD_MAX_DEPTH, Limits
 from bastion.cli.common import console, echo_json, session
+from bastion.cli.common import key_column
 
 DEFAULTS = Limits()
 
@@ -138,7 +139,7 @@ def neighbors(
         _none(f"no neighbors of {key}")
         return
     _heading(f"Neighbors of {key}")
-    table = Table("Relationship", "", "Key", "Kind")
+    table = Table("Relationship", "", key_column(), "Kind")
     for n in found:
         table.add_row(n.relationship, "→" if n.direction == "out" else "←", n.key, n.kind)
     console().print(table)
@@ -166,7 +167,7 @@ def reach(
                              for h in hops]})
         return
     _heading(f"Reachable from {key}: {len(hops)}")
-    table = Table("Distance", "Key", "Kind")
+    table = Table("Distance", key_column(), "Kind")
     for h in hops:
         table.add_row(str(h.distance), h.key, h.kind)
     console().print(table)
@@ -219,7 +220,7 @@ def provenance(
             _none(f"no seed or root within depth {depth_used}; raise --depth")
         return
     for n, chain in enumerate(found.chains, 1):
-        table = Table("#", "Key", "Kind", "Found by", **_title(f"Chain {n} of {len(found.chains)}"))
+        table = Table("#", key_column(), "Kind", "Found by", **_title(f"Chain {n} of {len(found.chains)}"))
         for i, s in enumerate(chain):
             table.add_row(str(i), s.key, s.kind, ", ".join(s.capabilities))
         out.print(table)
@@ -272,7 +273,7 @@ def _print_paths(paths: list[list[str]], empty: str) -> None:
     for n, p in enumerate(paths, 1):
         title = f"Path {n} of {len(paths)}: {len(p) - 1} step(s)" if len(paths) > 1 \
             else f"Path: {len(p) - 1} step(s)"
-        table = Table("#", "Key", "Kind", **_title(title))
+        table = Table("#", key_column(), "Kind", **_title(title))
         for i, k in enumerate(p):
             table.add_row(str(i), k, kind_of(k))
         out.print(table)
@@ -320,7 +321,7 @@ def attack_paths(
               f"internet-exposed entry point" + (f" ({to})" if to else "")
               + f" within depth {depth if depth is not None else DEFAULTS.max_depth}")
         return
-    table = Table("#", "Entry", "Crown jewel", "Steps", "Worst risk", "Path",
+    table = Table("#", key_column("Entry"), key_column("Crown jewel"), "Steps", "Worst risk", key_column("Path"),
                   **_title(f"Attack paths ({len(found)})"))
     for n, a in enumerate(found, 1):
         table.add_row(str(n), a.entry, a.crown_jewel, str(len(a.path) - 1),
@@ -350,7 +351,7 @@ def blast_radius(
         _none(f"nothing reachable from {risk_key}")
         return
     _heading(f"Blast radius of {risk_key}: {len(assets)} asset(s), {len(jewels)} crown jewel(s)")
-    table = Table("Distance", "Asset", "Crown jewel")
+    table = Table("Distance", key_column("Asset"), "Crown jewel")
     for h in assets:
         table.add_row(str(h.distance), h.key, Text("yes", style="bold red") if h.key in crown
                       else "")

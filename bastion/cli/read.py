@@ -10,7 +10,7 @@ import sys
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from bastion.errors import InvalidValue, NotFound
@@ -24,14 +24,12 @@ from bastion.cli.common import (
     echo_json,
     fmt_time,
     fmt_value,
+    key_column,
     kind_named,
     parse_time,
     session,
     shorten,
 )
-
-KEY_COLUMN = {"overflow": "fold", "min_width": 20}  # keys are copied: wrapped, never cut
-
 
 def record_json(rec: Record) -> dict[str, Any]:
     return rec.as_dict()
@@ -82,9 +80,8 @@ def get(
         grid.add_row("as of", as_of)
     out.print(grid)
     if links:
-        table = Table("Relationship", "", title_justify="left",
+        table = Table("Relationship", "", key_column("Other end"), title_justify="left",
                       title="Links (current)" if as_of else "Links")
-        table.add_column("Other end", **KEY_COLUMN)
         for l in links:
             outgoing = l.source == key
             table.add_row(l.relationship, "→" if outgoing else "←",
@@ -175,10 +172,7 @@ def list_(
         out.print(f"no {kind.name} entities" + (" on this page" if after else ""), style="dim")
         return
     cols = list_columns(kind, page.records)
-    table = Table()
-    table.add_column("Key", **KEY_COLUMN)
-    for c in cols:
-        table.add_column(c)
+    table = Table(key_column(), *cols)
     for r in page.records:
         table.add_row(r.key, *(fmt_value(r.values.get(c)) for c in cols))
     out.print(table)
@@ -213,19 +207,10 @@ def events_table(events: list[Event], *, with_key: bool = False, compact: bool =
     appears when an event has a note (why it changed)."""
     full = not compact
     notes = any(ev.note for ev in events)
-    table = Table(title=title, title_justify="left")
-    table.add_column("Seq")
-    if full:
-        table.add_column("Time")
-    table.add_column("Type")
-    if with_key:
-        table.add_column("Entity", **KEY_COLUMN)
-    if full:
-        for name in ("Version", "Actor", "Source"):
-            table.add_column(name)
-    table.add_column("Change", overflow="fold")
-    if notes:
-        table.add_column("Note")
+    table = Table("Seq", *(["Time"] if full else []), "Type",
+                  *([key_column("Entity")] if with_key else []),
+                  *(["Version", "Actor", "Source"] if full else []), Column("Change", overflow="fold"),
+                  *(["Note"] if notes else []), title=title, title_justify="left")
     for ev in events:
         version = "" if ev.entity_version is None else str(ev.entity_version)
         table.add_row(str(ev.seq), *([fmt_time(ev.occurred_at)] if full else []), ev.event_type,

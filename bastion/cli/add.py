@@ -19,6 +19,7 @@ from bastion.errors import InvalidValue
 from bastion.schema.batch import Batch, key_for
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import EntityKind, Field, FieldType
+from bastion.store import edits
 from bastion.cli.common import (
     SOURCE,
     Session,
@@ -128,12 +129,15 @@ def _common_parameters() -> list[inspect.Parameter]:
                 "--property", "-p", metavar="NAME=VALUE", rich_help_panel="Options",
                 help="Free-form property (repeatable). VALUE is JSON when it parses as JSON "
                      "(numbers, true/false, lists), otherwise text.")]),
-        inspect.Parameter("merge", kw, default=False, annotation=Annotated[
+        inspect.Parameter("replace", kw, default=False, annotation=Annotated[
             bool, typer.Option(
-                "--merge", rich_help_panel="Options",
-                help="Change only the fields and properties given; keep the stored values of "
-                     "the others. Without it the entity is replaced: fields not given take their "
-                     "defaults.")]),
+                "--replace", rich_help_panel="Options",
+                help="Replace the stored entity: fields not given take their defaults (or are "
+                     "cleared) and properties not given are dropped. Without it only the fields "
+                     "and properties given change.")]),
+        inspect.Parameter("merge", kw, default=False, annotation=Annotated[
+            bool, typer.Option("--merge", hidden=True,
+                               help="Change only the fields given (the default).")]),
         inspect.Parameter("expected_version", kw, default=None, annotation=Annotated[
             Optional[int], typer.Option(
                 "--expected-version", metavar="N", rich_help_panel="Options",
@@ -164,8 +168,10 @@ def make_add_command(kind: EntityKind) -> Callable[..., None]:
     def command(ctx: typer.Context, **given: Any) -> None:
         values = _field_values(kind, given)
         props = parse_pairs(given.get("properties"), "--property") or None
+        if given.get("replace") and given.get("merge"):
+            raise InvalidValue("--merge and --replace exclude each other")
         add_entity(session(ctx), kind, values, props, given.get("expected_version"),
-                   merge=given.get("merge", False))
+                   merge=not given.get("replace", False))
 
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                 annotation=typer.Context)]
@@ -179,30 +185,22 @@ def make_add_command(kind: EntityKind) -> Callable[..., None]:
     key = ", ".join(kind.key)
     command.__doc__ = (
         f"{kind.description}\n\n"
-        f"The {kind.name}'s key is built from: {key}. Adding an existing key replaces its "
-        "values (fields not given take their defaults; see --merge); applying the same values "
-        "again changes nothing."
+        f"The {kind.name}'s key is built from: {key}. Adding an existing key changes only the "
+        "fields and properties given; the others keep their stored values (--replace replaces "
+        "the entity). Applying the same values again changes nothing."
     )
     return command
 
 
 def add_entity(sess: Session, kind: EntityKind, values: dict[str, Any],
                properties: dict[str, Any] | None, expected_version: int | None,
-               *, merge: bool = False) -> None:
-    """Apply a one-item batch (plus a seed's asset) and report each key's outcome."""
+               *, merge: bool = True) -> None:
+    """Apply a one-item batch (plus a seed's asset) and report each key's outcome. The values
+    are merged into the stored entity unless `merge` is false (bastion.store.edits.put_batch)."""
     tenant = sess.tenant()
-    if merge:
-        current = tenant.get(_key_of_partial(kind, values))
-        if current is not None:
-            kept = {k: v for k, v in current.values.items() if v is not None}
-            values = {**kept, **values}
-            props = {**(current.properties or {}), **(properties or {})}
-            properties = props or None
-            if expected_version is None:  # nobody may change it between our read and write
-                expected_version = current.version
-    batch = Batch()
-    key = batch.add(kind.name, properties, expected_version=expected_version, **values)
-    lines = [key]
+    batch, key = edits.put_batch(tenant, kind.name, values, properties, replace=not merge,
+                                 expected_version=expected_version)
+    lines: list[Any] = [key]
     if kind.name == "seed":
         lines += _seed_asset(tenant, batch, key)
     result = tenant.apply(batch, actor=sess.actor, source=SOURCE)
@@ -214,15 +212,6 @@ def add_entity(sess: Session, kind: EntityKind, values: dict[str, Any],
             out.print(_outcome_line(outcome, asset_key, note), soft_wrap=True)
         else:
             out.print(_outcome_line(result.outcome[item], item), soft_wrap=True)
-
-
-def _key_of_partial(kind: EntityKind, values: dict[str, Any]) -> str:
-    """The key named by the values given to --merge. Required fields outside the key that
-    were not given take their declared default just for this: the key does not depend on them,
-    but key_for validates the whole entity."""
-    probe = {f.name: f.default for f in kind.fields
-             if f.required and f.default is not None and f.name not in kind.key}
-    return key_for(kind.name, **{**probe, **values})
 
 
 def _seed_asset(tenant, batch: Batch, seed_key: str) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ from bastion.schema.kinds import REGISTRY
 from bastion.store import migrate
 from bastion.store.store import DEFAULT_TENANT
 from bastion.cli import add as add_cmd
+from bastion.cli import update as update_cmd
 from bastion.cli import attack as attack_cmd
 from bastion.cli import coverage as coverage_cmd
 from bastion.cli import detections as detections_cmd
@@ -48,8 +49,8 @@ class BastionGroup(TyperGroup):
     """The root group: turns user mistakes into one `error: …` line and an exit code."""
 
     ORDER = ("init", "demo", "tenant", "db", "schema", "add", "import", "imports", "risk", "enrich",
-             "link", "unlink", "delete", "get", "list", "history", "stats", "graph",
-             "attack", "account", "detections", "map", "coverage")
+             "link", "unlink", "update", "delete", "changes", "get", "list", "history", "stats",
+             "graph", "attack", "account", "detections", "map", "coverage")
 
     def list_commands(self, ctx) -> list[str]:
         # Help lists commands in workflow order (Typer would put sub-groups such as `add` last).
@@ -291,6 +292,7 @@ attack_cmd.register(app)  # `bastion attack …` (Coverage)
 detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
 coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
 read_cmd.register(app)  # `bastion get|list|history|stats` (Read)
+update_cmd.register(app)  # `bastion update KIND --where … --set …` (Write)
 
 
 def _relationship(name: str) -> str:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Iterator
+
+import orjson
 
 from bastion.errors import InvalidValue, NotFound
 from bastion.risks.priority import asset_of, priority
 from bastion.schema.batch import Batch, Entity, key_for
 from bastion.schema.keys import kind_of, parse_key
 from bastion.schema.kinds import REGISTRY
-from bastion.schema.registry import EntityKind
+from bastion.schema.registry import EntityKind, FieldType
 from bastion.store import writer
 
 PAGE = 5000
@@ -139,26 +142,65 @@ def in_network(kind: str, network: str) -> "callable":
     return inside
 
 
-def matching(tenant, kind: str, where: dict[str, Any] | None = None,
-             cidr: str | None = None) -> Iterator[Any]:
-    """The stored entities of `kind` the where-expressions select, in key order, page by page.
-
-    The one place a bulk operation's filter is evaluated: today `where` is FIELD → value (or a
-    list: any of them), equality as `TenantStore.list(where=…)` does it; a richer filter syntax
-    replaces this function's body. `cidr` keeps assets/ports whose address lies in the network."""
+def matching(tenant, kind: str, where=None, cidr: str | None = None) -> Iterator[Any]:
+    """The stored entities of `kind` that the where-expressions select, in key order, page by
+    page: the one place a bulk operation's filter is evaluated. `where` is what
+    `TenantStore.list(where=…)` takes (filter expressions such as `status=open` or `priority>50`,
+    see bastion.store.filters, or FIELD → value); `cidr` keeps the assets/ports whose address
+    lies in that network."""
     inside = in_network(kind, cidr) if cidr else None
-    where = dict(where or {})
-    if inside is not None and kind == "asset" and "class" not in where:
-        where["class"] = ["ipv4", "ipv6", "cidr"]  # indexed: the other classes have no address
     after = None
     while True:
-        page = tenant.list(kind, where=where, after=after, limit=PAGE)
+        page = tenant.list(kind, where=where or None, after=after, limit=PAGE)
         for rec in page.records:
             if inside is None or inside(rec):
                 yield rec
         if page.next_cursor is None:
             return
         after = page.next_cursor
+
+
+def parse_assignments(kind: str, items: list[str]) -> dict[str, Any]:
+    """`FIELD=VALUE` texts (a command line's --set) into field → value of the field's type; an
+    empty VALUE is None (clears the field). JSON fields take JSON text."""
+    ek = REGISTRY.node_kinds[kind]
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InvalidValue(f"--set expects FIELD=VALUE, got {item!r}")
+        if name not in ek.field_names:
+            raise InvalidValue(f"{kind} has no field {name!r}; fields: " + ", ".join(ek.field_names))
+        out[name] = None if text == "" else _typed(ek.field(name), text, f"{kind}.{name}")
+    return out
+
+
+def _typed(f, text: str, where: str) -> Any:
+    try:
+        if f.type is FieldType.INT:
+            return int(text)
+        if f.type is FieldType.FLOAT:
+            return float(text)
+    except ValueError:
+        raise InvalidValue(f"{where}: {text!r} is not a number") from None
+    if f.type is FieldType.BOOL:
+        low = text.strip().lower()
+        if low in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return low in ("true", "yes", "1", "on")
+        raise InvalidValue(f"{where}: {text!r} is not true or false")
+    if f.type is FieldType.DATETIME:
+        try:
+            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidValue(f"{where}: {text!r} is not an ISO 8601 time") from None
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    if f.type is FieldType.JSON:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise InvalidValue(f"{where}: not valid JSON") from None
+    return text
 
 
 def check_settable(kind: EntityKind, changes: dict[str, Any]) -> None:
@@ -171,9 +213,16 @@ def check_settable(kind: EntityKind, changes: dict[str, Any]) -> None:
         if name in kind.key:
             raise InvalidValue(f"cannot set {kind.name}.{name}: it is part of the key "
                                f"({', '.join(kind.key)}); add the entity under its new key instead")
+        f = kind.field(name)
+        value = changes[name]
+        if f.domain and value is not None:
+            value = f.normalize(value) if f.normalize is not None else value
+            if value not in f.domain:
+                raise InvalidValue(f"{kind.name}.{name} cannot be {value!r}; one of: "
+                                   + ", ".join(f.domain))
 
 
-def update(tenant, kind: str, changes: dict[str, Any], *, where: dict[str, Any] | None = None,
+def update(tenant, kind: str, changes: dict[str, Any], *, where=None,
            cidr: str | None = None, actor: str, source: str, note: str | None = None,
            dry_run: bool = False) -> UpdateResult:
     """Set `changes` (field → value; None clears) on every entity `matching` selects, in one

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence, Union
 
 import orjson
-from sqlalchemy import and_, func, insert, or_, select, text
+from sqlalchemy import and_, case, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import InvalidValue, NotFound
@@ -354,8 +354,9 @@ class TenantStore:
             raise InvalidValue(f"cannot sort {kind} by {order_by!r}")
         if not 1 <= limit <= 10000:
             raise InvalidValue("limit must be between 1 and 10000")
-        stmt = self._filtered(kind, where, prefix, select(node, table))
-        sort = node.c.key if order_by in (None, "key") else table.c[order_by]
+        sort = node.c.key if order_by in (None, "key") else _sort_by(kind, order_by, descending)
+        extra = [sort] if sort is not node.c.key and sort is not table.c[order_by] else []
+        stmt = self._filtered(kind, where, prefix, select(node, table, *extra))
         keys = [sort] if sort is node.c.key else [sort, node.c.key]
         if after is not None:
             cur = _decode_cursor(after)
@@ -373,7 +374,7 @@ class TenantStore:
         if len(rows) > limit:
             last = rows[limit - 1]._mapping
             nxt = _encode_cursor([last[node.c.key]] if len(keys) == 1
-                                 else [last[table.c[order_by]], last[node.c.key]])
+                                 else [last[sort], last[node.c.key]])
         return Page(records, nxt)
 
     def iterate(self, kind: str, *, where: Where = None, prefix: str | None = None,
@@ -498,6 +499,16 @@ def _canonical(key: str) -> str:
         return filters.canonical_key(key)
     except InvalidValue:  # malformed past its kind: nothing stored under any spelling of it
         return key
+
+
+def _sort_by(kind: str, name: str, descending: bool):
+    """What sorting by a field sorts on. Risks by priority: the open ones (triage, open) first,
+    then the closed ones (accepted, remediated, deleted), each in priority order."""
+    column = typed[kind].c[name]
+    if (kind, name) != ("risk", "priority"):
+        return column
+    closed = typed[kind].c.status.not_in(OPEN_RISK_STATES)
+    return case((closed, column + (-1000 if descending else 1000)), else_=column).label("rank")
 
 
 def _keyset(keys, cursor: list[Any], descending: bool):

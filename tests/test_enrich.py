@@ -23,6 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "enrich"
 KEV = FIXTURES / "kev.json"
 KEV_NEWER = FIXTURES / "kev-newer.json"  # CVE-2023-4966 withdrawn
 EPSS = FIXTURES / "epss.csv"
+KEV_CSV = FIXTURES / "kev.csv"
 UTC = timezone.utc
 KEV_FIELDS = ("kev", "kev_due", "kev_ransomware", "epss", "epss_percentile", "priority")
 
@@ -68,6 +69,15 @@ def test_read_kev_streams_the_catalog_plain_or_gzip(tmp_path):
     assert dict(read_kev(io.BytesIO(KEV.read_bytes()), "stdin")) == dict(kev)
 
 
+def test_read_kev_reads_cisas_csv_too(tmp_path):
+    csv_kev = read_kev(KEV_CSV)  # quoted commas, a quoted line break
+    assert dict(csv_kev) == dict(read_kev(KEV))
+    assert (csv_kev.version, csv_kev.date) == (None, None)  # the CSV carries neither
+    gz = tmp_path / "kev.csv.gz"
+    gz.write_bytes(gzip.compress(KEV_CSV.read_bytes()))
+    assert dict(read_kev(gz)) == dict(csv_kev)
+
+
 def test_read_epss_keeps_the_model_version_and_score_date(tmp_path):
     epss = read_epss(EPSS)
     assert (epss.version, epss.date) == ("v2025.03.14", "2025-08-25T12:55:00Z")
@@ -89,8 +99,16 @@ def _kev_doc(**entry) -> bytes:
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "kev.json: empty file, expected a KEV catalog (JSON)"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "kev.json: binary file, expected a KEV catalog (JSON)"),
+    (b"", "kev.json: empty file, expected a KEV catalog (JSON or CSV)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "kev.json: binary file, expected a KEV catalog (JSON or CSV)"),
+    (b"cveID,dueDate\nCVE-2021-44228,2021-12-24\n", "kev.json: line 1: not a KEV catalog: expected "
+     "JSON, or CSV with the columns cveID, dueDate, knownRansomwareCampaignUse (missing "
+     "knownRansomwareCampaignUse)"),
+    (b"cveID,dueDate,knownRansomwareCampaignUse\n", "kev.json: the catalog lists no vulnerabilities"),
+    (b"cveID,dueDate,knownRansomwareCampaignUse\nCVE-2021-44228,2021-12-24,Known\nCVE-21-1,,\n",
+     "kev.json: line 3 (CVE-21-1): invalid CVE id 'CVE-21-1' (expected CVE-YYYY-NNNN)"),
+    (b"cveID,dueDate,knownRansomwareCampaignUse\nCVE-2021-44228,2021-12-24\n",
+     "kev.json: line 2: expected 3 columns, got 2"),
     (b"[]", "kev.json: not a KEV catalog: expected a JSON object with a 'vulnerabilities' array"),
     (b'{"catalogVersion": "1", "count": 0}', "kev.json: not a KEV catalog: no 'vulnerabilities' array"),
     (b'{"vulnerabilities": {"cveID": "CVE-2021-44228"}}',
@@ -333,6 +351,9 @@ def test_enrich_kev_prints_one_summary_line(cli, risks):
     history = cli.json("history", risks["log4shell"])
     assert [(e["event_type"], e["actor"], e["source"]) for e in history][-1] == (
         "risk.updated", "tester", "enrich:kev")
+    from_csv = cli("enrich", "kev", str(KEV_CSV)).stdout  # the same catalog as CSV
+    assert from_csv == (f"KEV catalog {KEV_CSV} (3 CVEs): 2 of 4 risks with a CVE are known "
+                        "exploited; 0 risks updated\n")
     newer = cli("enrich", "kev", str(KEV_NEWER)).stdout
     assert newer == ("KEV catalog 2025.09.01 (2 CVEs): 1 of 4 risks with a CVE is known exploited; "
                      "1 risk updated\n")

@@ -41,7 +41,8 @@ def kev_command(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(
         metavar="FILE", show_default=False,
-        help="The KEV catalog as JSON (known_exploited_vulnerabilities.json), plain or gzip.")],
+        help="The KEV catalog as JSON (known_exploited_vulnerabilities.json) or CSV "
+             "(known_exploited_vulnerabilities.csv), plain or gzip.")],
     as_json: JsonOpt = False,
 ) -> None:
     sess = session(ctx)

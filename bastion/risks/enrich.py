@@ -105,15 +105,22 @@ def _head(name: str, stream, what: str) -> bytes:
     return head
 
 
+KEV_CSV_COLUMNS = ("cveID", "dueDate", "knownRansomwareCampaignUse")
+
+
 def read_kev(source: Source, name: str | None = None) -> Catalog:
-    """CVE → (due date as a UTC datetime or None, known ransomware use) from a KEV catalog
-    (`{"catalogVersion", "dateReleased", "count", "vulnerabilities": [{"cveID", "dueDate",
-    "knownRansomwareCampaignUse", …}]}`), streamed: memory holds the result, not the file.
-    `name` names the input in errors (default: the path)."""
+    """CVE → (due date as a UTC datetime or None, known ransomware use) from a KEV catalog:
+    CISA's JSON (`{"catalogVersion", "dateReleased", "count", "vulnerabilities": [{"cveID",
+    "dueDate", "knownRansomwareCampaignUse", …}]}`) or CSV (a header row naming at least
+    `cveID`, `dueDate`, `knownRansomwareCampaignUse`, then one row per vulnerability), streamed:
+    memory holds the result, not the file. `name` names the input in errors (default: the
+    path)."""
     import ijson
 
     with _opened(source, name) as (name, stream):
-        _head(name, stream, "a KEV catalog (JSON)")
+        head = _head(name, stream, "a KEV catalog (JSON or CSV)")
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b"["):
+            return _read_kev_csv(name, stream)
         catalog = Catalog(name)
         meta: dict[str, Any] = {}
         found = False  # a `vulnerabilities` array at the top level
@@ -160,6 +167,42 @@ def read_kev(source: Source, name: str | None = None) -> Catalog:
     return catalog
 
 
+def _read_kev_csv(name: str, stream) -> Catalog:
+    """The KEV catalog as CISA's CSV (known_exploited_vulnerabilities.csv). The CSV carries no
+    catalog version or release date."""
+    import csv
+
+    catalog = Catalog(name)
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.reader(text)
+        header = next(reader, None)
+        columns = [c.strip() for c in header or []]
+        missing = [c for c in KEV_CSV_COLUMNS if c not in columns]
+        if missing:
+            raise _fail(name, "line 1", "not a KEV catalog: expected JSON, or CSV with the "
+                        f"columns {', '.join(KEV_CSV_COLUMNS)} (missing {', '.join(missing)})")
+        index = {c: columns.index(c) for c in KEV_CSV_COLUMNS}
+        count = 0
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            count += 1
+            where = f"line {reader.line_num}"
+            if len(row) != len(columns):
+                raise _fail(name, where, f"expected {len(columns)} columns, got {len(row)}")
+            _kev_entry(catalog, name, count, {c: row[i] for c, i in index.items()}, where)
+    except UnicodeDecodeError:
+        raise _fail(name, None, "not UTF-8 text, expected a KEV catalog (JSON or CSV)") from None
+    except csv.Error as exc:
+        raise _fail(name, None, f"not valid CSV: {_one_line(exc)}") from None
+    finally:
+        text.detach()
+    if not catalog:
+        raise _fail(name, None, "the catalog lists no vulnerabilities")
+    return catalog
+
+
 def _json_reason(exc: Exception) -> str:
     """The parser's message without its excerpt of the input (yajl gives bytes, several lines)."""
     msg = exc.args[0] if exc.args else exc
@@ -169,9 +212,11 @@ def _json_reason(exc: Exception) -> str:
     return _one_line(first[0] if first else type(exc).__name__)
 
 
-def _kev_entry(catalog: Catalog, name: str, n: int, entry: dict[str, Any]) -> None:
+def _kev_entry(catalog: Catalog, name: str, n: int, entry: dict[str, Any],
+               place: str | None = None) -> None:
     cve = entry.get("cveID")
-    where = f"vulnerability {n}" + (f" ({_one_line(cve, 40)})" if isinstance(cve, str) else "")
+    where = (place or f"vulnerability {n}") + (
+        f" ({_one_line(cve, 40)})" if isinstance(cve, str) and cve.strip() else "")
     if not isinstance(cve, str) or not cve.strip():
         raise _fail(name, where, "no cveID")
     try:

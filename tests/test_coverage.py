@@ -266,6 +266,7 @@ def test_overlaps_classification(tenant, catalog):
     det(b, o, "waf", type="cloud_control", service="waf", maps=[("T1190", 0.9, "pending")])
     det(b, o, "alb", type="log_query", service="elb", maps=[("T1190", 0.8, "pending")])
     det(b, o, "am-on", maps=[("T1098", 0.9, "pending")])
+    det(b, o, "am-on2", type="log_query", maps=[("T1098", 0.8, "pending")])
     det(b, o, "am-off", status="disabled", maps=[("T1098", 0.9, "pending")])
     for i in range(6):
         det(b, o, f"imp{i}", level="high", maps=[("T1562", 0.9, "pending")])
@@ -282,6 +283,23 @@ def test_overlaps_classification(tenant, catalog):
     assert sorted(d["rule_id"] for d in found["T1190"].detections) == ["alb", "waf"]
     # with a higher limit the six rules are beneficial
     assert {x.technique: x.classification for x in overlaps(tenant, catalog, account=o, max_same=6)}["T1562"] == "beneficial"
+
+
+def test_one_counting_detection_is_no_overlap(tenant, catalog):
+    """A counting detection beside disabled, broken, disputed or low-confidence ones overlaps
+    nothing: an overlap needs two counting detections on the technique."""
+    b = Batch()
+    o = b.add("cloud_account", provider="aws", identifier="998")
+    det(b, o, "on", maps=[("T1098", 0.9, "pending")])
+    det(b, o, "off", status="disabled", maps=[("T1098", 0.9, "pending")])
+    det(b, o, "broken", health="broken", maps=[("T1098", 0.9, "pending")])
+    det(b, o, "disputed", maps=[("T1098", 0.9, "disputed")])
+    det(b, o, "weak", maps=[("T1098", 0.3, "pending")])
+    det(b, o, "on2", maps=[("T1190", 0.9, "pending")])
+    det(b, o, "on3", type="log_query", maps=[("T1190", 0.9, "pending")])
+    tenant.apply(b, actor="t", source="t")
+    found = overlaps(tenant, catalog, account=o)
+    assert [(x.technique, x.classification) for x in found] == [("T1190", "beneficial")]
 
 
 def test_classify_broken_and_disputed_conflict():

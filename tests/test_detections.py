@@ -144,7 +144,7 @@ def test_ctid_navigator_simple(tenant, aws):
     r = _import(tenant, DET / "ctid_aws.json", DET / "layer.json", DET / "simple.csv", DET / "simple.json",
                 account="aws:123456789012")
     assert not r.rejected, r.as_dict()
-    assert set(r.snapshots) == {"ctid", "navigator", "simple"}
+    assert set(r.snapshots) == {"ctid:aws", "navigator", "simple"}  # a CTID file names its platform
     gd = _maps(tenant, _det("amazon_guardduty", AWS))
     assert gd["T1078.004"]["confidence"] == 1.0 and gd["T1078.004"]["method"] == "vendor"
     assert gd["T1078.004"]["attack_version"] == "16.1" and gd["T1078.004"]["mapped_by"] == "ctid:aws"
@@ -246,3 +246,72 @@ def test_user_indicators(tenant, tmp_path):
                    'q1,Reads,log_query,cloudtrail,enabled,,,soc,"filter eventName = \'GetObject\'"\n')
     _import(tenant, doc, indicators=[str(extra)])
     assert _maps(tenant, _det("q1"))["T1530"]["method"] == "pattern"
+
+
+# -- detections land in their own cloud; removals stay within their source ------------------------
+
+
+def test_ctid_file_of_another_provider_is_refused(tenant, aws):
+    _import(tenant, DET / "ctid_aws.json", account=AWS)
+    before = {r.key for r in tenant.list("detection").records}
+    r = _import(tenant, DET / "ctid_azure.json", account=AWS)
+    assert [f.status for f in r.files] == ["rejected"] and r.removed == 0
+    assert r.files[0].problems == [
+        f"{DET / 'ctid_azure.json'}: a CTID Mappings Explorer JSON file for azure "
+        f"(metadata.mapping_framework: azure), not for aws account {AWS}; import it into an account of provider azure"]
+    assert {r.key for r in tenant.list("detection").records} == before  # the AWS controls stay
+    assert tenant.get(_det("microsoft_sentinel", AWS)) is None
+    # --skip-invalid skips the file and says so; still nothing lands in the AWS account
+    r = _import(tenant, DET / "ctid_azure.json", account=AWS, skip_invalid=True)
+    assert [f.status for f in r.files] == ["ignored"] and not r.snapshots
+    assert r.files[0].problems[0].endswith("skipped: a CTID Mappings Explorer JSON file for azure "
+                                           f"(metadata.mapping_framework: azure), not for aws account {AWS}")
+    assert {r.key for r in tenant.list("detection").records} == before
+    assert [s.source for s in snapshots.snapshots(tenant.scope, account=AWS)] == ["ctid:aws"]
+
+
+def test_rules_of_other_providers_are_skipped_and_counted(tenant, aws):
+    r = _import(tenant, SIGMA, account=AWS)
+    assert r.other_providers() == {"azure": 1, "gcp": 1} and r.totals()["other_providers"] == 2
+    assert r.status == "succeeded" and r.totals()["skipped"] == 0
+    assert "skipped 2 rule(s) of other providers: azure 1, gcp 1 (not counted as coverage of aws " \
+           f"account {AWS})" in r.notes
+    services = {d.values["service"] for d in tenant.list("detection", where={"account": AWS}).records}
+    assert "cloudtrail" in services and not services & {"activitylogs", "gcp.audit"}
+    # the default account (provider other) takes every provider's rules
+    r = _import(tenant, SIGMA)
+    assert r.other_providers() == {} and r.totals()["detections"] == 11
+
+
+def test_removals_stay_within_their_source(tenant):
+    """Two CTID files of different platforms are two sources: the second removes nothing of the first."""
+    _import(tenant, DET / "ctid_aws.json")
+    r = _import(tenant, DET / "ctid_azure.json")
+    assert r.removed == 0 and set(r.snapshots) == {"ctid:azure"}
+    assert tenant.get(_det("amazon_guardduty")) is not None and tenant.get(_det("microsoft_sentinel")) is not None
+    # a rule another source brought since is not removed when its first source no longer lists it
+    rules = FIXTURES / "sigma" / "aws_console_login.yml"
+    _import(tenant, rules)
+    _import(tenant, rules, source="custom")
+    empty = Path(str(rules)).parent / "win_powershell_encoded.yaml"
+    r = _import(tenant, empty)  # the sigma source now lists only another rule
+    assert r.removed == 0 and tenant.get(_det("0b1e2d3c-0001-4000-8000-000000000002")) is not None
+
+
+def test_refused_import_writes_nothing(tenant):
+    r = _import(tenant, DET / "bad" / "invalid.yml")
+    assert r.status == "failed" and r.rejected
+    assert tenant.get(DEFAULT_ACCOUNT) is None  # no account created
+    assert snapshots.snapshots(tenant.scope) == [] and tenant.count("detection") == 0
+
+
+def test_skipped_mappings_counted_per_reason(tenant, aws):
+    r = _import(tenant, DET / "ctid_aws_bad_rows.json", account=AWS, skip_invalid=True)
+    t = r.totals()
+    assert (t["detections"], t["skipped"], t["mappings_skipped"]) == (2, 0, 5)
+    assert r.skip_reasons() == {"score_value … is not minimal, partial or significant": 3,
+                                "attack_object_id is missing": 1, "invalid ATT&CK technique id": 1}
+    assert ("skipped 5 mapping(s): 3 score_value … is not minimal, partial or significant; "
+            "1 attack_object_id is missing; 1 invalid ATT&CK technique id") in r.notes
+    assert set(_maps(tenant, _det("aws_config", AWS))) == {"T1078.004"}
+    assert set(_maps(tenant, _det("aws_macie", AWS))) == {"T1530"}

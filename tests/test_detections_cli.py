@@ -19,11 +19,14 @@ def test_accounts_and_sigma_import(cli, tmp_path):
         "--environment", "prod", "--platform", "IaaS", "--region", "eu-west-1")
     out = cli("detections", "import", SIGMA, "--account", "aws:123456789012").stdout
     assert "succeeded" in out and "snapshot: sigma #1" in out
+    # the Azure and GCP rules of the set are not this AWS account's coverage
+    assert "skipped 2 rule(s) of other providers: azure 1, gcp 1" in out
     accounts = cli.json("account", "list")
-    assert accounts[0]["key"] == AWS and accounts[0]["detections"] == 11
+    assert accounts[0]["key"] == AWS and accounts[0]["detections"] == 9
     assert accounts[0]["platforms"] == ["IaaS"]
     again = cli.json("detections", "import", SIGMA, "--account", AWS)
-    assert again["totals"]["unchanged"] == 11 and again["totals"]["added"] == 0
+    assert again["totals"]["unchanged"] == 9 and again["totals"]["added"] == 0
+    assert again["other_providers"] == {"azure": 1, "gcp": 1}
     listed = cli.json("detections", "list", "--account", "aws:123456789012", "--status", "deprecated")
     assert [d["rule_id"] for d in listed] == ["0b1e2d3c-0001-4000-8000-000000000006"]
     shown = cli.json("detections", "show", LOGIN)

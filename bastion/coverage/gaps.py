@@ -18,10 +18,10 @@ A technique with a recorded decision that is covered now is reported among `reme
 reported open again (`reopened`). The stored entity changes only when asked (`update=True`,
 `bastion coverage gaps --update`), once, through the write path — the event names the reason.
 
-Overlaps. A technique of one account with two or more mapped detections of which at least one
-counts as coverage. Classified, first rule that applies:
+Overlaps. A technique of one account with two or more counting detections (a counting
+detection beside only non-counting ones is no overlap). Classified, first rule that applies:
 
-1. conflicting — the detections disagree about the technique: some counting detection sits
+1. conflicting — the detections disagree about the technique: the counting detections sit
    beside one that is disabled or deprecated, broken, or mapped with a disputed mapping;
 2. excessive — more than `max_same` (default 5) counting detections share the same level and
    type (redundant rules to maintain);
@@ -50,8 +50,8 @@ GAP_SOURCE = "coverage"
 MAX_SAME = 5
 
 OVERLAP_RULES = {
-    "conflicting": "a counting detection beside one that is disabled/deprecated, broken, or "
-                   "mapped with a disputed mapping",
+    "conflicting": "two or more counting detections beside one that is disabled/deprecated, "
+                   "broken, or mapped with a disputed mapping",
     "excessive": "more than {max_same} counting detections of the same level and type",
     "beneficial": "otherwise: several counting detections (different types, services or levels)",
 }
@@ -243,7 +243,7 @@ def overlaps(tenant, catalog: Catalog, *, account=None,
     out = []
     for (acct_key, tid), dets in groups.items():
         listed = list(dets.values())
-        if len(listed) < 2 or not any(d["counts"] for d in listed):
+        if sum(d["counts"] for d in listed) < 2:  # one counting detection overlaps nothing
             continue
         cls, reason = classify(listed, q, max_same)
         t = catalog.techniques.get(tid)

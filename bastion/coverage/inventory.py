@@ -8,10 +8,17 @@ bad item is rejected whole — nothing from it is written — and its problems a
 as an unknown technique) are skipped and listed instead.
 
 Each run is a snapshot of the account's inventory for its scope (account, source), where source
-is `--source NAME` or else the file's format. Detections of that scope that the previous snapshot
-listed and this run does not bring are deleted, with all their mappings (their history stays in
-the event log), unless `keep_missing`. When a file is rejected, removals are skipped for its
-scope (what it holds is not known). The snapshot row lists the scope's inventory after the run.
+is `--source NAME`, else what the file says it belongs to (a CTID file: `ctid:<framework>`), else
+the file's format. Detections of that scope that the previous snapshot listed, this run does not
+bring and no other source has brought since are deleted, with all their mappings (their history
+stays in the event log), unless `keep_missing`. When a file is rejected, removals are skipped for
+its scope (what it holds is not known). The snapshot row lists the scope's inventory after the
+run. A run in which no file is imported writes nothing (no account, no snapshot).
+
+Detections land only in their own cloud: a file stating another provider than the account's (a
+CTID file's `mapping_framework`) is rejected (skipped with `skip_invalid`), and rules stating
+another provider (a Sigma rule's `logsource.product`) are skipped and counted per provider. The
+default account (provider `other`) takes every provider's.
 
 A detection's key is (account, rule_id). `content_hash` is the SHA-256 of `raw`; the same hash
 again changes nothing, a different one is revision + 1 (a `detection.updated` event whose diff
@@ -25,6 +32,7 @@ validation status and the ATT&CK version it was first made against.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,8 +41,8 @@ from typing import Any, Protocol
 
 from bastion.coverage import indicators as ind
 from bastion.coverage.catalog import Catalog
-from bastion.coverage.importers import (Invalid, Malformed, Mapped, Note, Parsed, detect, expand,
-                                        format_module)
+from bastion.coverage.importers import (Invalid, Malformed, Mapped, Note, Origin, Parsed, detect,
+                                        expand, format_module)
 from bastion.errors import InvalidValue, NotFound, ValidationFailed
 from bastion.schema import normalize as norm
 from bastion.schema.batch import Batch, Entity, key_for, prepare_values
@@ -68,12 +76,16 @@ class FileResult:
     name: str
     format: str | None = None
     status: str = "imported"  # imported | rejected | ignored
+    source: str | None = None  # the snapshot scope it belongs to (None: its format is unknown)
     detections: int = 0
     added: int = 0
     modified: int = 0
     unchanged: int = 0
     mappings: int = 0
-    skipped: int = 0
+    skipped: int = 0  # detections (rules, capabilities, rows) skipped as invalid
+    mappings_skipped: int = 0  # mappings skipped as invalid (their detection may be imported)
+    skip_reasons: dict[str, int] = field(default_factory=dict)  # why mappings were skipped → how many
+    other_providers: dict[str, int] = field(default_factory=dict)  # rules of another provider, skipped
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     more_problems: int = 0
@@ -109,11 +121,29 @@ class ImportResult:
     def status(self) -> str:
         if not any(f.status == "imported" for f in self.files):
             return "failed"
-        return "partial" if self.rejected or any(f.skipped for f in self.files) else "succeeded"
+        skipped = any(f.skipped or f.mappings_skipped for f in self.files)
+        return "partial" if self.rejected or skipped else "succeeded"
+
+    def other_providers(self) -> dict[str, int]:
+        """Rules of other providers skipped, per provider."""
+        out: dict[str, int] = {}
+        for f in self.files:
+            for prov, n in f.other_providers.items():
+                out[prov] = out.get(prov, 0) + n
+        return dict(sorted(out.items()))
+
+    def skip_reasons(self) -> dict[str, int]:
+        """Mappings skipped as invalid, per reason."""
+        out: dict[str, int] = {}
+        for f in self.files:
+            for reason, n in f.skip_reasons.items():
+                out[reason] = out.get(reason, 0) + n
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def totals(self) -> dict[str, int]:
-        keys = ("detections", "added", "modified", "unchanged", "mappings", "skipped")
+        keys = ("detections", "added", "modified", "unchanged", "mappings", "skipped", "mappings_skipped")
         out = {k: sum(getattr(f, k) for f in self.files) for k in keys}
+        out["other_providers"] = sum(self.other_providers().values())
         out.update(removed=self.removed, mappings_added=self.mappings_added,
                    mappings_removed=self.mappings_removed, files=len(self.files),
                    rejected=len(self.rejected),
@@ -123,7 +153,8 @@ class ImportResult:
     def as_dict(self) -> dict[str, Any]:
         return {"account": self.account, "status": self.status, "correlation_id": self.correlation_id,
                 "snapshots": self.snapshots, "coverage_snapshots": self.coverage_snapshots,
-                "totals": self.totals(), "notes": self.notes,
+                "totals": self.totals(), "other_providers": self.other_providers(),
+                "mappings_skipped": self.skip_reasons(), "notes": self.notes,
                 "files": [dict(f.__dict__) for f in self.files]}
 
 
@@ -223,7 +254,7 @@ def import_detections(tenant, paths: list[str], options: Options, *, catalog: Ca
         got = _read_file(path, name, in_dir, module, options, catalog, provider, rules, account, fr)
         if fr.status == "ignored":
             continue
-        source = options.source or fr.format
+        source = fr.source
         if fr.status == "rejected":
             blocked.add(source)
             continue
@@ -247,9 +278,13 @@ def import_detections(tenant, paths: list[str], options: Options, *, catalog: Ca
             fr.mappings += len(it.mappings)
     if None in blocked:
         blocked = {s for s in blocked} | {it.source for it in items.values()}
+    if not options.source:  # a file rejected before it said its source blocks its format's sources
+        formats = {s for s in blocked if s and ":" not in s}
+        blocked |= {s for s in seen_sources if s.partition(":")[0] in formats}
     sources = sorted(seen_sources | {s for s in blocked if s})
-    if not items and not sources:
-        return result
+    result.notes.extend(_skip_notes(result, account, provider))
+    if not any(f.status == "imported" for f in result.files):
+        return result  # refused whole: nothing is written (no account, no snapshot)
     at = datetime.now(timezone.utc)
     with tenant.writing(actor=options.actor, source="detections:import",
                         correlation_id=result.correlation_id, at=at) as session:
@@ -261,6 +296,28 @@ def import_detections(tenant, paths: list[str], options: Options, *, catalog: Ca
             result.coverage_snapshots[source] = history.snapshot(
                 tenant, catalog, account, detection_snapshot_id=snapshot_id, at=at)
     return result
+
+
+def _skip_mapping(fr: FileResult, reason: str) -> None:
+    """Count one mapping skipped as invalid, under its reason (quoted values left out)."""
+    reason = re.sub(r"'[^']*'|\"[^\"]*\"", "…", reason)
+    fr.mappings_skipped += 1
+    fr.skip_reasons[reason] = fr.skip_reasons.get(reason, 0) + 1
+
+
+def _skip_notes(result: ImportResult, account: str, provider: str) -> list[str]:
+    """One line for the rules of other providers skipped, one for the mappings skipped."""
+    out = []
+    other = result.other_providers()
+    if other:
+        out.append(f"skipped {sum(other.values())} rule(s) of other providers: "
+                   + ", ".join(f"{p} {n}" for p, n in other.items())
+                   + f" (not counted as coverage of {provider} account {account})")
+    reasons = result.skip_reasons()
+    if reasons:
+        out.append(f"skipped {sum(reasons.values())} mapping(s): "
+                   + "; ".join(f"{n} {reason}" for reason, n in reasons.items()))
+    return out
 
 
 def _read_file(path: Path, name: str, in_dir: bool, module, options: Options, catalog: Catalog | None,
@@ -287,7 +344,8 @@ def _read_file(path: Path, name: str, in_dir: bool, module, options: Options, ca
             fr.note("", "ignored: not a detection format")
         return []
     fr.format = mod.NAME
-    source = options.source or mod.NAME
+    fr.source = options.source or mod.NAME
+    checked = provider != "other"  # the default account takes every provider's detections
     out: list[_Item] = []
     failing = False
     try:
@@ -295,14 +353,32 @@ def _read_file(path: Path, name: str, in_dir: bool, module, options: Options, ca
             if isinstance(got, Note):
                 fr.note(got.where, got.text)
                 continue
+            if isinstance(got, Origin):
+                fr.source = options.source or got.source
+                if checked and got.provider is not None and got.provider != provider:
+                    reason = (f"a {mod.DESCRIPTION.split(' (')[0]} file for {got.provider} "
+                              f"({got.where}: {got.stated}), not for {provider} account {account}")
+                    if options.skip_invalid:
+                        fr.status = "ignored"
+                        fr.problem("", f"skipped: {reason}")
+                    else:
+                        fr.status = "rejected"
+                        fr.problem("", f"{reason}; import it into an account of provider {got.provider}")
+                    return []
+                continue
+            if isinstance(got, Parsed) and checked and got.provider not in (None, provider):
+                fr.other_providers[got.provider] = fr.other_providers.get(got.provider, 0) + 1
+                continue
             if isinstance(got, Invalid):
                 fr.problem(got.where, got.reason)
-                if options.skip_invalid:
+                if options.skip_invalid and getattr(mod, "INVALID_ITEM", "detection") == "mapping":
+                    _skip_mapping(fr, got.reason)  # a bad row of a capability or a layer
+                elif options.skip_invalid:
                     fr.skipped += 1
                 else:
                     failing = True
                 continue
-            item = _item(got, fr, source, account, catalog, provider, rules, options.skip_invalid)
+            item = _item(got, fr, fr.source, account, catalog, provider, rules, options.skip_invalid)
             if item is None:
                 if options.skip_invalid:
                     fr.skipped += 1
@@ -326,7 +402,7 @@ def _item(p: Parsed, fr: FileResult, source: str, account: str, catalog: Catalog
           provider: str, rules: list, skip: bool) -> _Item | None:
     """Check one parsed detection; None (with its problems reported) when it cannot be written."""
     where = p.where
-    bad = False
+    bad: list[str] = []  # why each bad mapping is bad
     mappings: dict[str, Mapped] = {}
     field_name = "tags" if p.type == "sigma_rule" else "technique"
     for m in p.mappings:
@@ -335,7 +411,7 @@ def _item(p: Parsed, fr: FileResult, source: str, account: str, catalog: Catalog
         except InvalidValue:
             fr.problem(where, f"{field_name}: invalid ATT&CK technique id {m.technique!r}"
                        + (" (mapping skipped)" if skip else ""))
-            bad = True
+            bad.append("invalid ATT&CK technique id")
             continue
         rationale = m.rationale
         made_for = m.attack_version
@@ -358,8 +434,8 @@ def _item(p: Parsed, fr: FileResult, source: str, account: str, catalog: Catalog
             mappings[tid] = Mapped(tid, m.confidence, m.method, m.mapped_by, rationale, made_for)
     if bad and not skip:
         return None
-    if bad:
-        fr.skipped += 1
+    for reason in bad:  # skipped mappings of a detection that is imported
+        _skip_mapping(fr, reason)
     if not p.mappings:
         for hit in ind.match(p.raw, provider, rules):
             tid = hit.technique_in(catalog)
@@ -398,6 +474,9 @@ def _write(session, account: str, items: dict[str, _Item], sources: list[str], b
     gone = {k for keys in missing.values() for k in keys}
     stored = session.get_many([*items, *gone, account])
     gone &= stored.keys()
+    for s, keys in list(missing.items()):  # a detection another source brought since is that source's
+        missing[s] = {k for k in keys if k in stored
+                      and (stored[k].properties or {}).get("source") in (None, s)}
     version = catalog.version if catalog is not None else None
     batch = Batch()
     if account not in stored:

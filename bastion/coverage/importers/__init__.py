@@ -5,12 +5,16 @@ A format module declares:
     NAME = "sigma"                         # the --format name (and the default snapshot source)
     DESCRIPTION = "Sigma rules (YAML)"
     SUFFIXES = (".yml", ".yaml")           # files a directory contributes
+    INVALID_ITEM = "mapping"               # optional: its bad rows are mappings (CTID, Navigator),
+                                           # counted as skipped mappings, not skipped detections
     def sniff(name: str, head: bytes) -> bool
     def parse(path: Path, text: str, where: str) -> Iterator[Parsed | Invalid | Note]
 
 `parse` never touches the store: it yields one `Parsed` detection per rule/control (with the
-mappings the format itself states) or an `Invalid(where, reason)` naming the item. A whole-file
-problem (not JSON, a bundle of the wrong type) raises `Malformed`. The importer
+mappings the format itself states and, when the rule says, the cloud provider it runs in) or an
+`Invalid(where, reason)` naming the item. A file that states what it is for as a whole (a CTID
+file's `mapping_framework`) yields an `Origin` first: the inventory it belongs to and its
+provider. A whole-file problem (not JSON, a bundle of the wrong type) raises `Malformed`. The importer
 (`bastion.coverage.inventory`) checks technique ids against the ATT&CK catalog, adds
 indicator-pattern mappings, merges with what is stored and writes through the one write path.
 """
@@ -26,9 +30,10 @@ from typing import Any
 
 from bastion.errors import InvalidValue
 from bastion.ingest.records import Invalid, Malformed
+from bastion.schema.kinds import CLOUD_PROVIDERS
 
-__all__ = ["Invalid", "Malformed", "Mapped", "Note", "Parsed", "FORMAT_NAMES", "format_module", "detect",
-           "expand", "sha256"]
+__all__ = ["Invalid", "Malformed", "Mapped", "Note", "Origin", "Parsed", "FORMAT_NAMES", "format_module",
+           "detect", "expand", "sha256", "cloud_provider"]
 
 # Detection tries them in this order: the most specific signatures first.
 FORMAT_NAMES = ("ctid", "navigator", "simple", "sigma")
@@ -55,6 +60,23 @@ class Note:
     text: str
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What a whole file says it is for (yielded before its detections)."""
+
+    source: str  # the inventory it belongs to: the default snapshot source ("ctid:aws")
+    provider: str | None  # the cloud provider its detections run in (None: not a provider)
+    where: str  # where the file says so ("metadata.mapping_framework")
+    stated: str  # the value as written ("azure")
+
+
+def cloud_provider(name: object) -> str | None:
+    """The cloud provider a rule's `logsource.product` or a file's platform names (aws, azure,
+    gcp, m365, okta, github, kubernetes), else None."""
+    low = str(name or "").strip().lower()
+    return low if low in CLOUD_PROVIDERS and low != "other" else None
+
+
 @dataclass
 class Parsed:
     """One detection as a format states it."""
@@ -71,6 +93,7 @@ class Parsed:
     rule_tags: list[str] | None = None
     logsource: dict[str, Any] | None = None
     source_path: str | None = None
+    provider: str | None = None  # the cloud provider the rule runs in, when it says (logsource.product)
     mappings: list[Mapped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # skipped parts worth listing (not errors)
 

@@ -10,6 +10,11 @@ the capability's mapping objects, so a changed score is a new revision. One mapp
 category with its comment. Confidence: significant 1.0, partial 0.6, minimal 0.3.
 Rows without a score (`non_mappable` status or mapping type, a null score) map nothing: they are
 counted and listed as notes; a capability with only such rows is still a detection.
+
+The file maps one platform's controls (`metadata.mapping_framework`: aws, azure, gcp …): it
+yields an `Origin` first — source `ctid:<framework>` (the inventory it belongs to) and, when the
+framework is a cloud provider, that provider (the importer refuses it for another provider's
+account).
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from typing import Any, Iterator
 
 import orjson
 
-from bastion.coverage.importers import Invalid, Malformed, Mapped, Note, Parsed
+from bastion.coverage.importers import Invalid, Malformed, Mapped, Note, Origin, Parsed, cloud_provider
 
 NAME = "ctid"
 DESCRIPTION = "CTID Mappings Explorer JSON (cloud controls → ATT&CK, with scores)"
 SUFFIXES = (".json",)
 CONFIDENCE = {"significant": 1.0, "partial": 0.6, "minimal": 0.3}
+INVALID_ITEM = "mapping"  # a bad row is a skipped mapping, not a skipped detection
 
 
 def sniff(name: str, head: bytes) -> bool:
@@ -39,13 +45,17 @@ def load(text: str) -> Any:
         raise Malformed(f"not valid JSON ({exc})") from None
 
 
-def parse(path: Path, text: str, where: str) -> Iterator[Parsed | Invalid | Note]:
+def parse(path: Path, text: str, where: str) -> Iterator[Origin | Parsed | Invalid | Note]:
     doc = load(text)
     if not isinstance(doc, dict) or not isinstance(doc.get("mapping_objects"), list):
         kind = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
         raise Malformed(f"not a CTID mappings file: no mapping_objects list (found {kind or 'another JSON document'})")
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     framework = str(meta.get("mapping_framework") or "ctid")
+    if meta.get("mapping_framework"):
+        stated = str(meta["mapping_framework"]).strip()
+        yield Origin(f"ctid:{stated.lower()}"[:100], cloud_provider(stated),
+                     "metadata.mapping_framework", stated)
     version = meta.get("attack_version")
     version = str(version) if version else None
     capabilities: dict[str, dict[str, Any]] = {}

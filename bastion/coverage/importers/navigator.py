@@ -21,6 +21,7 @@ from bastion.coverage.importers import Invalid, Malformed, Mapped, Parsed
 NAME = "navigator"
 DESCRIPTION = "ATT&CK Navigator layer JSON (4.x)"
 SUFFIXES = (".json",)
+INVALID_ITEM = "mapping"  # a bad row is a skipped mapping, not a skipped detection
 RULE_NAMES = ("rule", "rule_id", "detection", "analytic", "sigma")
 
 

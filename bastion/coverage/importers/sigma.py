@@ -11,6 +11,8 @@
 - `author` stays in `raw` (the Detection Rule License asks to keep it); `owner` is not set.
 - `status`: stable/test/experimental → enabled, deprecated → deprecated, unsupported → disabled.
 - `level` is kept; `logsource` is kept and its `service` (else `product`) becomes the service.
+- `logsource.product` naming a cloud provider (aws, azure, gcp, m365, okta, github, kubernetes)
+  is the provider the rule runs in: the importer skips rules of another provider than the account's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from bastion.coverage.importers import Invalid, Mapped, Note, Parsed
+from bastion.coverage.importers import Invalid, Mapped, Note, Parsed, cloud_provider
 
 NAME = "sigma"
 DESCRIPTION = "Sigma rules: YAML files or directories (multi-document files allowed)"
@@ -109,7 +111,9 @@ def _rule(rule: dict[str, Any], raw: str, place: str, where: str) -> Parsed | In
         name=str(rule.get("title") or "")[:500] or None,
         service=str(service)[:100] if service else None, status=STATUS[status], level=level,
         rule_tags=list(tags) or None,
-        logsource=_plain(logsource), source_path=where, mappings=list(seen.values()))
+        logsource=_plain(logsource), source_path=where,
+        provider=cloud_provider(logsource.get("product")) if logsource else None,
+        mappings=list(seen.values()))
 
 
 def _plain(value: Any) -> Any:

@@ -25,6 +25,7 @@ from bastion.store import migrate
 from bastion.store.store import DEFAULT_TENANT
 from bastion.cli import add as add_cmd
 from bastion.cli import update as update_cmd
+from bastion.cli import changes as changes_cmd
 from bastion.cli import attack as attack_cmd
 from bastion.cli import coverage as coverage_cmd
 from bastion.cli import detections as detections_cmd
@@ -293,6 +294,7 @@ detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
 coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
 read_cmd.register(app)  # `bastion get|list|history|stats` (Read)
 update_cmd.register(app)  # `bastion update KIND --where … --set …` (Write)
+changes_cmd.register(app)  # `bastion changes` (Read)
 
 
 def _relationship(name: str) -> str:

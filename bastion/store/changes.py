@@ -1,0 +1,142 @@
+"""What changed: the event log by import run, correlation id, time range and kind, and what an
+import run did to the inventory (new, closed and re-opened risks; new and vanished assets and
+ports).
+
+Every change is an event (bastion.store.writer), and the events of one import run carry the
+run's correlation id (bastion.store.runs), so both questions are reads of the `event` table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from bastion.errors import InvalidValue
+from bastion.schema.kinds import REGISTRY
+from bastion.store import runs
+from bastion.store.filters import parse_time
+from bastion.store.store import OPEN_RISK_STATES, Event, _event
+from bastion.store.tables import event
+
+EVENT_KINDS = (*REGISTRY.node_kinds, "edge", "setting")  # what `kind` may name
+MAX_KEYS = 1000  # keys listed per category of a run summary (the counts are always exact)
+
+
+def _instant(value: datetime | str | None, what: str) -> datetime | None:
+    return None if value is None else parse_time(value, what)
+
+
+def changes(tenant, *, run: int | None = None, correlation_id: str | None = None,
+            since: datetime | str | None = None, until: datetime | str | None = None,
+            kind: str | None = None, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+    """The tenant's events in order (by sequence number), those of one import run or one
+    correlation id, from `since` (inclusive) to `until` (exclusive), of one entity kind (or
+    `edge`, `setting`): at most `limit` after `after_seq`; page on by passing the last event's
+    seq back. Times are datetimes or text (ISO 8601, or relative: `-7d`, `-12h`)."""
+    if not 1 <= limit <= 10000:
+        raise InvalidValue("limit must be between 1 and 10000")
+    if kind is not None and kind not in EVENT_KINDS:
+        raise InvalidValue(f"unknown kind {kind!r}; one of: {', '.join(EVENT_KINDS)}")
+    if run is not None:
+        cid = runs.get_import(tenant.scope, run).correlation_id
+        if correlation_id is not None and correlation_id != cid:
+            return []
+        correlation_id = cid
+    scope = tenant.scope
+    stmt = select(event).where(scope.where(event), event.c.seq > after_seq)
+    if correlation_id is not None:
+        stmt = stmt.where(event.c.correlation_id == correlation_id)
+    if (start := _instant(since, "since")) is not None:
+        stmt = stmt.where(event.c.occurred_at >= start)
+    if (end := _instant(until, "until")) is not None:
+        stmt = stmt.where(event.c.occurred_at < end)
+    if kind is not None:
+        stmt = stmt.where(event.c.entity_kind == kind)
+    stmt = stmt.order_by(event.c.seq).limit(limit)
+    with scope.transaction() as conn:
+        return [_event(r) for r in conn.execute(stmt)]
+
+
+@dataclass
+class Category:
+    count: int = 0
+    keys: list[str] = field(default_factory=list)  # the first MAX_KEYS, in event order
+
+    def add(self, key: str) -> None:
+        self.count += 1
+        if len(self.keys) < MAX_KEYS:
+            self.keys.append(key)
+
+
+CATEGORIES = ("new_risks", "closed_risks", "reopened_risks", "new_assets", "vanished_assets",
+              "new_ports", "vanished_ports")
+
+
+@dataclass
+class RunSummary:
+    """What one import run changed. A risk is closed when it leaves the open states (triage,
+    open) or is deleted, re-opened when it comes back to them; an asset vanishes when it is
+    deleted or becomes inactive, a port when it is deleted or no longer open."""
+
+    run: int
+    source: str
+    status: str
+    started_at: datetime
+    correlation_id: str
+    events: int = 0
+    categories: dict[str, Category] = field(
+        default_factory=lambda: {name: Category() for name in CATEGORIES})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "source": self.source, "status": self.status,
+                "started_at": self.started_at, "correlation_id": self.correlation_id,
+                "events": self.events,
+                **{name: {"count": c.count, "keys": c.keys} for name, c in self.categories.items()}}
+
+
+def _category(ev: Event) -> str | None:
+    kind, what = ev.entity_kind, ev.event_type.rpartition(".")[2]
+    if kind not in ("risk", "asset", "port"):
+        return None
+    if what == "created":
+        return f"new_{kind}s"
+    if what == "deleted":
+        return "closed_risks" if kind == "risk" else f"vanished_{kind}s"
+    field_name = {"risk": "status", "asset": "status", "port": "state"}[kind]
+    change = ev.diff.get(field_name)
+    if not change:
+        return None
+    old, new = change
+    if kind == "risk":
+        if old in OPEN_RISK_STATES and new not in OPEN_RISK_STATES:
+            return "closed_risks"
+        if old not in OPEN_RISK_STATES and new in OPEN_RISK_STATES:
+            return "reopened_risks"
+        return None
+    gone = "inactive" if kind == "asset" else "open"
+    if kind == "asset" and new == gone and old != gone:
+        return "vanished_assets"
+    if kind == "port" and old == gone and new != gone:
+        return "vanished_ports"
+    return None
+
+
+def run_summary(tenant, run_id: int) -> RunSummary:
+    """What import run `run_id` changed, from its events (a run whose files were all reused
+    changed nothing)."""
+    run = runs.get_import(tenant.scope, run_id)
+    summary = RunSummary(run.id, run.source, run.status, run.started_at, run.correlation_id)
+    scope = tenant.scope
+    stmt = (select(event).where(scope.where(event), event.c.correlation_id == run.correlation_id)
+            .order_by(event.c.seq))
+    with scope.transaction() as conn:
+        for row in conn.execute(stmt.execution_options(yield_per=5000)):
+            ev = _event(row)
+            summary.events += 1
+            name = _category(ev)
+            if name is not None:
+                summary.categories[name].add(ev.entity_key)
+    return summary

@@ -458,3 +458,27 @@ def test_repository_contradicting_the_logs_own_is_refused(tenant):
             in f.errors[0])
     with pytest.raises(InvalidValue, match="--repository"):
         run(tenant, NO_REPO, repository=" / ")
+
+
+# -- exposure inferred from addresses --------------------------------------------------------------
+
+
+def test_imports_infer_exposure_from_addresses_and_never_replace_a_value_set_before(tenant, tmp_path):
+    batch = Batch()
+    batch.add("asset", identifier="10.0.0.6", exposure="external")  # an analyst's call (a NAT)
+    tenant.apply(batch, actor="ana", source="cli")
+    scan = [nuclei_raw("exposed-env", type="http", host=f"http://{h}:8080", ip=ip)
+            for ip in ("10.0.0.5", "10.0.0.6", "100.64.1.1", "fd00::5", "8.8.8.8", "203.0.113.9")
+            for h in [f"[{ip}]" if ":" in ip else ip]]
+    scan.append(nuclei_raw("exposed-env", type="http", host="http://app.example.com", ip="8.8.4.4"))
+    run(tenant, write(tmp_path, "scan.jsonl", scan))
+    exposure = {r.values["identifier"]: r.values["exposure"] for r in tenant.list("asset").records}
+    assert exposure == {"10.0.0.5": "internal", "10.0.0.6": "external", "100.64.1.1": "internal",
+                        "fd00::5": "internal", "8.8.8.8": "external", "8.8.4.4": "external",
+                        "203.0.113.9": "unknown",  # documentation range: says neither
+                        "app.example.com": "unknown"}  # a name: not inferred from its address
+    # Priorities follow: 100 × E × (0.6 × 0.25 (low)); internal 0.7, external 1.0
+    prio = {r.values["group"]: r.values["priority"] for r in tenant.list("risk").records}
+    assert (prio["10.0.0.5"], prio["8.8.8.8"], prio["10.0.0.6"]) == (10.5, 15.0, 15.0)
+    assert [e.event_type for e in tenant.history("#asset#10.0.0.6#10.0.0.6")
+            if e.event_type.startswith("asset.")] == ["asset.created"]  # the analyst's, only

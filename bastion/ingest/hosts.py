@@ -3,6 +3,7 @@ into asset keys with errors that name the input member."""
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,3 +101,38 @@ def string_list(value: Any, split: str | None = ",") -> list[str]:
     else:
         items = [value]
     return list(dict.fromkeys(s for s in (str(i).strip() for i in items) if s))
+
+
+# Addresses that are not reachable from the internet: RFC 1918, loopback, link-local, CGNAT
+# (RFC 6598), IPv6 unique-local and link-local.
+INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+    "100.64.0.0/10", "::1/128", "fe80::/10", "fc00::/7"))
+
+
+@lru_cache(maxsize=65536)
+def exposure_of_address(value: str) -> str | None:
+    """The exposure an address implies: `internal` for the INTERNAL_NETWORKS, `external` for a
+    globally routable one, None when it says neither (documentation, multicast, reserved,
+    unspecified addresses) or `value` is no address. An IPv4-mapped IPv6 address counts as its
+    IPv4 address."""
+    try:
+        addr = ipaddress.ip_address(value.strip().strip("[]"))
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if any(addr in net for net in INTERNAL_NETWORKS if net.version == addr.version):
+        return "internal"
+    return "external" if addr.is_global and not addr.is_multicast else None
+
+
+def inferred_exposure(values: dict[str, Any], given: dict[str, Any]) -> str | None:
+    """The exposure to write for an asset a scanner reports, when it may be inferred: the
+    scanner gave none and the asset has none yet (`unknown`, the default), and its group is an
+    address that implies one. A value set before — by an analyst, a CMDB, an earlier
+    inference — is never replaced."""
+    if "exposure" in given or values.get("exposure") not in (None, "unknown"):
+        return None
+    group = values.get("group") or values.get("identifier")
+    return exposure_of_address(group) if isinstance(group, str) else None

@@ -37,6 +37,7 @@ import orjson
 
 from bastion.errors import InvalidValue, ValidationFailed
 from bastion.ingest import FORMAT_NAMES, sarif
+from bastion.ingest.hosts import inferred_exposure
 from bastion.ingest.inputs import (Input, Opened, UnknownFormat, check_exist, chosen, detect, expand,
                                    is_empty)
 from bastion.ingest.records import Finding, Invalid, Malformed, Record
@@ -485,6 +486,8 @@ class _Loader:
             else:
                 values = {**old.values, **given}
                 props = {**old.properties, **props} if (props and old.properties) else (props or old.properties)
+            if kind == "asset" and (inferred := inferred_exposure(values, given)):
+                values = {**values, "exposure": inferred}  # never over a value set before
             add(_entity(kind, key, values, props))
             if kind == "asset":
                 exposure[key] = values.get("exposure")

@@ -196,3 +196,16 @@ def test_history_keeps_the_note_of_an_event(tenant):
     host = b.add("asset", identifier="www.example.com", note="found by hand")
     tenant.apply(b, actor="a", source="s", at=T0)
     assert [e.note for e in tenant.history(host)] == ["found by hand"]
+
+
+def test_a_key_filter_matches_the_key_as_given_too(tenant):
+    # An opaque cloud id can look like a DNS name: its key must not be "normalized" away.
+    b = Batch()
+    bucket = b.add("asset", identifier="my-bucket.example", **{"class": "cloud_resource"},
+                   account="123456789012")
+    b.add("risk", target=bucket, name="public bucket", severity="high")
+    tenant.apply(b, actor="a", source="s", at=T0)
+    assert bucket == "#asset#123456789012#my-bucket.example"
+    assert tenant.count("risk", where={"target": bucket}) == 1
+    assert tenant.count("risk", where=[f"target={bucket}"]) == 1
+    assert tenant.get(bucket).key == bucket

@@ -107,7 +107,7 @@ def parse(kind: str, expressions: Iterable[str] | Mapping[str, Any] | Filter | N
             values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
             ftype, f = _field(ek, name, f"{name}=…")
             conditions.append(Condition(name, "in", tuple(
-                _value(ek, name, ftype, f, v, f"{name}=…", now) for v in values), source=f"{name}=…"))
+                x for v in values for x in _values(ek, name, ftype, f, v, now)), source=f"{name}=…"))
     else:
         for expr in expressions or ():
             conditions.append(_parse_one(ek, expr, now))
@@ -154,13 +154,13 @@ def _parse_one(ek: EntityKind, expr: str, now: datetime) -> Condition:
             raise InvalidValue(f"filter {expr!r}: nothing to search for")
         return Condition(name, "contains", (text,), negated, expr)
     if op == "=":
-        values = tuple(_value(ek, name, ftype, f, v, expr, now) for v in _split(raw))
+        values = tuple(x for v in _split(raw) for x in _values(ek, name, ftype, f, v, now))
         return Condition(name, "in", values, negated, expr)
     ordered = ftype in (FieldType.INT, FieldType.FLOAT, FieldType.DATETIME) or (f and f.domain)
     if not ordered:
         raise InvalidValue(f"filter {expr!r}: {ek.name}.{name} cannot be compared with {op}; "
                            "only numbers, times and fields with a list of values can")
-    value = _value(ek, name, ftype, f, raw, expr, now)
+    value = _value(ek, name, ftype, f, raw, now)
     return Condition(name, {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}[op], (value,), negated, expr)
 
 
@@ -183,7 +183,17 @@ def _field(ek: EntityKind, name: str, expr: str) -> tuple[FieldType, Field | Non
                        + ", ".join([*filterable, *NODE_FIELDS]))
 
 
-def _value(ek: EntityKind, name: str, ftype: FieldType, f: Field | None, raw: Any, expr: str,
+def _values(ek: EntityKind, name: str, ftype: FieldType, f: Field | None, raw: Any,
+            now: datetime) -> list[Any]:
+    """The stored forms one `=` value can match: a key as given and as the write path spells
+    it (a key is matched as given too: an opaque cloud id may look like a DNS name)."""
+    if ftype is FieldType.KEY:
+        key = str(raw).strip()
+        return list(dict.fromkeys([key, canonical_key(key)]))
+    return [_value(ek, name, ftype, f, raw, now)]
+
+
+def _value(ek: EntityKind, name: str, ftype: FieldType, f: Field | None, raw: Any,
            now: datetime) -> Any:
     """A filter value in the stored form of the field; InvalidValue naming the field if bad."""
     where = f"{ek.name}.{name}"
@@ -208,8 +218,6 @@ def _value(ek: EntityKind, name: str, ftype: FieldType, f: Field | None, raw: An
         raise InvalidValue(f"{where}: {raw!r} is not true or false")
     if ftype is FieldType.DATETIME:
         return parse_time(text, where, now)
-    if ftype is FieldType.KEY:
-        return canonical_key(str(text))
     value = normalize_value(ek, name, text)
     if f is not None and f.domain and value not in f.domain:
         raise InvalidValue(f"{where} cannot be {value!r}; one of: " + ", ".join(f.domain))

@@ -482,3 +482,42 @@ def test_imports_infer_exposure_from_addresses_and_never_replace_a_value_set_bef
     assert (prio["10.0.0.5"], prio["8.8.8.8"], prio["10.0.0.6"]) == (10.5, 15.0, 15.0)
     assert [e.event_type for e in tenant.history("#asset#10.0.0.6#10.0.0.6")
             if e.event_type.startswith("asset.")] == ["asset.created"]  # the analyst's, only
+
+
+# -- first_seen from the scan's own time (issue 10, point 13) ------------------------------------
+
+
+def test_a_backlog_import_dates_new_entities_and_sla_from_the_scan(tenant, tmp_path):
+    old = json.loads(nuclei("app.example.com", "CVE-2021-41773", "/cgi-bin/", "high",
+                            "CVE-2021-41773", 7.5))
+    old["timestamp"] = "2025-01-10T08:00:00.5Z"
+    later = json.loads(nuclei("app.example.com", "exposed-git"))
+    later["timestamp"] = "2025-01-12T08:00:00+02:00"
+    future = json.loads(nuclei("new.example.com", "exposed-git"))
+    future["timestamp"] = "2999-01-01T00:00:00Z"  # a wrong clock never dates anything ahead
+    path = write(tmp_path, "backlog.jsonl", [json.dumps(old), json.dumps(later), json.dumps(future)])
+    result = run(tenant, path)
+    start = runs.get_import(tenant.scope, result.run_id).started_at
+    assert tenant.get(CVE_RISK).first_seen == datetime(2025, 1, 10, 8, 0, 0, 500000, timezone.utc)
+    assert tenant.get(RISK).first_seen == datetime(2025, 1, 12, 6, tzinfo=timezone.utc)
+    assert tenant.get(HOST).first_seen == datetime(2025, 1, 10, 8, 0, 0, 500000, timezone.utc)
+    assert tenant.get(HOST).last_seen == start  # last_seen is the import's
+    assert tenant.get("#risk#new.example.com#exposed-git").first_seen == start
+    # The SLA runs from the scan: high = 30 days after 2025-01-10, long overdue.
+    [(due_risk, due)] = [(r, d) for r, d in lifecycle.overdue(tenant, start, 100) if r.key == CVE_RISK]
+    assert due == datetime(2025, 2, 9, 8, 0, 0, 500000, timezone.utc)
+    # An entity seen before keeps its first_seen when an older scan is imported after it.
+    older = json.loads(nuclei("app.example.com", "exposed-git"))
+    older["timestamp"] = "2024-06-01T00:00:00Z"
+    run(tenant, write(tmp_path, "older.jsonl", [json.dumps(older)]))
+    assert tenant.get(RISK).first_seen == datetime(2025, 1, 12, 6, tzinfo=timezone.utc)
+
+
+def test_nmap_hosts_are_first_seen_at_their_scan(tenant, tmp_path):
+    path = tmp_path / "scan.xml"
+    path.write_text('<?xml version="1.0"?><nmaprun scanner="nmap" start="1700000000">'
+                    '<host starttime="1700000100"><address addr="192.0.2.5" addrtype="ipv4"/></host>'
+                    '<host><address addr="192.0.2.6" addrtype="ipv4"/></host></nmaprun>')
+    run(tenant, str(path))
+    assert tenant.get("#asset#192.0.2.5#192.0.2.5").first_seen == datetime.fromtimestamp(1700000100, timezone.utc)
+    assert tenant.get("#asset#192.0.2.6#192.0.2.6").first_seen == datetime.fromtimestamp(1700000000, timezone.utc)

@@ -20,6 +20,7 @@ from bastion.ingest.records import (
     as_object,
     build,
     json_lines,
+    seen_time,
 )
 from bastion.schema import normalize as norm
 
@@ -75,6 +76,7 @@ def _webserver(text: str) -> tuple[str, str | None]:
 
 def _fill(record: Record, raw: Any) -> None:
     obj = as_object(record.where, raw)
+    record.seen = seen_time(obj.get("timestamp"))
     if obj.get("failed") is True:
         return  # the probe got no answer: nothing to say about the URL
     url = obj.get("url")

@@ -18,6 +18,7 @@ from bastion.ingest.records import (
     as_object,
     build,
     json_lines,
+    seen_time,
 )
 
 NAME = "naabu"
@@ -53,6 +54,7 @@ def _protocol(value: Any) -> str:
 
 def _fill(record: Record, raw: Any) -> None:
     obj = as_object(record.where, raw)
+    record.seen = seen_time(obj.get("timestamp"))
     if not obj.get("ip"):
         raise Unplaced("no 'ip' member: nothing to place the result on")
     port = obj.get("port")

@@ -19,7 +19,7 @@ from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReference
 from defusedxml.ElementTree import DefusedXMLParser
 
 from bastion.ingest.records import (Invalid, Malformed, Record, Sample, Unplaced, build,
-                                    severity_from_cvss)
+                                    seen_time, severity_from_cvss)
 from bastion.schema import normalize as norm
 
 NAME = "nmap"
@@ -82,7 +82,7 @@ def _drain(target: _HostCollector) -> Iterator[Record | Invalid]:
         status = host.find("status")
         if status is not None and status.get("state") == "down":
             continue
-        yield build(where, host, _fill)
+        yield build(where, host, lambda rec, h: _fill(rec, h, target.started))
 
 
 class _HostCollector:
@@ -91,6 +91,7 @@ class _HostCollector:
     def __init__(self) -> None:
         self.parser: DefusedXMLParser | None = None
         self.root: str | None = None
+        self.started: str | None = None  # <nmaprun start>: epoch seconds
         self.depth = 0
         self.hosts = 0
         self.builder: TreeBuilder | None = None
@@ -102,6 +103,7 @@ class _HostCollector:
         self.depth += 1
         if self.root is None:
             self.root = tag
+            self.started = attrs.get("start")
             if tag != "nmaprun":
                 raise Malformed(f"not nmap XML output: the root element is <{tag}>, "
                                 "expected <nmaprun>")
@@ -132,7 +134,12 @@ class _HostCollector:
         return None
 
 
-def _fill(rec: Record, host: Element) -> None:
+def _epoch(value: str | None):
+    return seen_time(int(value)) if value and value.strip().isdigit() else None
+
+
+def _fill(rec: Record, host: Element, started: str | None = None) -> None:
+    rec.seen = _epoch(host.get("starttime")) or _epoch(started)  # the host's scan, else the run's
     ips: list[str] = []
     for addr in host.findall("address"):
         kind = (addr.get("addrtype") or "").lower()

@@ -21,6 +21,7 @@ from bastion.ingest.records import (
     as_object,
     build,
     json_lines,
+    seen_time,
 )
 from bastion.schema import normalize as norm
 
@@ -66,6 +67,7 @@ def _references(value: Any) -> list[str]:
 
 def _fill(record: Record, raw: Any) -> None:
     obj = as_object(record.where, raw)
+    record.seen = seen_time(obj.get("timestamp"))
     template = obj.get("template-id") or obj.get("templateID")
     if not template or not isinstance(template, str):
         raise Malformed("no template id: neither 'template-id' nor 'templateID' is given")

@@ -68,10 +68,13 @@ class Finding:
 class Record:
     """Everything one input record says, already normalized and keyed."""
 
-    __slots__ = ("where", "entities", "relationships", "findings", "_keys", "_edges")
+    __slots__ = ("where", "entities", "relationships", "findings", "seen", "_keys", "_edges")
 
     def __init__(self, where: str):
         self.where = where
+        # When the tool saw what the record says (the scan's own time): new entities and risks
+        # are first seen then, not at the import (a backlog import keeps its SLA dates).
+        self.seen: datetime | None = None
         self.entities: list[Entity] = []
         self.relationships: list[Relationship] = []
         self.findings: list[Finding] = []
@@ -244,6 +247,15 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         raise Malformed(f"invalid timestamp {value!r}") from None
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def seen_time(value: Any) -> datetime | None:
+    """A scanner's own timestamp for `Record.seen`; None when missing or unreadable (it only
+    dates what is new, so a bad one is no reason to refuse the record)."""
+    try:
+        return parse_time(value)
+    except (Malformed, ValueError, OverflowError, OSError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -429,10 +429,17 @@ class _Loader:
         self.entities: dict[str, list] = {}
         self.edges: dict[tuple[str, str, str], dict | None] = {}
         self.findings: dict[str, list] = {}  # risk key → [group, merged Finding]
+        self.seen: dict[str, datetime] = {}  # key → the earliest scan time the records give
 
     def add(self, rec: Record) -> None:
         self.pending += 1
         entities = self.entities
+        if rec.seen is not None:
+            seen = self.seen
+            for key in [*(e.prepared[1] for e in rec.entities),
+                        *(_risk_key(f.target, f.name)[0] for f in rec.findings)]:
+                if key not in seen or rec.seen < seen[key]:
+                    seen[key] = rec.seen
         for e in rec.entities:
             prepared, key = e.prepared
             given = {f: prepared[f] for f in e.values}
@@ -488,7 +495,7 @@ class _Loader:
                 props = {**old.properties, **props} if (props and old.properties) else (props or old.properties)
             if kind == "asset" and (inferred := inferred_exposure(values, given)):
                 values = {**values, "exposure": inferred}  # never over a value set before
-            add(_entity(kind, key, values, props))
+            add(_entity(kind, key, values, props, self.seen.get(key) if old is None else None))
             if kind == "asset":
                 exposure[key] = values.get("exposure")
                 batch.relationships.append(Relationship("DISCOVERED", self.capability, key))
@@ -526,7 +533,9 @@ class _Loader:
                           severity=f.severity, cvss=f.cvss, status=self.initial, source=self.source,
                           evidence=f.evidence or None)
             props = f.properties
+            first_seen = self.seen.get(key)  # a new risk dates (and its SLA runs) from the scan
         else:
+            first_seen = None
             values = dict(old.values)
             step = lifecycle.observed(values["status"], values["reason"], self.initial)
             if step.reopened:
@@ -539,7 +548,7 @@ class _Loader:
             props = ({**old.properties, **f.properties} if (f.properties and old.properties)
                      else (f.properties or old.properties))
         values["priority"] = priority(values, exposure)
-        return Entity("risk", values, props, None, (values, key), note)
+        return Entity("risk", values, props, None, (values, key), note, first_seen)
 
 
 @lru_cache(maxsize=1)
@@ -571,8 +580,9 @@ def _sig(*parts: Any) -> bytes:
     return orjson.dumps(parts, option=orjson.OPT_SORT_KEYS | orjson.OPT_NAIVE_UTC)
 
 
-def _entity(kind: str, key: str, values: dict[str, Any], props: dict | None) -> Entity:
-    return Entity(kind, values, props or None, None, (values, key))
+def _entity(kind: str, key: str, values: dict[str, Any], props: dict | None,
+            first_seen: datetime | None = None) -> Entity:
+    return Entity(kind, values, props or None, None, (values, key), first_seen=first_seen)
 
 
 def _merge_finding(a: Finding, b: Finding) -> Finding:

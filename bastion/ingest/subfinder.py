@@ -18,6 +18,7 @@ from bastion.ingest.records import (
     as_object,
     build,
     json_lines,
+    seen_time,
 )
 
 NAME = "subfinder"
@@ -41,6 +42,7 @@ def _name(key: str) -> str:
 
 def _fill(record: Record, raw: Any) -> None:
     obj = as_object(record.where, raw)
+    record.seen = seen_time(obj.get("timestamp"))
     if not obj.get("host"):
         raise Unplaced("no 'host' member: nothing to place the result on")
     host = add_host(record, "host", obj["host"])

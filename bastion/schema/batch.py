@@ -68,6 +68,9 @@ class Entity:
     # (normalized values, key) when Batch.add already prepared them; saves doing it twice.
     prepared: tuple[dict[str, Any], str] | None = field(default=None, repr=False, compare=False)
     note: str | None = None  # why it changed, kept on the event (e.g. "re-opened: seen again by nuclei")
+    # When the source saw it (a scan's own time): a new node's first_seen is the earlier of this
+    # and the write's `at`, so a backlog import dates it (and its SLA) from the scan, not today.
+    first_seen: datetime | None = None
 
 
 @dataclass
@@ -113,6 +116,7 @@ class PreparedEntity:
     content_hash: bytes
     expected_version: int | None
     note: str | None = None
+    first_seen: datetime | None = None  # Entity.first_seen
 
 
 @dataclass(slots=True)
@@ -277,7 +281,8 @@ def validate(batch: Batch) -> PreparedBatch:
             continue
         props = item.properties or None
         entities[key] = PreparedEntity(kind, key, node_id(key), values, props,
-                                       content_hash(values, props), item.expected_version, item.note)
+                                       content_hash(values, props), item.expected_version, item.note,
+                                       item.first_seen)
         if kind.implies is not None:  # both ends already validated: no parsing needed
             parent = values[kind.implies.field]
             edge = PreparedEdge(kind.implies.relationship, parent, key, node_id(parent),

@@ -262,7 +262,8 @@ class _Apply:
             node_rows.append({
                 "tenant_id": tid, "id": e.id, "key": e.key, "kind": e.kind.name, "version": 1,
                 "content_hash": e.content_hash,
-                "properties": e.properties, "first_seen": at, "last_seen": at, "updated_at": at,
+                "properties": e.properties, "last_seen": at, "updated_at": at,
+                "first_seen": min(e.first_seen, at) if e.first_seen else at,  # a scan's own time
             })
             per_kind.setdefault(e.kind.name, []).append({"tenant_id": tid, "node_id": e.id, **e.values})
             diff = {k: [None, _jsonable(v)] for k, v in e.values.items() if v is not None}

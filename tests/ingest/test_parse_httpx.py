@@ -147,7 +147,7 @@ def test_malformed_records():
     reasons = {r.where: r.reason for r in records[1:]}
     assert list(reasons) == ["line 2", "line 3", "line 4", "line 5", "line 6"]
     assert reasons["line 2"].startswith("not valid JSON")
-    assert reasons["line 3"] == "no 'url' member"
+    assert reasons["line 3"] == "no 'url' member: nothing to place the result on"
     assert reasons["line 4"].startswith("member 'a[1]': invalid IP address '203.0.113.256'")
     assert reasons["line 5"] == "member 'port' is not a port number: 'https'"
     assert reasons["line 6"].startswith("member 'url': invalid URL 'https://api example.com/'")

@@ -92,7 +92,7 @@ def test_malformed_records():
     assert reasons["line 3"] == "no 'port' member"
     assert reasons["line 4"] == ("member 'ip': invalid IP address '10.0.0.300': Octet 300 "
                                  "(> 255) not permitted in '10.0.0.300'")
-    assert reasons["line 5"] == "no 'ip' member"
+    assert reasons["line 5"] == "no 'ip' member: nothing to place the result on"
     assert reasons["line 6"] == "member 'port': 70000 is outside 1-65535"
     assert reasons["line 7"] == "member 'protocol': unknown protocol 2 (expected tcp or udp)"
 

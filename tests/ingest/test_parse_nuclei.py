@@ -176,7 +176,10 @@ def test_malformed_records():
                                  "'CVE-21-1' (expected CVE-YYYY-NNNN)")
     assert reasons["line 8"] == "expected a JSON object, got list"
     assert reasons["line 9"] == ("no target: none of 'host', 'matched-at', 'matched', 'url', "
-                                 "'ip' is given")
+                                 "'input', 'ip' names a host")
+    # It was read whole but names nothing to place it on: the importer skips it (not --strict).
+    assert [w for w, r in invalid if r.startswith("no target")] == ["line 9"]
+    assert [r.unplaced for r in records[1:]] == [False] * 6 + [True]
 
 
 def test_bad_host_names_the_member():

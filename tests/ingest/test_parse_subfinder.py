@@ -79,7 +79,7 @@ def test_malformed_records():
     reasons = {r.where: r.reason for r in records[1:]}
     assert list(reasons) == ["line 2", "line 3", "line 4", "line 5"]
     assert reasons["line 2"].startswith("not valid JSON")
-    assert reasons["line 3"] == "no 'host' member"
+    assert reasons["line 3"] == "no 'host' member: nothing to place the result on"
     assert reasons["line 4"].startswith("member 'ip': invalid IP address '198.51.100.300'")
     assert reasons["line 5"].startswith(
         "member 'host': invalid DNS name 'bad_name-.example.com'")

@@ -372,7 +372,7 @@ def test_drift_recomputes_the_latest_side(tenant, catalog):
     k = populate(tenant)
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     s1 = _inventory(tenant, k["A"], {k["d1"]: ["h", "enabled", "healthy"]}, t0)
-    snapshot(tenant, catalog, k["A"], s1)
+    snapshot(tenant, catalog, k["A"], s1, at=t0)  # at s1's instant (one taken after s2 is not)
     _inventory(tenant, k["A"], {}, t0 + timedelta(hours=1))
     assert drift(tenant, k["A"])["coverage_delta"] is None
     d = drift(tenant, k["A"], catalog=catalog)

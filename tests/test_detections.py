@@ -12,6 +12,7 @@ from bastion.coverage import detections as ops
 from bastion.coverage import history
 from bastion.coverage.catalog import Catalog, Technique
 from bastion.coverage.inventory import DEFAULT_ACCOUNT, Options, import_detections
+from bastion.errors import InvalidValue
 from bastion.schema.batch import key_for
 from bastion.store import snapshots
 
@@ -315,3 +316,34 @@ def test_skipped_mappings_counted_per_reason(tenant, aws):
             "1 attack_object_id is missing; 1 invalid ATT&CK technique id") in r.notes
     assert set(_maps(tenant, _det("aws_config", AWS))) == {"T1078.004"}
     assert set(_maps(tenant, _det("aws_macie", AWS))) == {"T1530"}
+
+
+def test_drift_compares_one_source_at_its_two_instants(tenant, aws, tmp_path):
+    """Sigma rules (A), then another source, then the Sigma rules with one rule removed (B): the
+    drift's like-with-like delta is Sigma's own coverage at A and at B; the account's coverage at
+    the two instants is reported beside it, naming the other source imported in between."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("aws_console_login.yml", "aws_access_key_created.yml", "aws_cloudtrail_stop_logging.yml"):
+        shutil.copy(SIGMA / name, rules / name)
+    a = _import(tenant, rules, account=AWS).snapshots["sigma"]  # T1078, T1078.004, T1098.001, T1685.002
+    siem = tmp_path / "siem.csv"
+    siem.write_text("rule_id,name,type,service,status,technique,confidence,owner\n"
+                    "q1,S3 reads,log_query,cloudtrail,enabled,T1530,0.9,soc\n"
+                    "q2,Snapshot shares,log_query,cloudtrail,enabled,T1537,0.9,soc\n"
+                    "q3,New users,log_query,cloudtrail,enabled,T1136.003,0.9,soc\n")
+    other = _import(tenant, siem, account=AWS).snapshots["simple"]
+    history.snapshot(tenant, CATALOG, AWS, detection_snapshot_id=a)  # tied to A, taken later: not A's instant
+    (rules / "aws_cloudtrail_stop_logging.yml").unlink()
+    b = _import(tenant, rules, account=AWS).snapshots["sigma"]
+    d = history.drift(tenant, AWS, catalog=CATALOG)
+    assert (d["from"]["id"], d["to"]["id"], d["source"]) == (a, b, "sigma")
+    assert d["counts"]["removed"] == 1 and d["counts"]["added"] == 0
+    own = d["source_delta"]["overall"]
+    assert (own["covered_before"], own["covered_after"], own["total_after"]) == (4, 3, 9)
+    assert own["percent_delta"] == -11.11
+    account = d["coverage_delta"]["overall"]
+    assert (account["covered_before"], account["covered_after"]) == (4, 6)
+    assert [x["id"] for x in d["between"]] == [other] and d["between"][0]["source"] == "simple"
+    with pytest.raises(InvalidValue, match="different sources"):
+        history.drift(tenant, AWS, from_snapshot=a, to_snapshot=other, catalog=CATALOG)

@@ -89,3 +89,25 @@ def test_unknown_technique_on_map_add(cli):
     cli("detections", "import", str(DET / "simple.json"))
     res = cli("map", "add", "#detection#cloud_account#other#default#alarm-root", "T9999", code=1)
     assert "unknown ATT&CK technique T9999" in res.stderr
+
+
+def test_drift_shows_the_source_alone_and_the_account_between(cli, tmp_path):
+    cli("account", "add", "--provider", "aws", "--identifier", "123456789012")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("aws_console_login.yml", "aws_s3_object_read.yml"):
+        (rules / name).write_text((Path(SIGMA) / name).read_text())
+    cli("detections", "import", str(rules), "--account", AWS)
+    siem = tmp_path / "siem.csv"
+    siem.write_text("rule_id,name,type,service,status,technique,confidence,owner\n"
+                    "q1,Key creation,log_query,cloudtrail,enabled,T1098.001,0.9,soc\n")
+    cli("detections", "import", str(siem), "--account", AWS)
+    (rules / "aws_s3_object_read.yml").unlink()
+    cli("detections", "import", str(rules), "--account", AWS)
+    out = cli("coverage", "drift", "--account", AWS).stdout
+    assert "detection snapshot 1 → 3" in out and "coverage of sigma alone" in out
+    assert "including other sources imported in between: simple #2" in out
+    d = cli.json("coverage", "drift", "--account", AWS)
+    assert d["source_delta"]["overall"]["covered_before"] - d["source_delta"]["overall"]["covered_after"] == 1
+    # the account gained T1098.001 (and its parent) from the other source, lost T1530
+    assert d["coverage_delta"]["overall"]["covered_after"] == d["coverage_delta"]["overall"]["covered_before"] + 1

@@ -273,19 +273,29 @@ def drift_cmd(
         for item in items[:20]:
             extra = f" ({item.get('from')} → {item.get('to')})" if "from" in item else ""
             out.print(f"    {item['key']}{extra}", soft_wrap=True)
-    delta = d["coverage_delta"]
+    own, delta = d["source_delta"], d["coverage_delta"]
+    if own is None:
+        out.print(f"coverage of {d['source']} alone: unavailable (snapshots taken before Bastion kept "
+                  "the techniques each detection counts through, or no ATT&CK catalog)", soft_wrap=True)
+    else:
+        table = Table("Tactic", "Before", "After", "Δ %", title=f"coverage of {d['source']} alone",
+                      title_justify="left")
+        for t in own["tactics"]:
+            table.add_row(t["shortname"] or t["id"], f"{t['covered_before']}/{t['total_before']}",
+                          f"{t['covered_after']}/{t['total_after']}", f"{t['percent_delta']:+.2f}")
+        o = own["overall"]
+        table.add_row("overall", f"{o['covered_before']}/{o['total_before']}",
+                      f"{o['covered_after']}/{o['total_after']}", f"{o['percent_delta']:+.2f}")
+        out.print(table)
     if delta is None:
-        out.print("coverage delta: unavailable (no coverage snapshot for both inventories; "
-                  "take one with `bastion coverage snapshot`)", soft_wrap=True)
+        out.print("account coverage at the two instants: unavailable (no coverage snapshot for both "
+                  "inventories; take one with `bastion coverage snapshot`)", soft_wrap=True)
         return
-    table = Table("Tactic", "Before", "After", "Δ %")
-    for t in delta["tactics"]:
-        table.add_row(t["shortname"] or t["id"], f"{t['covered_before']}/{t['total_before']}",
-                      f"{t['covered_after']}/{t['total_after']}", f"{t['percent_delta']:+.2f}")
     o = delta["overall"]
-    table.add_row("overall", f"{o['covered_before']}/{o['total_before']}",
-                  f"{o['covered_after']}/{o['total_after']}", f"{o['percent_delta']:+.2f}")
-    out.print(table)
+    between = ", ".join(f"{b['source']} #{b['id']}" for b in d["between"])
+    out.print(f"account coverage at the two instants: {o['percent_before']:.2f}% → {o['percent_after']:.2f}% "
+              f"({o['percent_delta']:+.2f})" + (f", including other sources imported in between: {between}"
+                                                 if between else ""), soft_wrap=True)
 
 
 @app.command("snapshot")

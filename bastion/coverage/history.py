@@ -5,19 +5,27 @@ A coverage snapshot stores the overall and per-tactic figures and the score of e
 technique of one account (or of the tenant, account `*`), with the method and the ATT&CK domain
 and version it was measured on, and the detection snapshot (inventory) it was computed from.
 
-Drift compares two detection snapshots of one account (by default its newest and the one before
-it from the same import source: each source keeps its own inventory). A detection snapshot maps
-each detection key to [content hash, status, health]:
+Drift compares two detection snapshots of one account from the same import source — like with
+like (by default its newest and the one before it from that source: each source keeps its own
+inventory). A detection snapshot maps each detection key to [content hash, status, health,
+technique ids it counts through]:
 
 - added / removed: keys only in the newer / older inventory;
 - modified: the content hash changed;
 - disabled: enabled before, disabled or deprecated now; enabled: the reverse;
 - health: the health changed (e.g. healthy → broken).
 
-The coverage delta per tactic compares the coverage snapshots tied to the two inventories (the
-latest of each, same method). When the newer inventory is the account's latest and has no
-coverage snapshot, its side is computed now (given a catalog); a side with neither is reported
-as unavailable and the delta is omitted.
+Two coverage deltas, per tactic and overall:
+
+- `source_delta`, like with like: the coverage the source's inventory alone gives at each of the
+  two instants (from the technique ids each snapshot keeps, measured on the given catalog and the
+  account's platforms). Unavailable for snapshots taken before those ids were kept.
+- `coverage_delta`: the account's coverage at the two instants — the coverage snapshot taken
+  with each inventory (the latest tied to it, same method, taken before the account's next
+  inventory). When the newer inventory is the account's latest and has no coverage snapshot,
+  its side is computed now (given a catalog); a side with neither is unavailable and the delta
+  omitted. It includes what the account's other sources changed in between: those inventories
+  are listed in `between`.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bastion.coverage.catalog import Catalog
-from bastion.coverage.compute import TENANT, Coverage, _account_arg, compute
+from bastion.coverage.compute import (DEFAULT_MIN_CONFIDENCE, TENANT, Coverage, _account_arg, _Plan,
+                                      compute)
 from bastion.errors import InvalidValue, NotFound
 from bastion.store import coverage as sql
 
@@ -131,35 +140,69 @@ def diff_inventories(old: dict[str, list], new: dict[str, list]) -> dict[str, li
     return out
 
 
+def source_coverage(tenant, catalog: Catalog, account: str,
+                    inventory: dict[str, list]) -> dict[str, Any] | None:
+    """The coverage one inventory (a detection snapshot's `detections`) gives on its own, from the
+    technique ids each detection counted through when it was taken; None when the snapshot
+    predates those ids."""
+    if any(len(v) < 4 for v in inventory.values()):
+        return None
+    plan = _Plan(catalog, "default", "count", DEFAULT_MIN_CONFIDENCE, None, None)
+    targets: dict[str, set[str]] = {}
+    for raw, target in plan.pairs:
+        targets.setdefault(raw, set()).add(target)
+    hits: dict[str, list[int]] = {}
+    for entry in inventory.values():
+        for tid in set().union(*(targets.get(t, ()) for t in entry[3] or ())):
+            hits.setdefault(tid, [0, 1, 0])[0] += 1
+    acct = _account_arg(tenant, account)
+    platforms = plan.platforms_of(acct)
+    counted = plan.applicable(platforms)
+    cov = plan.build(account, [account], platforms, counted,
+                     {t: [h[0], h[1], h[0]] for t, h in hits.items() if t in counted})
+    return {"id": None, "overall": cov.overall, "tactics": _tactics_json(cov),
+            "attack_version": cov.version}
+
+
+def _at_instant(covs: list[dict], listing: list[dict], snap: dict) -> dict | None:
+    """The account's coverage snapshot at an inventory's instant: the latest tied to it that was
+    taken before the account's next inventory (of any source)."""
+    later = [s["taken_at"] for s in listing if s["id"] > snap["id"]]
+    tied = [c for c in covs if c["detection_snapshot"] == snap["id"]
+            and (not later or c["taken_at"] < later[0])]
+    return tied[-1] if tied else None
+
+
 def drift(tenant, account=None, from_snapshot: int | None = None, to_snapshot: int | None = None,
           *, catalog: Catalog | None = None, method: str = "default") -> dict[str, Any]:
-    """Drift between two detection snapshots of an account, with the coverage delta per tactic."""
+    """Drift between two detection snapshots of an account (the same source), with the coverage
+    delta of that source alone and the account's coverage at the two instants."""
     key, old, new = _resolve_pair(tenant, account, from_snapshot, to_snapshot)
+    if old["source"] != new["source"]:
+        raise InvalidValue(f"detection snapshots {old['id']} and {new['id']} are of different sources "
+                           f"({old['source']}, {new['source']}): drift compares one source's inventories")
+    if old["id"] > new["id"]:
+        old, new = new, old
     changes = diff_inventories(old["detections"] or {}, new["detections"] or {})
     covs = sql.coverage_snapshots(tenant.scope, account=key, method=method,
                                   detection_snapshot_ids=[old["id"], new["id"]],
                                   with_techniques=False)
-    side: dict[int, dict[str, Any] | None] = {old["id"]: None, new["id"]: None}
-    for c in covs:  # the latest coverage snapshot of each inventory
-        side[c["detection_snapshot"]] = c
-    latest = sql.detection_snapshots(tenant.scope, account=key)[-1]["id"]
+    listing = sql.detection_snapshots(tenant.scope, account=key)
+    before, after = _at_instant(covs, listing, old), _at_instant(covs, listing, new)
     recomputed = False
-    if side[new["id"]] is None and new["id"] == latest and catalog is not None:
+    if after is None and new["id"] == listing[-1]["id"] and catalog is not None:
         cov = compute(tenant, catalog, account=key, method=method)
-        side[new["id"]] = {"id": None, "overall": cov.overall, "tactics": _tactics_json(cov),
-                           "attack_version": cov.version}
+        after = {"id": None, "overall": cov.overall, "tactics": _tactics_json(cov),
+                 "attack_version": cov.version}
         recomputed = True
-    before, after = side[old["id"]], side[new["id"]]
-    delta = None
-    if before is not None and after is not None:
-        delta = {"overall": _delta(before["overall"], after["overall"]), "tactics": []}
-        for tid in list(after["tactics"]) + [t for t in before["tactics"] if t not in after["tactics"]]:
-            a = after["tactics"].get(tid) or {"covered": 0, "total": 0, "percent": 0.0}
-            b = before["tactics"].get(tid) or {"covered": 0, "total": 0, "percent": 0.0}
-            delta["tactics"].append({"id": tid, "shortname": a.get("shortname") or b.get("shortname"),
-                                     **_delta(b, a)})
+    own = None
+    if catalog is not None and method == "default":
+        own = [source_coverage(tenant, catalog, key, s["detections"] or {}) for s in (old, new)]
+    between = [{"id": s["id"], "source": s["source"], "taken_at": s["taken_at"]}
+               for s in listing if old["id"] < s["id"] < new["id"] and s["source"] != old["source"]]
     return {
         "account": key,
+        "source": new["source"],
         "from": {"id": old["id"], "taken_at": old["taken_at"], "source": old["source"],
                  "coverage_snapshot": before["id"] if before else None,
                  "attack_version": before["attack_version"] if before else None},
@@ -169,8 +212,23 @@ def drift(tenant, account=None, from_snapshot: int | None = None, to_snapshot: i
                "recomputed": recomputed},
         "changes": changes,
         "counts": {k: len(v) for k, v in changes.items()},
-        "coverage_delta": delta,
+        "source_delta": _coverage_delta(*own) if own else None,
+        "coverage_delta": _coverage_delta(before, after),
+        "between": between,
     }
+
+
+def _coverage_delta(before: dict | None, after: dict | None) -> dict[str, Any] | None:
+    """Overall and per-tactic figures before → after (None when a side is unavailable)."""
+    if before is None or after is None:
+        return None
+    delta = {"overall": _delta(before["overall"], after["overall"]), "tactics": []}
+    for tid in list(after["tactics"]) + [t for t in before["tactics"] if t not in after["tactics"]]:
+        a = after["tactics"].get(tid) or {"covered": 0, "total": 0, "percent": 0.0}
+        b = before["tactics"].get(tid) or {"covered": 0, "total": 0, "percent": 0.0}
+        delta["tactics"].append({"id": tid, "shortname": a.get("shortname") or b.get("shortname"),
+                                 **_delta(b, a)})
+    return delta
 
 
 def _delta(before: dict, after: dict) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from bastion.coverage import indicators as ind
 from bastion.coverage.catalog import Catalog
+from bastion.coverage.compute import DEFAULT_MIN_CONFIDENCE
 from bastion.coverage.importers import (Invalid, Malformed, Mapped, Note, Origin, Parsed, detect,
                                         expand, format_module)
 from bastion.errors import InvalidValue, NotFound, ValidationFailed
@@ -464,6 +465,30 @@ def _imported(rec) -> bool:
     return str(rec.values.get("mapped_by") or "").startswith(IMPORTED)
 
 
+def _final_mappings(mapped: dict[str, Mapped], have: dict[str, Any], *,
+                    kept: bool = False) -> dict[str, tuple[float, str]]:
+    """technique → (confidence, validation) of a detection's mappings after the run: the file's
+    (keeping a stored validation), the hand-made ones, and all stored ones of a kept detection."""
+    out = {}
+    for tid, m in mapped.items():
+        prev = have.get(tid)
+        out[tid] = (m.confidence, prev.values["validation"] if prev else "pending")
+    for tid, prev in have.items():
+        if kept or not _imported(prev):  # an import never changes a hand-made mapping
+            out[tid] = (prev.values["confidence"], prev.values["validation"])
+    return out
+
+
+def _counting(values: dict[str, Any], mappings: dict[str, tuple[float, str]]) -> list[str]:
+    """The mapped technique ids through which a detection counts as coverage (default rule):
+    enabled, not broken, the mapping not disputed and confident (>= 0.6) or validated. Kept in
+    the snapshot so that drift can measure a source's own coverage at that instant."""
+    if values.get("status") != "enabled" or values.get("health") == "broken":
+        return []
+    return sorted(tid for tid, (conf, validation) in mappings.items() if validation != "disputed"
+                  and (conf >= DEFAULT_MIN_CONFIDENCE or validation == "validated"))
+
+
 def _write(session, account: str, items: dict[str, _Item], sources: list[str], blocked: set,
            options: Options, catalog: Catalog | None, result: ImportResult) -> None:
     previous = {s: snapshots.latest(session, account=account, source=s) for s in sources}
@@ -542,11 +567,13 @@ def _write(session, account: str, items: dict[str, _Item], sources: list[str], b
         for key, it in items.items():
             if it.source == s:
                 v = written[key]
-                inventory[key] = [v["content_hash"], v["status"], v.get("health")]
+                inventory[key] = [v["content_hash"], v["status"], v.get("health"),
+                                  _counting(v, _final_mappings(it.mappings, existing.get(key, {})))]
         for key in missing.get(s, ()):
             if key in stored and key not in removable:
                 v = stored[key].values
-                inventory[key] = [v.get("content_hash"), v.get("status"), v.get("health")]
+                inventory[key] = [v.get("content_hash"), v.get("status"), v.get("health"),
+                                  _counting(v, _final_mappings({}, existing.get(key, {}), kept=True))]
         if inventory or previous.get(s) is not None:
             result.snapshots[s] = snapshots.record(session, account=account, source=s,
                                                    detections=inventory)

@@ -3,7 +3,8 @@ needs inside its write transaction. Only the store speaks SQL; callers pass a `W
 (or, for reads outside a write, a `Scope`).
 
 A snapshot row records, for one account and one import source, the inventory after an import:
-`{detection key: [content_hash, status, health]}`. Its id is the tenant's next snapshot number.
+`{detection key: [content_hash, status, health, technique ids it counts through]}` (rows written
+before the ids were kept have three items). Its id is the tenant's next snapshot number.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Snapshot:
     account: str
     taken_at: datetime
     source: str
-    detections: dict[str, list[Any]]  # key → [content_hash, status, health]
+    detections: dict[str, list[Any]]  # key → [content_hash, status, health, counting technique ids]
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -116,8 +116,9 @@ def detections_import(
     fmt: Annotated[DetectionFormat, typer.Option(
         "--format", "-f", help="auto recognises each file from its content.")] = "auto",
     source: Annotated[Optional[str], typer.Option(
-        metavar="NAME", help="The snapshot's scope (default: the format): detections of the same "
-                             "account and source missing from this import are removed.")] = None,
+        metavar="NAME", help="The snapshot's scope (default: what the file names, e.g. ctid:aws, else "
+                             "the format): detections of the same account and source missing from "
+                             "this import are removed.")] = None,
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help="Import the valid items of a file with bad ones; list what was skipped.")] = False,
     keep_missing: Annotated[bool, typer.Option(
@@ -128,8 +129,10 @@ def detections_import(
 ) -> None:
     """Import a detection inventory — Sigma rules, CTID mappings-explorer JSON, ATT&CK Navigator
     layers, or the simple CSV/JSON format — as a snapshot of an account's detections. A file with a
-    bad item (invalid YAML, a rule without id, an unknown technique) is rejected whole unless
-    --skip-invalid. A changed rule is a new revision; a rule gone from the source is removed."""
+    bad item (invalid YAML, a rule without id, an invalid technique id) is rejected whole unless
+    --skip-invalid. A changed rule is a new revision; a rule gone from the source is removed.
+    Detections land only in the account's own cloud: a CTID file for another provider is refused
+    (skipped with --skip-invalid), Sigma rules of other providers are skipped and counted."""
     sess = session(ctx)
     tenant = sess.tenant()
     fmt = fmt.value if isinstance(fmt, enum.Enum) else fmt

@@ -58,18 +58,37 @@ def test_sigma_rules(sqlite_tenant):
 
 
 def test_ctid_files(sqlite_tenant):
+    """Each platform's file into an account of its provider; another provider's file is refused."""
     tenant = sqlite_tenant
-    ops.add_account(tenant, actor="t", provider="aws", identifier="ctid")
     catalog = active_catalog(tenant)
     start = time.perf_counter()
-    r = import_detections(tenant, [str(CTID)], Options(actor="t", account="aws:ctid", skip_invalid=True),
-                          catalog=catalog)
+    mappings = 0
+    for provider, capabilities in (("aws", 30), ("azure", 38), ("gcp", 58)):
+        ops.add_account(tenant, actor="t", provider=provider, identifier="ctid")
+        [path] = (CTID / provider).rglob("*.json")
+        r = import_detections(tenant, [str(path)], Options(actor="t", account=f"{provider}:ctid",
+                                                           skip_invalid=True), catalog=catalog)
+        t = r.totals()
+        assert not r.rejected and t["detections"] == capabilities  # one per capability
+        assert set(r.snapshots) == {f"ctid:{provider}"}
+        mappings += t["mappings"]
     took = time.perf_counter() - start
-    t = r.totals()
-    assert t["files"] == 3 and not r.rejected
-    assert t["detections"] == 30 + 38 + 58  # one per capability
-    # 2,005 mapping objects, 28 without a score; per (capability, technique) fewer, minus the ids
-    # the active ATT&CK release no longer has (listed, never dropped silently)
-    assert t["mappings"] + t["problems"] >= 1800
-    print(f"\nCTID: {t['detections']} capabilities, {t['mappings']} mappings, {t['problems']} "
-          f"unknown-technique problems listed, {took:.1f}s")
+    # 2,005 mapping objects, 28 without a score; per (capability, technique) fewer
+    assert mappings >= 1800
+    # the Azure file into the AWS account: refused, naming it; the AWS controls stay
+    [azure] = (CTID / "azure").rglob("*.json")
+    r = import_detections(tenant, [str(azure)], Options(actor="t", account="aws:ctid"), catalog=catalog)
+    assert r.rejected and "file for azure (metadata.mapping_framework: azure)" in r.files[0].problems[0]
+    assert tenant.count("detection", where={"account": "#cloud_account#aws#ctid"}) == 30
+    print(f"\nCTID: 126 capabilities, {mappings} mappings, {took:.1f}s")
+
+
+def test_cloud_rules_of_other_providers_skipped(sqlite_tenant):
+    """SigmaHQ's rules/cloud into an AWS account: only the AWS rules are its coverage."""
+    tenant = sqlite_tenant
+    ops.add_account(tenant, actor="t", provider="aws", identifier="111122223333")
+    r = import_detections(tenant, [str(RULES / "cloud")], Options(actor="t", account="aws:111122223333",
+                                                                  skip_invalid=True),
+                          catalog=active_catalog(tenant))
+    assert r.other_providers() == {"azure": 123, "gcp": 26, "m365": 19}
+    assert r.totals()["detections"] == 57 and not r.rejected

@@ -115,7 +115,7 @@ def test_raw_select_as_the_application_role_returns_only_the_current_tenant(stor
             assert conn.execute(text("SELECT current_user")).scalar() == "bastion_test_login"
             # No tenant set: nothing is visible at all.
             assert conn.execute(text("SELECT count(*) FROM node")).scalar() == 0
-            conn.execute(text("SELECT set_config('bastion.tenant_id', :t, true)"), {"t": str(acme_id)})
+            conn.execute(text("SELECT bastion_set_tenant(:t)"), {"t": acme_id})
             rows = conn.execute(text("SELECT DISTINCT tenant_id FROM node")).scalars().all()
             assert rows == [acme_id]
             assert conn.execute(text("SELECT count(*) FROM event")).scalar() == 3
@@ -126,14 +126,14 @@ def test_raw_select_as_the_application_role_returns_only_the_current_tenant(stor
             assert changed == 0
         with pytest.raises(DBAPIError, match="row-level security"):
             with engine.begin() as conn:
-                conn.execute(text("SELECT set_config('bastion.tenant_id', :t, true)"), {"t": str(acme_id)})
+                conn.execute(text("SELECT bastion_set_tenant(:t)"), {"t": acme_id})
                 conn.execute(text(
                     "INSERT INTO node (tenant_id, id, key, kind, version, content_hash, first_seen,"
                     " last_seen, updated_at) VALUES (:g, 1, '#asset#x#x', 'asset', 1, '\\x00', now(),"
                     " now(), now())"), {"g": globex_id})
         with pytest.raises(DBAPIError, match="permission denied"):
             with engine.begin() as conn:
-                conn.execute(text("SELECT set_config('bastion.tenant_id', :t, true)"), {"t": str(acme_id)})
+                conn.execute(text("SELECT bastion_set_tenant(:t)"), {"t": acme_id})
                 conn.execute(text("DELETE FROM event"))
     finally:
         engine.dispose()

@@ -21,7 +21,7 @@ from bastion.errors import BastionError, ConfigError, InvalidValue, NotFound, Va
 from bastion.schema.batch import Batch, Relationship
 from bastion.schema.keys import parse_key
 from bastion.schema.kinds import REGISTRY
-from bastion.store import migrate
+from bastion.store import access, migrate
 from bastion.store.store import DEFAULT_TENANT
 from bastion.cli import add as add_cmd
 from bastion.cli import update as update_cmd
@@ -111,6 +111,10 @@ def _database_error(exc: Exception, url: str) -> Exception:
                        or reason.startswith("no such table"))  # SQLite
     if undefined_table:
         return ConfigError(f"database {url} is not initialized: run `bastion init` first")
+    if getattr(orig, "sqlstate", None) == "42501":  # PostgreSQL insufficient_privilege
+        return ConfigError(f"database {url}: {reason} (tenant administration, `init` and "
+                           "migrations need the owner login; after a restore without grants run "
+                           "`bastion db grants` as the owner)")
     # A bare DatabaseError is SQLite's "file is not a database" (a subclass would be a bug).
     if isinstance(exc, OperationalError) or type(exc) is DatabaseError:
         return ConfigError(f"cannot open database {url}: {reason}")
@@ -152,11 +156,16 @@ def _root(
 
 @app.command(rich_help_panel="Set up")
 def init(ctx: typer.Context) -> None:
-    """Create or upgrade the database schema and the `default` tenant. Safe to run again."""
+    """Create or upgrade the database schema and the `default` tenant. Safe to run again.
+
+    PostgreSQL: run it as the owner of the tables (not the application login); it also
+    re-applies the application role's grants and policies (`bastion db grants`)."""
     sess = session(ctx)
     store = sess.store()
+    access.require_owner(store.engine, "bastion init")
     before = migrate.current(store.engine)
     migrate.upgrade(store.engine, "head")
+    access.apply_grants(store.engine, "bastion init")
     store.ensure_tenant(DEFAULT_TENANT)
     head = migrate.head()
     out = console()
@@ -190,8 +199,10 @@ def db_upgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
-    """Upgrade the schema to REVISION (default: the newest)."""
+    """Upgrade the schema to REVISION (default: the newest). PostgreSQL: run it as the owner
+    of the tables."""
     store = session(ctx).store()
+    access.require_owner(store.engine, "bastion db upgrade")
     migrate.upgrade(store.engine, revision)
     _print_revision(store)
 
@@ -229,6 +240,22 @@ def _print_losses(title: str, losses) -> None:
         for loss in losses:
             if loss.revision == rev:
                 out.print(Text(f"  {loss}"), soft_wrap=True)
+
+
+@db_app.command("grants")
+def db_grants(ctx: typer.Context) -> None:
+    """PostgreSQL: create the application role `bastion_app` if missing and re-apply its grants,
+    the row-level security policies and the tenant functions (idempotent). Run it as the owner
+    of the tables, e.g. after `pg_restore -O -x`, which restores neither. See docs/security.md."""
+    store = session(ctx).store(create=False)
+    applied = access.apply_grants(store.engine)
+    out = console()
+    if applied is None:
+        out.print("SQLite has no roles: nothing to grant (see docs/security.md)", soft_wrap=True)
+        return
+    out.print(f"role bastion_app: grants, policies and functions applied to "
+              f"{applied.tenant_tables} tenant tables and {applied.shared_tables} shared "
+              f"tables (owner: {applied.owner})", soft_wrap=True)
 
 
 @db_app.command("current")

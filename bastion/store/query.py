@@ -10,12 +10,12 @@ from typing import Iterator, Sequence
 
 import orjson
 from sqlalchemy import (BigInteger, Connection, Engine, String, and_, any_, func, literal, select,
-                        text, tuple_)
+                        text, tuple_, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import ColumnElement
 
 from bastion.store.engine import APP_ROLE
-from bastion.store.tables import TENANT_TABLES, edge, node
+from bastion.store.tables import TENANT_TABLES, edge, node, tenant
 
 # Ids travel as one array/JSON parameter, so a chunk only bounds the size of one statement.
 CHUNK = 20000
@@ -24,6 +24,16 @@ CHUNK = 20000
 def chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def bind_tenant(conn: Connection, tenant_id: int | None = None, *, name: str | None = None) -> int | None:
+    """PostgreSQL: run the transaction as the application role, bound to one tenant (by id, or
+    by name: None when there is no such tenant). The binding cannot be changed until the
+    transaction ends."""
+    conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+    if name is not None:
+        return conn.execute(text("SELECT bastion_set_tenant_named(:n)"), {"n": name}).scalar_one()
+    return conn.execute(text("SELECT bastion_set_tenant(:t)"), {"t": tenant_id}).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -43,13 +53,31 @@ class Scope:
 
     @contextmanager
     def transaction(self, write: bool = False) -> Iterator[Connection]:
-        """A transaction bound to this tenant; on PostgreSQL it runs as the non-owner role
-        with `bastion.tenant_id` set, so row-level security applies to every statement."""
+        """A transaction bound to this tenant; on PostgreSQL it runs as the non-owner role and
+        is bound once to the tenant by a trusted function, so row-level security applies to
+        every statement and a second tenant cannot be chosen in it (docs/security.md)."""
         with self.engine.connect().execution_options(bastion_write=write) as conn, conn.begin():
             if self.postgres:
-                conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
-                conn.execute(select(func.set_config("bastion.tenant_id", str(self.tenant_id), True)))
+                bind_tenant(conn, self.tenant_id)
             yield conn
+
+    def lock_event_seq(self, conn: Connection) -> int:
+        """Lock the tenant's event counter (writers of the tenant serialize here) and read it."""
+        if self.postgres:  # the application role may not update `tenant` itself
+            return conn.execute(text("SELECT bastion_lock_seq()")).scalar_one()
+        return conn.execute(
+            update(tenant).where(tenant.c.id == self.tenant_id)
+            .values(event_seq=tenant.c.event_seq).returning(tenant.c.event_seq)).scalar_one()
+
+    def reserve_event_seq(self, conn: Connection, n: int) -> int:
+        """Take the next `n` numbers of the tenant's event counter, before the events that use
+        them are inserted (on PostgreSQL a trigger refuses events outside what the transaction
+        reserved); returns the last of them."""
+        if self.postgres:
+            return conn.execute(text("SELECT bastion_reserve_seq(:n)"), {"n": n}).scalar_one()
+        return conn.execute(
+            update(tenant).where(tenant.c.id == self.tenant_id)
+            .values(event_seq=tenant.c.event_seq + n).returning(tenant.c.event_seq)).scalar_one()
 
     # -- statements shared by reads and writes ------------------------------------------------
 

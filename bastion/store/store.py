@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence, Union
 
 import orjson
-from sqlalchemy import and_, case, func, insert, or_, select, text
+from sqlalchemy import and_, case, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import InvalidValue, NotFound
@@ -19,8 +19,8 @@ from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import FieldType
 from bastion.store import filters, writer
-from bastion.store.engine import APP_ROLE, make_engine
-from bastion.store.query import Scope, chunks
+from bastion.store.engine import make_engine
+from bastion.store.query import Scope, bind_tenant, chunks
 from bastion.store.tables import edge, event, node, tenant, typed
 
 DEFAULT_TENANT = "default"
@@ -146,9 +146,9 @@ class Store:
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Resolve the name under the application role, so a login that is only a
-                # member of it can do so; the tenant policy lets it see this one row.
-                conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
-                conn.execute(select(func.set_config("bastion.tenant_name", name, True)))
+                # member of it can do so: the transaction is bound to that tenant, whose
+                # row alone the tenant policy shows.
+                bind_tenant(conn, name=name)
             row = conn.execute(select(tenant).where(tenant.c.name == name)).first()
         if row is None:
             raise NotFound(f"no tenant named {name!r} (see `bastion tenant list`)")

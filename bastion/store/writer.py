@@ -24,7 +24,7 @@ from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import FieldType
 from bastion.store.query import Scope, chunks
-from bastion.store.tables import UTCDateTime, edge, event, graph_stats, node, tenant, typed
+from bastion.store.tables import UTCDateTime, edge, event, graph_stats, node, typed
 
 
 @dataclass
@@ -133,21 +133,19 @@ def paused_gc() -> Iterator[None]:
 def lock_event_seq(scope: Scope, conn: Connection) -> int:
     """Lock the tenant's event counter (writers of one tenant serialize here) and read it.
     Take it first in a write transaction, before any other lock."""
-    return conn.execute(
-        update(tenant).where(tenant.c.id == scope.tenant_id)
-        .values(event_seq=tenant.c.event_seq).returning(tenant.c.event_seq)
-    ).scalar_one()
+    return scope.lock_event_seq(conn)
 
 
 def append_events(scope: Scope, conn: Connection, seq: int, rows: list[dict[str, Any]]) -> None:
     """Number `rows` (from _Events) after `seq`, the locked counter, and append them."""
     if not rows:
         return
-    for i, row in enumerate(rows, start=seq + 1):
+    # Reserved before the insert: on PostgreSQL only reserved numbers may be used.
+    last = scope.reserve_event_seq(conn, len(rows))
+    for i, row in enumerate(rows, start=last - len(rows) + 1):
         row["seq"] = i
         row["tenant_id"] = scope.tenant_id
     _Apply._insert_rows(scope, conn, event, rows)
-    conn.execute(update(tenant).where(tenant.c.id == scope.tenant_id).values(event_seq=seq + len(rows)))
 
 
 def record_event(scope: Scope, conn: Connection, *, key: str, kind: str, event_type: str,

@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from bastion.schema.batch import Batch
 from bastion.store import migrate
 from bastion.store.store import Store
-from cli_harness import Cli, one_error_line, runner  # noqa: F401 (fixtures)
+from cli_harness import Cli, cli, one_error_line, runner  # noqa: F401 (fixtures)
 from reliability.test_migration_roundtrip import content, populate
 
 OWNER, APP = "bastion_rel_owner", "bastion_rel_app"
@@ -309,3 +309,11 @@ def test_the_event_log_refuses_rewriting_on_both_engines(store):
             with store.engine.begin() as c:
                 c.execute(text(sql))
     assert [e.actor for e in store.tenant("acme").history(risk)] == ["owner"]
+
+
+def test_db_grants_on_both_engines(cli, engine_name):
+    out = cli("db", "grants").stdout
+    if engine_name == "sqlite":
+        assert "SQLite has no roles: nothing to grant" in out
+    else:
+        assert "grants, policies and functions applied to" in out

@@ -57,7 +57,6 @@ from bastion.coverage.attack import ensure_default_catalog  # noqa: E402
 from bastion.coverage.compute import compute, compute_accounts, tenant_union  # noqa: E402
 from bastion.coverage.gaps import gaps  # noqa: E402
 from bastion.schema.batch import Batch, validate  # noqa: E402
-from bastion.store import catalog as store_catalog  # noqa: E402
 from bastion.store.store import Store  # noqa: E402
 from bastion.store.tables import edge, graph_stats, node, typed  # noqa: E402
 from bastion.store.writer import _Apply, _Events  # noqa: E402
@@ -285,8 +284,7 @@ def prepared_store(url: str) -> Store:
 
 
 def active_catalog(store: Store):
-    with store.tenant(TENANT).scope.transaction() as conn:
-        return store_catalog.load(conn, "enterprise")
+    return store.tenant(TENANT).coverage.catalog("enterprise")
 
 
 # --------------------------------------------------------------------------- timing

@@ -13,7 +13,6 @@ from rich.text import Text
 from bastion.cli.common import ProgressBar, console, echo_json, fmt_time, session
 from bastion.coverage import ATTRIBUTION
 from bastion.coverage import attack as attack_lib
-from bastion.store import catalog as catalog_store
 
 app = typer.Typer(no_args_is_help=True, help="The MITRE ATT&CK catalog: releases side by side, one active per domain.")
 
@@ -147,7 +146,7 @@ def versions(
 ) -> None:
     """List the imported ATT&CK releases; one per domain is active."""
     store = session(ctx).ready_store()
-    rows = catalog_store.releases(store.engine, attack_lib.normalize_domain(domain) if domain else None)
+    rows = store.attack.releases(attack_lib.normalize_domain(domain) if domain else None)
     if as_json:
         echo_json({"releases": [r.as_dict() for r in rows], "attribution": ATTRIBUTION})
         return

@@ -32,10 +32,8 @@ def _catalog(tenant, domain: str = "enterprise"):
     """The active ATT&CK release of `domain`, loaded whole (bastion.store.catalog); NotFound
     when none is active. Tests stub this one function."""
     from bastion.coverage.attack import normalize_domain
-    from bastion.store import catalog as store_catalog
 
-    with tenant.scope.transaction() as conn:
-        return store_catalog.load(conn, normalize_domain(domain))
+    return tenant.coverage.catalog(normalize_domain(domain))
 
 
 AccountOpt = Annotated[Optional[str], typer.Option(

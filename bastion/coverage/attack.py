@@ -28,7 +28,6 @@ import yaml
 from bastion.coverage.catalog import Catalog, crosswalk
 from bastion.errors import BastionError, InvalidValue
 from bastion.schema.batch import Batch, key_for
-from bastion.store import catalog as catalog_store
 from bastion.store.catalog import Release
 from bastion.store.tables import ATTACK_DOMAINS
 
@@ -555,16 +554,15 @@ def import_bundle(store, bundle: Bundle, *, activate: bool = True, actor: str) -
     """Store a release (replacing the same domain and version) and, with `activate`, make it
     the active one and remap the tenants' mappings onto it."""
     domain = bundle.release.domain
-    previous = catalog_store.active_version(store.engine, domain)
-    old = (catalog_store.load(store.engine, domain, previous)
+    previous = store.attack.active_version(domain)
+    old = (store.attack.load(domain, previous)
            if activate and previous and _has_mappings(store) else None)
-    rel = catalog_store.replace_release(store.engine, bundle.release, bundle.objects,
-                                        bundle.relations, activate)
+    rel = store.attack.replace_release(bundle.release, bundle.objects, bundle.relations, activate)
     remap = None
     if rel.active and activate:
         remap = RemapReport(rel.version)
         if _has_mappings(store):  # a fresh database (`bastion init`) need not load the catalog
-            remap = remap_mappings(store, old, catalog_store.load(store.engine, domain, rel.version), actor)
+            remap = remap_mappings(store, old, store.attack.load(domain, rel.version), actor)
     return ImportResult(rel, previous, remap)
 
 
@@ -576,17 +574,17 @@ def use_version(store, domain: str, version: str, *, actor: str) -> ImportResult
     """Make a stored release the active one of its domain and remap mappings onto it."""
     domain = normalize_domain(domain)
     version = _check_version(version)
-    previous = catalog_store.active_version(store.engine, domain)
-    old = catalog_store.load(store.engine, domain, previous) if previous else None
-    rel = catalog_store.set_active(store.engine, domain, version)
-    remap = remap_mappings(store, old, catalog_store.load(store.engine, domain, version), actor)
+    previous = store.attack.active_version(domain)
+    old = store.attack.load(domain, previous) if previous else None
+    rel = store.attack.set_active(domain, version)
+    remap = remap_mappings(store, old, store.attack.load(domain, version), actor)
     return ImportResult(rel, previous, remap)
 
 
 def ensure_default_catalog(store, *, actor: str) -> Release | None:
     """Load the default Enterprise catalog when no Enterprise release is stored (`bastion init`,
     `bastion demo`); None when one already is."""
-    stored = catalog_store.releases(store.engine, "enterprise")
+    stored = store.attack.releases("enterprise")
     bundle = default_bundle()
     if not stored:
         return import_bundle(store, bundle, activate=True, actor=actor).release

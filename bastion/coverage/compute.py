@@ -31,7 +31,6 @@ from typing import Any, Iterable, Sequence
 
 from bastion.coverage.catalog import Catalog, Technique
 from bastion.errors import InvalidValue, NotFound
-from bastion.store import coverage as sql
 from bastion.store.coverage import LEVEL_RANK, Account, Qualify
 
 METHODS = ("default", "plain")
@@ -203,7 +202,7 @@ def find_account(tenant, ref: str) -> Account:
     """An account by key (`#cloud_account#aws#1234`), `provider/identifier`, identifier or
     name; NotFound when none matches, InvalidValue when several do."""
     ref = ref.strip()
-    every = sql.accounts(tenant.scope)
+    every = tenant.coverage.accounts()
     for test in (lambda a: a.key == ref,
                  lambda a: f"{a.provider}/{a.identifier}".lower() == ref.lower()
                  or f"{a.provider}:{a.identifier}".lower() == ref.lower(),
@@ -347,9 +346,9 @@ def compute_accounts(tenant, catalog: Catalog, *, accounts: Sequence[str] | None
                      details: bool = False) -> dict[str, Coverage]:
     """Coverage of each account (all of the tenant's, or the listed keys), from one statement."""
     plan = _Plan(catalog, method, aggregation, min_confidence, include, ignore)
-    accts = {a.key: a for a in sql.accounts(tenant.scope, accounts)}
+    accts = {a.key: a for a in tenant.coverage.accounts(accounts)}
     hits: dict[str, dict[str, list[int]]] = {k: {} for k in accts}
-    for agg in sql.aggregates(tenant.scope, plan.pairs, plan.q, accounts=accounts):
+    for agg in tenant.coverage.aggregates(plan.pairs, plan.q, accounts=accounts):
         hits.setdefault(agg.account, {})[agg.technique] = [agg.count, agg.max_rank, agg.weighted]
     out = {}
     for key, account_hits in hits.items():
@@ -388,7 +387,7 @@ def tenant_union(tenant, catalog: Catalog, per_account: dict[str, Coverage], *,
     """The tenant-level coverage from the accounts' results: counted techniques and covered
     techniques are unions; counts and weighted sums add, the highest level is the max."""
     plan = _Plan(catalog, method, aggregation, min_confidence, include, ignore)
-    accts = sql.accounts(tenant.scope, list(per_account)) if per_account else []
+    accts = tenant.coverage.accounts(list(per_account)) if per_account else []
     platforms = plan.platforms_of(None) if method == "plain" else _union_platforms(accts)
     counted: dict[str, tuple[str, ...]] = {}
     hits: dict[str, list[int]] = {}
@@ -422,7 +421,7 @@ def _attach_details(tenant, plan: _Plan, results: Iterable[Coverage],
             if r.covered:
                 r.detections = []
     seen: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in sql.detections(tenant.scope, plan.pairs, plan.q, accounts=accounts):
+    for row in tenant.coverage.detections(plan.pairs, plan.q, accounts=accounts):
         res = by_account.get(row.account) or by_account.get(TENANT)
         if res is None:
             continue

@@ -41,7 +41,6 @@ from bastion.errors import InvalidValue, NotFound
 from bastion.schema.batch import Batch
 from bastion.schema.kinds import GAP_STATES
 from bastion.schema.normalize import attack_technique
-from bastion.store import coverage as sql
 from bastion.store.coverage import Qualify
 
 CRITICALITY_WEIGHT = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -105,8 +104,8 @@ def gaps(tenant, catalog: Catalog, *, account=None, min_confidence: float = DEFA
     keys = [acct.key] if acct is not None else None
     per = compute_accounts(tenant, catalog, accounts=keys, min_confidence=min_confidence,
                            include=include, ignore=ignore)
-    accts = {a.key: a for a in sql.accounts(tenant.scope, keys)}
-    decisions = {(d.account, d.technique): d for d in sql.gap_decisions(tenant.scope, keys)}
+    accts = {a.key: a for a in tenant.coverage.accounts(keys)}
+    decisions = {(d.account, d.technique): d for d in tenant.coverage.gap_decisions(keys)}
     has_groups = any(t.groups for t in catalog.techniques.values())
     found: list[Gap] = []
     remediated: list[Gap] = []
@@ -225,7 +224,7 @@ def overlaps(tenant, catalog: Catalog, *, account=None,
     q = Qualify(min_confidence=min_confidence)
     pairs = [(tid, r) for tid in catalog.known_ids() if (r := catalog.resolve(tid))]  # crosswalk ids too
     groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
-    for row in sql.detections(tenant.scope, pairs, None, accounts=keys, min_per_technique=2):
+    for row in tenant.coverage.detections(pairs, None, accounts=keys, min_per_technique=2):
         dets = groups[(row.account, row.technique)]
         d = dets.get(row.key)
         entry = {"key": row.key, "rule_id": row.rule_id, "name": row.name, "type": row.type,

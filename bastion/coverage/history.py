@@ -37,7 +37,6 @@ from bastion.coverage.catalog import Catalog
 from bastion.coverage.compute import (DEFAULT_MIN_CONFIDENCE, TENANT, Coverage, _account_arg, _Plan,
                                       compute)
 from bastion.errors import InvalidValue, NotFound
-from bastion.store import coverage as sql
 
 
 def _tactics_json(cov: Coverage) -> dict[str, Any]:
@@ -54,11 +53,11 @@ def snapshot(tenant, catalog: Catalog, account=None, detection_snapshot_id: int 
     cov = coverage or compute(tenant, catalog, account=acct, method=method, aggregation=aggregation)
     key = acct.key if acct is not None else TENANT
     if detection_snapshot_id is None and acct is not None:
-        snaps = sql.detection_snapshots(tenant.scope, account=key)
+        snaps = tenant.coverage.detection_snapshots(account=key)
         detection_snapshot_id = snaps[-1]["id"] if snaps else None
     techniques = {t.id: t.score for t in cov.techniques.values() if t.covered}
-    return sql.add_coverage_snapshot(
-        tenant.scope, account=key, taken_at=at or datetime.now(timezone.utc), method=cov.method,
+    return tenant.coverage.add_snapshot(
+        account=key, taken_at=at or datetime.now(timezone.utc), method=cov.method,
         attack_domain=cov.domain, attack_version=cov.version,
         detection_snapshot_id=detection_snapshot_id, overall=cov.overall,
         tactics=_tactics_json(cov), techniques=techniques)
@@ -68,14 +67,14 @@ def history(tenant, account=None, *, method: str | None = None,
             techniques: bool = True) -> list[dict[str, Any]]:
     """The coverage snapshots of one account (tenant-level without one), oldest first."""
     acct = _account_arg(tenant, account)
-    return sql.coverage_snapshots(tenant.scope, account=acct.key if acct else TENANT,
-                                  method=method, with_techniques=techniques)
+    return tenant.coverage.snapshots(account=acct.key if acct else TENANT,
+                                     method=method, with_techniques=techniques)
 
 
 def _resolve_pair(tenant, account, from_id, to_id) -> tuple[str, dict, dict]:
     if from_id is not None or to_id is not None:
         wanted = [i for i in (from_id, to_id) if i is not None]
-        found = {s["id"]: s for s in sql.detection_snapshots(tenant.scope, ids=wanted)}
+        found = {s["id"]: s for s in tenant.coverage.detection_snapshots(ids=wanted)}
         missing = [i for i in wanted if i not in found]
         if missing:
             raise NotFound(f"no detection snapshot {missing[0]}")
@@ -87,7 +86,7 @@ def _resolve_pair(tenant, account, from_id, to_id) -> tuple[str, dict, dict]:
         if len(accounts) > 1:
             raise InvalidValue("the two detection snapshots are of different accounts")
         key = accounts.pop()
-        listing = sql.detection_snapshots(tenant.scope, account=key)
+        listing = tenant.coverage.detection_snapshots(account=key)
         ids = [s["id"] for s in listing]
         if to_id is None:
             to_id = ids[-1]
@@ -101,21 +100,21 @@ def _resolve_pair(tenant, account, from_id, to_id) -> tuple[str, dict, dict]:
         if account is not None:
             key = _account_arg(tenant, account).key
         else:
-            keys = {s["account"] for s in sql.detection_snapshots(tenant.scope)}
+            keys = {s["account"] for s in tenant.coverage.detection_snapshots()}
             if len(keys) != 1:
                 raise InvalidValue("name the account (--account): "
                                    + ("no account has detection snapshots" if not keys
                                       else f"{len(keys)} accounts have detection snapshots"))
             key = keys.pop()
-        listing = sql.detection_snapshots(tenant.scope, account=key)
+        listing = tenant.coverage.detection_snapshots(account=key)
         # the newest inventory and the one before it from the same import source
         same = [s["id"] for s in listing if listing and s["source"] == listing[-1]["source"]]
         if len(same) < 2:
             raise NotFound(f"drift needs two detection snapshots of {key} from one source; it "
                            f"has {len(same)} (each detection import takes one)")
         from_id, to_id = same[-2], same[-1]
-    snaps = {s["id"]: s for s in sql.detection_snapshots(tenant.scope, ids=[from_id, to_id],
-                                                         with_detections=True)}
+    snaps = {s["id"]: s for s in tenant.coverage.detection_snapshots(ids=[from_id, to_id],
+                                                                     with_detections=True)}
     return key, snaps[from_id], snaps[to_id]
 
 
@@ -184,10 +183,10 @@ def drift(tenant, account=None, from_snapshot: int | None = None, to_snapshot: i
     if old["id"] > new["id"]:
         old, new = new, old
     changes = diff_inventories(old["detections"] or {}, new["detections"] or {})
-    covs = sql.coverage_snapshots(tenant.scope, account=key, method=method,
-                                  detection_snapshot_ids=[old["id"], new["id"]],
-                                  with_techniques=False)
-    listing = sql.detection_snapshots(tenant.scope, account=key)
+    covs = tenant.coverage.snapshots(account=key, method=method,
+                                     detection_snapshot_ids=[old["id"], new["id"]],
+                                     with_techniques=False)
+    listing = tenant.coverage.detection_snapshots(account=key)
     before, after = _at_instant(covs, listing, old), _at_instant(covs, listing, new)
     recomputed = False
     if after is None and new["id"] == listing[-1]["id"] and catalog is not None:

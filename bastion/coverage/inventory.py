@@ -49,7 +49,6 @@ from bastion.schema import normalize as norm
 from bastion.schema.batch import Batch, Entity, key_for, prepare_values
 from bastion.schema.keys import build_key, parse_key
 from bastion.schema.kinds import REGISTRY
-from bastion.store import snapshots
 
 MAX_PROBLEMS = 50
 DETECTION = REGISTRY.entity("detection")
@@ -200,18 +199,11 @@ def default_account_entity() -> Entity:
 
 
 def active_catalog(tenant) -> Catalog | None:
-    """The tenant's active Enterprise ATT&CK catalog, when one was imported (bastion.store.catalog);
-    None when there is none (technique ids are then checked for shape only)."""
+    """The tenant's active Enterprise ATT&CK catalog, with the other domains' active releases,
+    when one was imported (bastion.store.catalog); None when there is none (technique ids are
+    then checked for shape only)."""
     try:
-        from bastion.store import catalog as store_catalog  # the catalog helper's module
-    except ImportError:
-        return None
-    load = getattr(store_catalog, "load", None)
-    if load is None:
-        return None
-    try:
-        with tenant.scope.transaction() as conn:  # with the other domains' active releases
-            return store_catalog.load_active(conn, "enterprise")
+        return tenant.coverage.catalog("enterprise", others=True)
     except (NotFound, TypeError, LookupError):
         return None
 
@@ -491,7 +483,7 @@ def _counting(values: dict[str, Any], mappings: dict[str, tuple[float, str]]) ->
 
 def _write(session, account: str, items: dict[str, _Item], sources: list[str], blocked: set,
            options: Options, catalog: Catalog | None, result: ImportResult) -> None:
-    previous = {s: snapshots.latest(session, account=account, source=s) for s in sources}
+    previous = {s: session.coverage.latest_snapshot(account=account, source=s) for s in sources}
     missing: dict[str, set[str]] = {}
     for s, snap in previous.items():
         if snap is not None:
@@ -507,7 +499,7 @@ def _write(session, account: str, items: dict[str, _Item], sources: list[str], b
     if account not in stored:
         batch.entities.append(default_account_entity())
     existing: dict[str, dict[str, Any]] = {}
-    for rec in snapshots.mappings_of(session, [*items, *gone]):
+    for rec in session.coverage.mappings_of([*items, *gone]):
         existing.setdefault(rec.values["detection"], {})[rec.values["technique"]] = rec
     mapping_keys: set[str] = set()
     written: dict[str, dict[str, Any]] = {}
@@ -575,5 +567,5 @@ def _write(session, account: str, items: dict[str, _Item], sources: list[str], b
                 inventory[key] = [v.get("content_hash"), v.get("status"), v.get("health"),
                                   _counting(v, _final_mappings({}, existing.get(key, {}), kept=True))]
         if inventory or previous.get(s) is not None:
-            result.snapshots[s] = snapshots.record(session, account=account, source=s,
-                                                   detections=inventory)
+            result.snapshots[s] = session.coverage.record_snapshot(account=account, source=s,
+                                                                   detections=inventory)

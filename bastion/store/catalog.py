@@ -3,8 +3,10 @@
 
 The catalog is shared reference data, not tenant data: writes run on the engine as the
 connecting role (on PostgreSQL the application role may only SELECT these tables), reads take an
-engine or any open connection — including a tenant transaction (`TenantStore.scope.transaction()`),
-where coverage reads the catalog next to the tenant's mappings.
+engine or any open connection — including a tenant transaction, where coverage reads the
+catalog next to the tenant's mappings. Code outside bastion/store calls them as methods:
+`Store.attack` (`AttackCatalogs` below) to list, import and activate releases,
+`TenantStore.coverage.catalog(domain)` to read one in a tenant's transaction.
 """
 
 from __future__ import annotations
@@ -275,3 +277,37 @@ def relations(bind: Engine | Connection, domain: str, version: str,
         stmt = stmt.where(r.c.kind == kind)
     with _reading(bind) as conn:
         return [tuple(x) for x in conn.execute(stmt.order_by(r.c.source, r.c.kind, r.c.target))]
+
+
+class AttackCatalogs:
+    """The stored ATT&CK releases of a database: `Store.attack` (administration; reads and
+    writes on the engine as the connecting role). A tenant reads a release as a Catalog in its
+    own transaction through `TenantStore.coverage.catalog(domain)`."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def releases(self, domain: str | None = None) -> list[Release]:
+        """Every stored release (of one domain), by domain then newest version first."""
+        return releases(self._engine, domain)
+
+    def release(self, domain: str, version: str) -> Release | None:
+        return release(self._engine, domain, version)
+
+    def active_version(self, domain: str = "enterprise") -> str | None:
+        """The version of the domain's active release, None when it has none."""
+        return active_version(self._engine, domain)
+
+    def load(self, domain: str = "enterprise", version: str | None = None) -> Catalog:
+        """A release as a Catalog (the domain's active one when `version` is None)."""
+        return load(self._engine, domain, version)
+
+    def replace_release(self, release: Release, objects: Iterable[dict[str, Any]],
+                        relations: Iterable[tuple[str, str, str]], activate: bool) -> Release:
+        """Store a release with its objects and relations, all or nothing (see
+        `replace_release`)."""
+        return replace_release(self._engine, release, objects, relations, activate)
+
+    def set_active(self, domain: str, version: str) -> Release:
+        """Make a stored release the active one of its domain."""
+        return set_active(self._engine, domain, version)

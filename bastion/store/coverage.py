@@ -335,3 +335,78 @@ def detection_snapshots(scope: Scope, *, account: str | None = None,
     with scope.transaction() as conn:
         return [{"id": r.id, "account": r.account, "taken_at": r.taken_at, "source": r.source,
                  "detections": r.detections} for r in conn.execute(stmt)]
+
+
+# -- the tenant's interface -----------------------------------------------------------------------
+
+
+class CoverageStore:
+    """Coverage reads and snapshots of one tenant: `TenantStore.coverage`. Callers outside the
+    store use these methods and never a scope or a connection; each opens its own transaction
+    bound to the tenant. The inventory reads and writes an import makes inside its write
+    transaction are `WriteSession.coverage` (bastion.store.snapshots.SessionCoverage)."""
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+
+    # the ATT&CK catalog (shared reference data), read in a transaction of this tenant
+
+    def catalog(self, domain: str = "enterprise", *, version: str | None = None,
+                others: bool = False):
+        """A stored ATT&CK release as a Catalog (the domain's active one when `version` is
+        None; NotFound when there is none). `others`: with the other domains' active releases
+        in its `others`, so ids resolve in their own domain (detection imports)."""
+        from bastion.store import catalog as store_catalog
+
+        with self._scope.transaction() as conn:
+            if others:
+                return store_catalog.load_active(conn, domain)
+            return store_catalog.load(conn, domain, version)
+
+    # accounts, mappings, decisions
+
+    def accounts(self, keys: Sequence[str] | None = None) -> list[Account]:
+        """The tenant's cloud accounts (those of `keys` when given), in key order."""
+        return accounts(self._scope, keys)
+
+    def gap_decisions(self, accounts: Sequence[str] | None = None) -> list[GapDecision]:
+        """Analysts' gap decisions (of these accounts), by account and technique."""
+        return gap_decisions(self._scope, accounts)
+
+    def aggregates(self, pairs: Sequence[tuple[str, str]], q: Qualify, *,
+                   accounts: Sequence[str] | None = None) -> Iterator[Aggregate]:
+        """See `aggregates`: one row per (account, active technique), streamed."""
+        return aggregates(self._scope, pairs, q, accounts=accounts)
+
+    def detections(self, pairs: Sequence[tuple[str, str]], q: Qualify | None, *,
+                   accounts: Sequence[str] | None = None, techniques: Sequence[str] | None = None,
+                   min_per_technique: int = 1) -> Iterator[DetectionRow]:
+        """See `detections`: the detections behind techniques, streamed."""
+        return detections(self._scope, pairs, q, accounts=accounts, techniques=techniques,
+                          min_per_technique=min_per_technique)
+
+    # snapshots
+
+    def add_snapshot(self, *, account: str, taken_at: datetime, method: str, attack_domain: str,
+                     attack_version: str, detection_snapshot_id: int | None, overall: dict,
+                     tactics: dict, techniques: dict) -> int:
+        """Store a coverage snapshot in a transaction of its own; returns its id."""
+        return add_coverage_snapshot(
+            self._scope, account=account, taken_at=taken_at, method=method,
+            attack_domain=attack_domain, attack_version=attack_version,
+            detection_snapshot_id=detection_snapshot_id, overall=overall, tactics=tactics,
+            techniques=techniques)
+
+    def snapshots(self, *, account: str | None = None, method: str | None = None,
+                  detection_snapshot_ids: Iterable[int] | None = None,
+                  with_techniques: bool = True) -> list[dict[str, Any]]:
+        """Coverage snapshots in id order (see `coverage_snapshots`)."""
+        return coverage_snapshots(self._scope, account=account, method=method,
+                                  detection_snapshot_ids=detection_snapshot_ids,
+                                  with_techniques=with_techniques)
+
+    def detection_snapshots(self, *, account: str | None = None, ids: Iterable[int] | None = None,
+                            with_detections: bool = False) -> list[dict[str, Any]]:
+        """Detection inventory snapshots in id order (see `detection_snapshots`)."""
+        return detection_snapshots(self._scope, account=account, ids=ids,
+                                   with_detections=with_detections)

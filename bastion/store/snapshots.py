@@ -1,6 +1,8 @@
 """Detection inventory snapshots (`detection_snapshot`) and the detection reads the importer
-needs inside its write transaction. Only the store speaks SQL; callers pass a `WriteSession`
-(or, for reads outside a write, a `Scope`).
+needs inside its write transaction. Only the store speaks SQL; the functions take a
+`WriteSession` (or, for reads outside a write, a `Scope`), and code outside bastion/store calls
+them as methods: `WriteSession.coverage` (`SessionCoverage` below) inside an import's write,
+`TenantStore.coverage` (bastion.store.coverage.CoverageStore) outside one.
 
 A snapshot row records, for one account and one import source, the inventory after an import:
 `{detection key: [content_hash, status, health, technique ids it counts through]}` (rows written
@@ -83,3 +85,23 @@ def mappings_of(session, detections: Sequence[str]) -> list[Record]:
                 .order_by(node.c.key))
         out.extend(_record("mapping", r) for r in conn.execute(stmt))
     return out
+
+
+class SessionCoverage:
+    """The detection inventory reads and writes an import makes in its write transaction:
+    `WriteSession.coverage` (the reads outside a write are `TenantStore.coverage`)."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def latest_snapshot(self, *, account: str, source: str) -> Snapshot | None:
+        """The newest detection snapshot of (account, source), as this transaction sees it."""
+        return latest(self._session, account=account, source=source)
+
+    def record_snapshot(self, *, account: str, source: str, detections: dict[str, list[Any]]) -> int:
+        """Write a detection snapshot taken at the session's instant; returns its id."""
+        return record(self._session, account=account, source=source, detections=detections)
+
+    def mappings_of(self, detections: Sequence[str]) -> list[Record]:
+        """Every stored mapping of these detections, including this transaction's writes."""
+        return mappings_of(self._session, detections)

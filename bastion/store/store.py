@@ -110,6 +110,13 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def attack(self):
+        """The stored ATT&CK releases: list, import, activate, load (bastion.store.catalog)."""
+        from bastion.store.catalog import AttackCatalogs
+
+        return AttackCatalogs(self.engine)
+
     def __enter__(self) -> "Store":
         return self
 
@@ -218,6 +225,14 @@ class WriteSession:
         self.scope, self.conn = scope, conn
         self.actor, self.source, self.correlation_id, self.at = actor, source, correlation_id, at
 
+    @property
+    def coverage(self):
+        """The detection inventory reads and snapshot writes of an import, in this transaction
+        (bastion.store.snapshots.SessionCoverage)."""
+        from bastion.store.snapshots import SessionCoverage
+
+        return SessionCoverage(self)
+
     def apply(self, batch: Batch | PreparedBatch, *, observed: bool = True) -> writer.ApplyResult:
         return writer.apply(self.scope, batch, actor=self.actor, source=self.source,
                             correlation_id=self.correlation_id, at=self.at, conn=self.conn,
@@ -278,6 +293,14 @@ class TenantStore:
         from bastion.store.exposure import Graph
 
         return Graph(self.scope, limits)
+
+    @property
+    def coverage(self):
+        """Coverage reads, snapshots and the ATT&CK catalog as this tenant reads it
+        (bastion.store.coverage.CoverageStore)."""
+        from bastion.store.coverage import CoverageStore
+
+        return CoverageStore(self.scope)
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ transaction) and keeps priorities current."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.text import Text

@@ -9,7 +9,7 @@ import orjson
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from bastion.errors import ConfigError
 
@@ -84,3 +84,24 @@ def make_engine(url: str | None = None, *, echo: bool = False, create: bool = Tr
         url, echo=echo, json_serializer=_json_dumps, pool_size=5, max_overflow=10, pool_pre_ping=True,
         connect_args={"connect_timeout": 10, "application_name": "bastion"},
     )
+
+
+def database_error(exc: Exception, url: str) -> Exception:
+    """The user-facing error (ConfigError) for a database that cannot be used — missing tables,
+    missing privileges, unreachable, not a database — or `exc` itself when it is a bug. Every front
+    end maps the driver's errors through this one function."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig or exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    undefined_table = (getattr(orig, "sqlstate", None) == "42P01"  # PostgreSQL undefined_table
+                       or reason.startswith("no such table"))  # SQLite
+    if undefined_table:
+        return ConfigError(f"database {url} is not initialized: run `bastion init` first")
+    if getattr(orig, "sqlstate", None) == "42501":  # PostgreSQL insufficient_privilege
+        return ConfigError(f"database {url}: {reason} (tenant administration, `init` and "
+                           "migrations need the owner login; after a restore without grants run "
+                           "`bastion db grants` as the owner)")
+    # A bare DatabaseError is SQLite's "file is not a database" (a subclass would be a bug).
+    if isinstance(exc, OperationalError) or type(exc) is DatabaseError:
+        return ConfigError(f"cannot open database {url}: {reason}")
+    return exc

@@ -28,7 +28,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Boolean, Connection, DateTime, Engine, JSON, inspect, text
 
-from bastion.errors import LossyDowngrade, NotFound
+from bastion.errors import ConfigError, LossyDowngrade, NotFound
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_ACTOR = "bastion db downgrade"
@@ -106,6 +106,17 @@ def losses(engine: Engine, revision: str = "-1") -> list[Loss]:
 def current(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_head(engine: Engine, where: str) -> None:
+    """Refuse, with what to run, a database that is not initialized or not at the revision this
+    code expects (every command but init and db; a server's readiness)."""
+    now = current(engine)
+    if now is None:
+        raise ConfigError(f"database {where} is not initialized: run `bastion init` first")
+    if now != head():
+        raise ConfigError(f"database {where} is at schema revision {now}, this Bastion needs "
+                          f"{head()}: run `bastion db upgrade`")
 
 
 def head() -> str:

@@ -73,14 +73,7 @@ class Session:
         creates a database file)."""
         store = self.store(create=False)
         if not self._ready:
-            current = migrate.current(store.engine)
-            if current is None:
-                raise ConfigError(f"database {self.display_url} is not initialized: "
-                                  "run `bastion init` first")
-            head = migrate.head()
-            if current != head:
-                raise ConfigError(f"database {self.display_url} is at schema revision {current}, "
-                                  f"this Bastion needs {head}: run `bastion db upgrade`")
+            migrate.require_head(store.engine, self.display_url)
             self._ready = True
         return store
 

@@ -7,6 +7,8 @@ import json
 import socket
 from datetime import datetime, timezone
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -37,6 +39,14 @@ def add_surface(cli: Cli) -> None:
 @pytest.mark.unmigrated
 def test_init_is_idempotent_and_db_current_shows_head(runner, database_url):
     cli = Cli(runner, database_url)
+    if database_url.startswith("sqlite"):
+        # A read never creates the file: `db current` on a missing file says so and leaves none.
+        path = Path(database_url.removeprefix("sqlite:///"))
+        assert not path.exists()
+        assert one_error_line(cli("db", "current", code=1)) == (
+            f"error: no database at {path}; run `bastion init`")
+        assert not path.exists()
+        path.touch()  # an empty file is an empty database
     assert "empty database" in cli("db", "current").stdout
     # Before init, data commands say what to do instead of failing on missing tables.
     msg = one_error_line(cli("list", "assets", code=1))

@@ -112,8 +112,9 @@ def db_grants(ctx: typer.Context) -> None:
 
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
-    """Show the schema revision of the database and whether it is the newest."""
-    _print_revision(session(ctx).store())
+    """Show the schema revision of the database and whether it is the newest (creates
+    nothing: a SQLite file that is not there is said to be missing)."""
+    _print_revision(session(ctx).store(create=False))
 
 
 def _print_revision(store) -> None:

@@ -209,6 +209,7 @@ event = Table(
     Column("note", Text),  # why, when the change needs saying (a risk re-opened by a scan …)
     PrimaryKeyConstraint("tenant_id", "seq"),
     Index(None, "tenant_id", "entity_key", "seq"),
+    Index(None, "tenant_id", "correlation_id", "seq"),  # what one run or request changed
     # No foreign key to tenant: it would cost a per-row check on the hottest table, and the
     # tenant's id is fixed by the transaction (and by row-level security on PostgreSQL).
     sqlite_with_rowid=False,

@@ -365,7 +365,7 @@ def test_enrich_epss_json_and_gzip(cli, risks, tmp_path):
     result = cli.json("enrich", "epss", str(gz))
     assert {k: v for k, v in result.items() if k != "correlation_id"} == {
         "catalog": "epss", "file": str(gz), "version": "v2025.03.14", "date": "2025-08-25T12:55:00Z",
-        "cves": 4, "risks_with_cve": 4, "matched": 2, "updated": 4, "unchanged": 0}
+        "cves": 4, "risks_with_cve": 4, "matched": 2, "updated": 4, "unchanged": 0, "import": 1}
     out = cli("enrich", "epss", str(EPSS)).stdout
     assert out == ("EPSS scores v2025.03.14 of 2025-08-25 (4 CVEs): 2 of 4 risks with a CVE have a "
                    "score; 0 risks updated\n")

@@ -15,7 +15,6 @@ from bastion.errors import InvalidValue
 from bastion.ingest.runner import Options, import_paths
 from bastion.risks import lifecycle
 from bastion.schema.batch import Batch
-from bastion.store import runs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scans"
 HOST = "#asset#app.example.com#app.example.com"
@@ -141,7 +140,7 @@ def test_close_missing_remediates_only_the_same_sources_unobserved_open_risks(te
     assert last.note == f"not observed by nuclei:weekly in import {result.run_id} (--close-missing)"
     closed = tenant.get(CVE_RISK)
     assert closed.last_seen < closed.updated_at  # closing is not a sighting
-    assert runs.get_import(tenant.scope, result.run_id).counts["closed"] == 2
+    assert tenant.runs.get(result.run_id).counts["closed"] == 2
 
 
 def test_close_missing_is_skipped_when_a_file_was_rejected(tenant, tmp_path):
@@ -154,7 +153,7 @@ def test_close_missing_is_skipped_when_a_file_was_rejected(tenant, tmp_path):
 
 
 def test_initial_status_is_configurable(tenant, tmp_path):
-    runs.set_setting(tenant.scope, lifecycle.INITIAL_STATUS_SETTING, "open", actor="ana", source="cli")
+    tenant.set_setting(lifecycle.INITIAL_STATUS_SETTING, "open", actor="ana", source="cli")
     run(tenant, write(tmp_path, "scan.jsonl", SCAN[:1]))
     assert tenant.get(RISK).values["status"] == "open"
     [ev] = [e for e in tenant.events() if e.entity_kind == "setting"]
@@ -230,14 +229,14 @@ def test_gzip_and_directories_are_read_and_runs_are_recorded(tenant, tmp_path):
     assert by_name["README.md"].status == "ignored"
     assert by_name["scan.jsonl.gz"].status == "imported" and by_name["scan.jsonl.gz"].findings == 4
     assert result.status == "succeeded"
-    stored = runs.get_import(tenant.scope, result.run_id)
+    stored = tenant.runs.get(result.run_id)
     import hashlib
 
     gz_row = next(f for f in stored.files if f["name"] == path)
     assert gz_row["sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
     assert (stored.source, stored.actor, stored.status) == ("weekly", "tester", "succeeded")
     assert stored.counts["findings"] == 4 and stored.finished_at >= stored.started_at
-    assert [r.id for r in runs.import_runs(tenant.scope)] == [result.run_id]
+    assert [r.id for r in tenant.runs.list()] == [result.run_id]
     # Every event the run wrote carries its correlation id.
     assert {e.correlation_id for e in tenant.events(limit=10000)} == {stored.correlation_id}
 
@@ -245,7 +244,7 @@ def test_gzip_and_directories_are_read_and_runs_are_recorded(tenant, tmp_path):
 def test_a_path_that_does_not_exist_fails_before_a_run_is_recorded(tenant, tmp_path):
     with pytest.raises(InvalidValue, match="No such file"):
         run(tenant, str(tmp_path / "nope.jsonl"))
-    assert runs.import_runs(tenant.scope) == []
+    assert tenant.runs.list() == []
 
 
 @pytest.mark.parametrize("fixture", sorted(
@@ -274,10 +273,41 @@ def test_overdue_risks_follow_the_tenants_sla(tenant, tmp_path):
     assert {r.key for r, _due in later} == {CVE_RISK}  # high: 30 days; medium and low not yet
     [(rec, due)] = later
     assert due == rec.first_seen + timedelta(days=30)
-    runs.set_setting(tenant.scope, lifecycle.SLA_SETTING, {"medium": 10}, actor="ana", source="cli")
+    tenant.set_setting(lifecycle.SLA_SETTING, {"medium": 10}, actor="ana", source="cli")
     assert {r.key for r, _ in lifecycle.overdue(tenant, now + timedelta(days=11))} == {RISK}
     lifecycle.set_status(tenant, RISK, "accepted", reason=None, comment=None, actor="ana")
     assert lifecycle.overdue(tenant, now + timedelta(days=11)) == []
+
+
+def test_risk_settings_merge_sla_days_and_refuse_a_bad_state_before_writing(tenant):
+    lifecycle.configure(tenant, sla="critical=3", actor="ana")
+    after = lifecycle.configure(tenant, sla={"high": 14}, initial="open", actor="ana")
+    assert (after.sla_days, after.initial_status) == (
+        {"critical": 3, "high": 14, "medium": 90, "low": 180}, "open")
+    assert tenant.settings() == {lifecycle.SLA_SETTING: {"critical": 3, "high": 14},
+                                 lifecycle.INITIAL_STATUS_SETTING: "open"}
+    events = len(tenant.events())
+    with pytest.raises(InvalidValue, match="triage or open"):
+        lifecycle.configure(tenant, sla="low=1", initial="accepted", actor="ana")
+    assert len(tenant.events()) == events and lifecycle.risk_settings(tenant).sla_days["low"] == 180
+
+
+def test_the_importer_is_chosen_by_the_library(tenant, tmp_path):
+    """`bastion import` and the server call one function: graph documents go to the graph
+    reader, scanner output to the scanner importer; both are recorded runs of their kind."""
+    from bastion.graph.jsonformat import ImportReport
+    from bastion.ingest.runner import import_inputs
+    from test_graph_format import CORP
+
+    graph = tmp_path / "corp.json"
+    graph.write_text(json.dumps(CORP))
+    report = import_inputs(tenant, [str(graph)], Options(actor="tester"))
+    assert isinstance(report, ImportReport) and report.result.created > 0
+    scan = import_inputs(tenant, [write(tmp_path, "scan.jsonl", SCAN)], Options(actor="tester"))
+    assert scan.files[0].format == "nuclei"
+    assert [(r.id, r.kind) for r in tenant.runs.list()] == [(scan.run_id, "scan"),
+                                                            (report.run_id, "graph")]
+    assert [r.id for r in tenant.runs.list(kind="graph")] == [report.run_id]
 
 
 # -- properties -----------------------------------------------------------------------------------
@@ -340,7 +370,7 @@ def test_nuclei_targets_of_every_version_and_compose_host_names_are_accepted(ten
     assert {r.values["target"] for r in tenant.list("risk").records} == {
         "#asset#app_1#app_1", "#asset#db_server.internal_net#db_server.internal_net",
         "#asset#old_v2#old_v2", "#asset#web_2#web_2"}
-    stored = runs.get_import(tenant.scope, result.run_id)
+    stored = tenant.runs.get(result.run_id)
     assert stored.status == "partial" and stored.errors == f.errors
     assert stored.files[0]["skipped"] == 1
     # A file read in part is never recorded for reuse: imported again, it is parsed again.
@@ -398,7 +428,7 @@ def test_an_empty_file_imports_as_zero_findings_with_a_warning(tenant, tmp_path,
     assert (f.status, f.format, f.records, f.empty, result.status) == (
         "imported", None, 0, True, "succeeded")
     assert result.notes == [f"{path}: empty: imported as a clean scan (zero findings)"]
-    assert runs.get_import(tenant.scope, result.run_id).status == "succeeded"
+    assert tenant.runs.get(result.run_id).status == "succeeded"
 
 
 def test_an_empty_scan_closes_what_its_source_no_longer_sees(tenant, tmp_path):
@@ -426,6 +456,26 @@ def test_an_empty_scan_with_its_format_closes_that_tools_risks(tenant, tmp_path)
     assert (result.files[0].format, result.closed) == ("nuclei", 3)
 
 
+def test_an_empty_scan_without_its_format_closes_nothing_when_several_tools_share_its_source(
+        tenant, tmp_path):
+    run(tenant, write(tmp_path, "scan.jsonl", SCAN), source="weekly")
+    run(tenant, str(FIXTURES / "sarif" / "version-first.sarif"), source="weekly")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    result = run(tenant, str(empty), source="weekly", close_missing=True)
+    assert (result.status, result.closed) == ("succeeded", 0)
+    assert result.notes[1] == (
+        f"--close-missing: {empty} is empty and names no tool, and nuclei, sarif have open risks "
+        "under --source weekly: nothing closed for it (pass --format to say which tool's scan it is)")
+    assert {r.values["status"] for r in tenant.list("risk").records} == {"triage"}
+    assert tenant.runs.get(result.run_id).errors[-1] == result.notes[1]
+    # Named, the empty scan closes that tool's risks only.
+    result = run(tenant, str(empty), source="weekly", format="nuclei", close_missing=True)
+    assert result.closed == 3
+    status = {r.values["source"]: r.values["status"] for r in tenant.list("risk").records}
+    assert status == {"nuclei:weekly": "remediated", "sarif:weekly": "triage"}
+
+
 # -- SARIF logs that name no repository (issue 10, point 10) --------------------------------------
 
 NO_REPO = str(FIXTURES / "sarif" / "version-first.sarif")  # names no repository, like semgrep
@@ -440,7 +490,7 @@ def test_sarif_logs_of_two_named_repositories_never_share_a_risk(tenant):
     run(tenant, NO_REPO, repository="https://github.com/acme/billing")
     assert sarif_risks(tenant) == {"#risk#https://github.com/acme/shop/src/main.c#la100",
                                    "#risk#https://github.com/acme/billing/src/main.c#la100"}
-    stored = runs.import_runs(tenant.scope)[0]
+    stored = tenant.runs.list()[0]
     assert stored.options["repository"] == "https://github.com/acme/billing"
 
 
@@ -497,7 +547,7 @@ def test_a_backlog_import_dates_new_entities_and_sla_from_the_scan(tenant, tmp_p
     future["timestamp"] = "2999-01-01T00:00:00Z"  # a wrong clock never dates anything ahead
     path = write(tmp_path, "backlog.jsonl", [json.dumps(old), json.dumps(later), json.dumps(future)])
     result = run(tenant, path)
-    start = runs.get_import(tenant.scope, result.run_id).started_at
+    start = tenant.runs.get(result.run_id).started_at
     assert tenant.get(CVE_RISK).first_seen == datetime(2025, 1, 10, 8, 0, 0, 500000, timezone.utc)
     assert tenant.get(RISK).first_seen == datetime(2025, 1, 12, 6, tzinfo=timezone.utc)
     assert tenant.get(HOST).first_seen == datetime(2025, 1, 10, 8, 0, 0, 500000, timezone.utc)

@@ -246,6 +246,37 @@ def test_imports_list_and_show(cli, scan, workdir):
         "error: no import run 999 (see `bastion imports list`)")
 
 
+ENRICH = Path(__file__).parent / "fixtures" / "enrich"
+
+
+def test_imports_list_shows_every_kind_of_import(cli, scan, workdir):
+    (workdir / "corp.json.gz").write_bytes(gzip.compress(json.dumps(CORP).encode()))
+    (workdir / "empty.json").write_text("")
+    cli("import", scan)
+    cli("import", "corp.json.gz", "--format", "graph")  # gzip, like every import
+    cli("enrich", "kev", str(ENRICH / "kev.json"))
+    cli("enrich", "epss", str(ENRICH / "epss.csv"))
+    cli("enrich", "kev", "empty.json", code=1)  # refused, and recorded too
+    listed = cli.json("imports", "list")
+    assert [(r["id"], r["kind"], r["status"]) for r in listed] == [
+        (5, "kev", "failed"), (4, "epss", "succeeded"), (3, "kev", "succeeded"),
+        (2, "graph", "succeeded"), (1, "scan", "succeeded")]
+    assert listed[0]["errors"] == ["empty.json: empty file, expected a KEV catalog (JSON or CSV)"]
+    kev = cli.json("imports", "show", "3")
+    [f] = kev["files"]
+    assert (f["format"], f["status"], f["sha256"]) == (
+        "kev", "imported", hashlib.sha256((ENRICH / "kev.json").read_bytes()).hexdigest())
+    assert kev["counts"]["records"] == 3
+    # The events of a run carry its correlation id.
+    assert cli.json("enrich", "kev", str(ENRICH / "kev.json"))["import"] == 6
+    graph = cli.json("imports", "show", "2")
+    assert graph["files"][0]["name"] == "corp.json.gz" and graph["counts"]["created"] > 0
+    assert [r["id"] for r in cli.json("imports", "list", "--kind", "kev")] == [6, 5, 3]
+    assert [r["id"] for r in cli.json("imports", "list", "--kind", "scan")] == [1]
+    table = cli("imports", "list").stdout
+    assert "Kind" in table and "graph" in table and "epss" in table
+
+
 def test_the_same_file_again_is_reused_and_said_so(cli, scan):
     cli("import", scan)
     out = cli("import", scan).stdout

@@ -55,7 +55,7 @@ def whole(tmp_path: Path, name: str) -> Path:
 
 
 def started(tenant, run_id: int):
-    return runs.get_import(tenant.scope, run_id).started_at
+    return tenant.runs.get(run_id).started_at
 
 
 def seen_at(tenant, at) -> tuple[set, set]:
@@ -146,7 +146,7 @@ def test_no_reuse_when_something_it_depends_on_changed(tenant, tmp_path, change)
     elif change == "unlink":  # its event names the capability, not a node the file wrote
         tenant.apply(Batch(unlinks=[discovered]), actor="ana", source="cli")
     elif change == "setting":
-        runs.set_setting(tenant.scope, lifecycle.INITIAL_STATUS_SETTING, "open", actor="ana", source="cli")
+        tenant.set_setting(lifecycle.INITIAL_STATUS_SETTING, "open", actor="ana", source="cli")
     elif change == "source":
         options = {"source": "weekly"}
     else:

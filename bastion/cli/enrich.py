@@ -4,7 +4,6 @@ Like every command: no SQL; bastion.risks.enrich reads the file and writes throu
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -18,18 +17,11 @@ app = typer.Typer(
          "Every risk that names a CVE gets the file's values and its priority recomputed; only "
          "risks whose values changed are written, each with a `risk.updated` event (source "
          "`enrich:kev` or `enrich:epss`), all in one transaction. Running a command again with "
-         "the same file changes nothing. Files may be gzip-compressed; `-` reads standard input.",
+         "the same file changes nothing. Files may be gzip-compressed; `-` reads standard input. "
+         "Every run is recorded (`bastion imports list --kind kev`).",
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
-
-
-def _source(path: str):
-    return sys.stdin.buffer if path == "-" else path
-
-
-def _name(path: str) -> str:
-    return "<stdin>" if path == "-" else path
 
 
 @app.command("kev", help=(
@@ -46,9 +38,7 @@ def kev_command(
     as_json: JsonOpt = False,
 ) -> None:
     sess = session(ctx)
-    tenant = sess.tenant()
-    catalog = enrich.read_kev(_source(file), _name(file))
-    result = enrich.apply_kev(tenant, catalog, sess.actor)
+    result = enrich.import_file(sess.tenant(), "kev", file, sess.actor)
     if as_json:
         echo_json(_json(result))
         return
@@ -71,9 +61,7 @@ def epss_command(
     as_json: JsonOpt = False,
 ) -> None:
     sess = session(ctx)
-    tenant = sess.tenant()
-    scores = enrich.read_epss(_source(file), _name(file))
-    result = enrich.apply_epss(tenant, scores, sess.actor)
+    result = enrich.import_file(sess.tenant(), "epss", file, sess.actor)
     if as_json:
         echo_json(_json(result))
         return
@@ -87,7 +75,8 @@ def _json(result: enrich.EnrichResult) -> dict[str, Any]:
     return {"catalog": result.catalog, "file": result.file, "version": result.version,
             "date": result.date, "cves": result.entries, "risks_with_cve": result.risks,
             "matched": result.matched, "updated": result.updated,
-            "unchanged": result.risks - result.updated, "correlation_id": result.correlation_id}
+            "unchanged": result.risks - result.updated, "correlation_id": result.correlation_id,
+            "import": result.run_id}
 
 
 def _summary(what: str, result: enrich.EnrichResult, verbs: tuple[str, str]) -> None:

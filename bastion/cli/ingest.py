@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -14,17 +13,18 @@ from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColu
 from rich.table import Table
 from rich.text import Text
 
-from bastion.errors import BastionError, InvalidValue
+from bastion.errors import BastionError
 from bastion.graph import jsonformat
-from bastion.ingest import FORMAT_NAMES, inputs
-from bastion.ingest.runner import FileResult, ImportResult, Options, import_graph, import_paths
+from bastion.ingest import FORMAT_NAMES
+from bastion.ingest.runner import FileResult, ImportResult, Options, import_inputs
 from bastion.risks import lifecycle
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES
-from bastion.store import runs
+from bastion.store.runs import KINDS
 from bastion.cli.common import key_column
 from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fmt_time,
                                 print_notes_and_problems, session, short_label)
 
+ImportKind = enum.Enum("ImportKind", {n: n for n in KINDS}, type=str)
 ImportFormat = enum.Enum("ImportFormat", {n: n for n in ("auto", "graph", *FORMAT_NAMES)}, type=str)
 
 
@@ -89,15 +89,15 @@ def import_command(
 ) -> None:
     sess = session(ctx)
     fmt = fmt.value if isinstance(fmt, enum.Enum) else fmt
-    if fmt == "graph" or (fmt == "auto" and _all_graph_documents(paths)):
-        _import_graph(sess, paths, source or jsonformat.SOURCE, replace, as_json)
-        return
     tenant = sess.tenant()
     options = Options(actor=sess.actor, format=fmt, source=source, close_missing=close_missing,
                       skip_invalid=skip_invalid, strict=strict, reuse=not no_reuse,
-                      repository=repository)
+                      repository=repository, replace=replace)
     with _Bar(enabled=not as_json) as bar:
-        result = import_paths(tenant, paths, options, bar.callback)
+        result = import_inputs(tenant, paths, options, bar.callback)
+    if isinstance(result, jsonformat.ImportReport):
+        _graph_summary(result, as_json)
+        return
     if as_json:
         echo_json(import_json(result))
     else:
@@ -107,24 +107,8 @@ def import_command(
                              f"(import {result.run_id}; `bastion imports show {result.run_id}`)")
 
 
-def _all_graph_documents(paths: list[str]) -> bool:
-    """Bastion's own JSON graph (the format `bastion graph export` writes)?"""
-    for p in paths:
-        if p == "-":
-            head = inputs.stdin().peek(4096)[:4096]
-        elif Path(p).is_file():
-            with open(p, "rb") as fh:
-                head = fh.read(4096)
-        else:
-            return False
-        if not inputs.looks_like_graph(head):
-            return False
-    return bool(paths)
-
-
-def _import_graph(sess, paths: list[str], source: str, replace: bool, as_json: bool) -> None:
-    run_id, report = import_graph(sess.tenant(), paths, actor=sess.actor, source=source,
-                                  merge=not replace)
+def _graph_summary(report: jsonformat.ImportReport, as_json: bool) -> None:
+    run_id = report.run_id
     r = report.result
     if as_json:
         echo_json({"files": report.documents, "nodes": report.nodes, "edges": report.edges,
@@ -201,21 +185,26 @@ imports_app = typer.Typer(no_args_is_help=True,
 def imports_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(metavar="N", help="How many, newest first.")] = 20,
+    kind: Annotated[Optional[ImportKind], typer.Option(
+        "--kind", help="Only runs of this kind: scanner output (scan), JSON graph (graph), "
+                       "detections, ATT&CK bundles (attack), KEV catalog (kev), EPSS scores "
+                       "(epss).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List import runs, newest first."""
-    items = runs.import_runs(session(ctx).tenant().scope, limit)
+    """List import runs of every kind, newest first."""
+    kind = kind.value if isinstance(kind, enum.Enum) else kind
+    items = session(ctx).tenant().runs.list(limit, kind=kind)
     if as_json:
         echo_json([r.as_dict() for r in items])
         return
     if not items:
         console().print("no imports yet", style="dim")
         return
-    table = Table("Id", "Started", "Status", "Source", "Files", "Records", "Created", "Updated",
-                  "Closed", "Actor")
+    table = Table("Id", "Kind", "Started", "Status", "Source", "Files", "Records", "Created",
+                  "Updated", "Closed", "Actor")
     for r in items:
         c = r.counts
-        table.add_row(str(r.id), fmt_time(r.started_at), r.status, r.source or "-",
+        table.add_row(str(r.id), r.kind, fmt_time(r.started_at), r.status, r.source or "-",
                       str(c.get("files", len(r.files))), f"{c.get('records', 0):,}",
                       f"{c.get('created', 0):,}", f"{c.get('updated', 0):,}", f"{c.get('closed', 0):,}",
                       r.actor)
@@ -229,7 +218,7 @@ def imports_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show one import run: options, every file with its hash and counts, the errors."""
-    r = runs.get_import(session(ctx).tenant().scope, run_id)
+    r = session(ctx).tenant().runs.get(run_id)
     if as_json:
         echo_json(r.as_dict())
         return
@@ -323,19 +312,9 @@ def risk_sla(
     """Show or change the tenant's remediation deadlines per severity and the state new findings
     start in. Changes are events."""
     sess = session(ctx)
-    scope = sess.tenant().scope
-    settings = runs.settings(scope)
-    if set_ is not None:
-        days = {**(settings.get(lifecycle.SLA_SETTING) or {}), **lifecycle.parse_sla(set_)}
-        runs.set_setting(scope, lifecycle.SLA_SETTING, days, actor=sess.actor, source="cli")
-    if initial_status is not None:
-        if initial_status not in lifecycle.OPEN_STATES:
-            raise InvalidValue("--initial-status must be triage or open")
-        runs.set_setting(scope, lifecycle.INITIAL_STATUS_SETTING, initial_status,
-                         actor=sess.actor, source="cli")
-    settings = runs.settings(scope)
-    days = lifecycle.sla_days(settings)
-    initial = lifecycle.initial_status(settings)
+    settings = lifecycle.configure(sess.tenant(), sla=set_, initial=initial_status,
+                                   actor=sess.actor, source="cli")
+    days, initial = settings.sla_days, settings.initial_status
     if as_json:
         echo_json({"sla_days": days, "initial_status": initial})
         return

@@ -416,6 +416,7 @@ class ImportReport:
     nodes: int  # distinct nodes the documents define (tags included)
     edges: int  # distinct edges the documents give
     result: "ApplyResult"
+    run_id: int | None = None  # the import run that recorded it (import_paths)
 
 
 def plan_batch(documents: Sequence[GraphDocument], tenant: "TenantStore | None" = None, *,
@@ -529,6 +530,52 @@ def import_documents(tenant: "TenantStore", documents: Sequence[GraphDocument], 
     result = tenant.apply(batch, actor=actor, source=source, correlation_id=correlation_id)
     return ImportReport([d.name for d in documents], len(batch.entities),
                         len(batch.relationships), result)
+
+
+def import_paths(tenant: "TenantStore", paths: list[str], *, actor: str, source: str = SOURCE,
+                 merge: bool = True, progress=None) -> ImportReport:
+    """Import the documents the paths name (files, every file below a directory, `-` for
+    standard input, gzip or plain) in one all-or-nothing batch, recorded as an import run of
+    kind `graph` (bastion.ingest.files), a refused one too: its files are then rejected and the
+    problems are its errors. Raises ValidationFailed naming every problem of every file."""
+    from bastion.ingest.files import FileResult, Run
+
+    with Run(tenant, "graph", actor=actor, source=source, paths=paths, progress=progress,
+             options={"format": "graph", "source": source, "replace": not merge}) as run:
+        docs: list[GraphDocument] = []
+        problems: list[Problem] = []
+        invalid: list[FileResult] = []  # read, but not a valid document
+        for item in run.inputs(paths):
+            fr = run.add(FileResult(item.name, format="graph"))
+            with run.open(item, fr) as opened:
+                data = opened.stream.read()
+            if fr.status != "imported":  # it could not be read: rejected with the reason
+                continue
+            try:
+                docs.append(parse_document(data, item.name))
+            except ValidationFailed as exc:
+                fr.status = "rejected"
+                fr.errors = [str(p) for p in exc.problems]
+                invalid.append(fr)
+                problems.extend(exc.problems)
+        # First the inputs that could not be read or named no file ("NAME: reason").
+        problems[:0] = [Problem(fr.name, None, e.removeprefix(f"{fr.name}: "))
+                        for fr in run.rejected if all(fr is not x for x in invalid)
+                        for e in fr.errors]
+        try:
+            if problems:
+                raise ValidationFailed(problems[:MAX_PROBLEMS + 1])
+            report = import_documents(tenant, docs, actor=actor, source=source, merge=merge,
+                                      correlation_id=run.correlation_id)
+        except Exception:
+            for fr in run.files:  # all or nothing: no document was imported
+                fr.status = "rejected"
+            raise
+        r = report.result
+        run.counts = {**run.totals(), "records": report.nodes + report.edges,
+                      "created": r.created, "updated": r.updated, "unchanged": r.unchanged}
+    report.run_id = run.id
+    return report
 
 
 def stored_records(tenant: "TenantStore", keys: Iterable[str]) -> dict[str, "Record"]:

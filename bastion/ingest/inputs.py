@@ -97,6 +97,23 @@ def looks_like_graph(head: bytes) -> bool:
     return bool(members & {"nodes", "edges"}) and not members & _FOREIGN_MEMBERS
 
 
+def all_graph_documents(paths: list[str]) -> bool:
+    """Whether every input named is a file (or standard input) of Bastion's own JSON graph (the
+    format `bastion graph export` writes): `bastion import` without --format then reads them as
+    one graph import."""
+    for p in paths:
+        if p == STDIN:
+            head = stdin().peek(4096)[:4096]
+        elif Path(p).is_file():
+            with open(p, "rb") as fh:
+                head = fh.read(4096)
+        else:
+            return False
+        if not looks_like_graph(head):
+            return False
+    return bool(paths)
+
+
 def _top_level_members(head: bytes) -> tuple[set[str], str | None]:
     """(names of the top-level members of a JSON object that `head` starts, the `format`
     member's text value) as far as `head` reaches."""

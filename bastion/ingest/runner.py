@@ -13,6 +13,14 @@ of the file imports, unless `strict`, which rejects the file for it. A record th
 (not JSON, a bad value) rejects its file (nothing from it is written) unless `skip_invalid`,
 which skips and lists it too. A file read in part is never recorded for reuse. After every file was imported,
 `close_missing` remediates the open risks of each importing source that this run did not observe.
+An empty file names no tool: with `--format` it closes that tool's risks; without, those of the
+one tool that has open risks under `--source` — when several have, none (a note says which and to
+pass --format).
+
+The run, its inputs (files, directories, stdin, gzip), per-file results and progress are the
+framework every import shares (bastion.ingest.files); `import_inputs` is the one entry point of
+`bastion import`: it hands Bastion's JSON graph to its reader (bastion.graph.jsonformat) and
+scanner output to `import_paths`.
 
 A file (not standard input) imported whole is recorded with the nodes and edges it observed.
 Imported again byte for byte — same tool, source, parser code and tenant settings — with none of
@@ -23,23 +31,22 @@ those changed since, it is not parsed again: the import is the sighting it would
 from __future__ import annotations
 
 import hashlib
-import uuid
-import zlib
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from bastion.errors import InvalidValue, ValidationFailed
-from bastion.ingest import FORMAT_NAMES, sarif
+from bastion.ingest import FORMAT_NAMES, files, sarif
+from bastion.ingest.files import MAX_PROBLEMS, Progress
 from bastion.ingest.hosts import inferred_exposure
-from bastion.ingest.inputs import (Input, Opened, UnknownFormat, check_exist, chosen, detect, expand,
-                                   is_empty)
+from bastion.ingest.inputs import (Input, Opened, UnknownFormat, all_graph_documents, check_exist,
+                                   chosen, detect, is_empty)
 from bastion.ingest.records import Finding, Invalid, Malformed, Record
 from bastion.risks import lifecycle
 from bastion.risks.priority import priority
@@ -49,7 +56,6 @@ from bastion.schema.kinds import REGISTRY, _group_of
 from bastion.store import runs
 
 CHUNK_RECORDS = 5000
-MAX_PROBLEMS = 50  # listed per file; the rest are counted
 MAX_APPLIED = 250_000  # entities and edges remembered per file as already written (~15 MiB)
 _RISK = REGISTRY.entity("risk")
 _RISK_FIELDS = _RISK.field_names
@@ -65,32 +71,21 @@ class Options:
     strict: bool = False  # a record that cannot be placed (no target) rejects its file too
     reuse: bool = True  # an unchanged file imported before stands for itself (see the module doc)
     repository: str | None = None  # SARIF: the repository of logs that name none
+    replace: bool = False  # JSON graph: replace stored nodes instead of merging
 
 
 @dataclass
-class FileResult:
-    name: str
-    format: str | None = None
-    sha256: str | None = None
-    bytes: int = 0
-    status: str = "imported"  # imported | rejected | ignored (a file of no known format in a directory)
+class FileResult(files.FileResult):
+    """A scanner file (status ignored: a file of no known format in a directory)."""
+
     records: int = 0
     findings: int = 0
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     reopened: int = 0
-    skipped: int = 0
     reused_run: int | None = None  # the earlier run whose import of the same bytes stood for this one
     empty: bool = False  # no records at all (a clean scan): imported as zero findings
-    errors: list[str] = field(default_factory=list)
-    more_errors: int = 0  # beyond those listed
-
-    def problem(self, where: str, reason: str) -> None:
-        if len(self.errors) < MAX_PROBLEMS:
-            self.errors.append(f"{self.name}: {where}: {reason}" if where else f"{self.name}: {reason}")
-        else:
-            self.more_errors += 1
 
 
 @dataclass
@@ -115,19 +110,26 @@ class ImportResult:
         return out
 
 
-class Progress(Protocol):
-    def start(self, name: str, size: int | None) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def records(self, count: int) -> None: ...
-    def done(self, result: FileResult) -> None: ...
-
-
 class _Rejected(Exception):
     pass
 
 
 def risk_source(tool: str, name: str | None) -> str:
     return f"{tool}:{name}" if name else tool
+
+
+def import_inputs(tenant, paths: list[str], options: Options, progress: Progress | None = None):
+    """`bastion import`: Bastion's JSON graph documents (`--format graph`, or every input one:
+    inputs.all_graph_documents) go to the graph reader (jsonformat.import_paths, returning its
+    GraphImport), anything else to `import_paths` (returning an ImportResult)."""
+    if options.format == "graph" or (options.format == "auto"
+                                     and all_graph_documents(paths)):
+        from bastion.graph import jsonformat
+
+        return jsonformat.import_paths(tenant, paths, actor=options.actor,
+                                       source=options.source or jsonformat.SOURCE,
+                                       merge=not options.replace, progress=progress)
+    return import_paths(tenant, paths, options, progress)
 
 
 def import_paths(tenant, paths: list[str], options: Options, progress: Progress | None = None) -> ImportResult:
@@ -144,160 +146,81 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
         options.repository = sarif.repository_name(options.repository)
         if not options.repository or len(options.repository) > 200 or "#" in options.repository:
             raise InvalidValue("--repository must be 1-200 characters without '#'")
-    settings = runs.settings(tenant.scope)
+    settings = tenant.settings()
     # What the file imports as depends on --repository too (SARIF logs that name none).
     fingerprint = _fingerprint(settings if options.repository is None
                                else {**settings, "--repository": options.repository})
-    at = datetime.now(timezone.utc)
-    cid = uuid.uuid4().hex
-    run_id = runs.start_import(tenant.scope, source=options.source or "", actor=options.actor,
-                               correlation_id=cid, started_at=at,
-                               options={"format": options.format, "source": options.source,
-                                        "close_missing": options.close_missing,
-                                        "skip_invalid": options.skip_invalid,
-                                        "strict": options.strict, "reuse": options.reuse,
-                                        "repository": options.repository,
-                                        "paths": list(paths)})
-    result = ImportResult(run_id, "running", cid, [])
-    sources: set[str] = set()
-    try:
-        for item in expand(paths):
-            if isinstance(item, tuple):
-                name, reason = item
-                fr = FileResult(name, status="rejected")
-                fr.problem("", reason)
-                result.files.append(fr)
-                continue
-            fr = _File(tenant, item, module, options, settings, fingerprint, at, cid, run_id,
-                       progress).run()
-            result.files.append(fr)
+    with files.Run(tenant, "scan", actor=options.actor, source=options.source or "",
+                   paths=paths, progress=progress, result=FileResult,
+                   options={"format": options.format, "source": options.source,
+                            "close_missing": options.close_missing,
+                            "skip_invalid": options.skip_invalid,
+                            "strict": options.strict, "reuse": options.reuse,
+                            "repository": options.repository}) as run:
+        result = ImportResult(run.id, "running", run.correlation_id, run.files, notes=run.notes)
+        sources: set[str] = set()
+        empty: list[FileResult] = []  # empty files that name no tool
+        for item in run.inputs(paths):
+            fr = run.add(_File(tenant, run, item, module, options, settings, fingerprint).run())
             if fr.empty:
                 result.notes.append(f"{fr.name}: empty: imported as a clean scan (zero findings)")
             if fr.status == "imported" and fr.format:
                 sources.add(risk_source(fr.format, options.source))
-            elif fr.status == "imported" and options.close_missing:
-                # An empty file says no tool. --source names the scan, so what it closes is
-                # every tool's risks filed under that --source (docs/formats.md, "Empty scans").
-                if options.source:
-                    sources.update(risk_source(t, options.source) for t in FORMAT_NAMES)
-                else:
-                    result.notes.append(f"--close-missing: {fr.name} is empty and names no tool: "
-                                        "nothing closed for it (give --format or --source)")
+            elif fr.status == "imported":
+                empty.append(fr)
         if options.close_missing:
             if result.rejected:
                 result.notes.append("--close-missing skipped: a file was rejected, so what this run "
                                     "did not observe is not known")
             else:
+                if empty:
+                    sources.update(_empty_scan_sources(tenant, empty, options.source, result.notes))
                 for source in sorted(sources):
-                    result.closed += _close_missing(tenant, source, at, cid, run_id, options.actor)
-    finally:
-        imported = [f for f in result.files if f.status == "imported"]
-        if not result.files or not imported:
-            result.status = "failed"
-        elif result.rejected or any(f.skipped for f in result.files):
-            result.status = "partial"
-        else:
-            result.status = "succeeded"
-        errors = [e for f in result.files for e in f.errors] + result.notes
-        runs.finish_import(tenant.scope, run_id, status=result.status,
-                           files=[_file_row(f) for f in result.files], counts=result.totals(),
-                           errors=errors)
+                    result.closed += _close_missing(tenant, source, run.at, run.correlation_id,
+                                                    run.id, options.actor)
+        run.counts = result.totals()
+    result.status = run.status
     return result
 
 
-def import_graph(tenant, paths: list[str], *, actor: str, source: str, merge: bool = True):
-    """Import Bastion's JSON graph documents (docs/graph.md) in one batch, recorded as an import
-    run like a scan, a refused one too (the problems are the run's errors); returns
-    (run id, jsonformat.ImportReport) or raises what refused it."""
-    from bastion.graph import jsonformat
-    from bastion.ingest.inputs import stdin
-
-    check_exist(paths)
-    at, cid = datetime.now(timezone.utc), uuid.uuid4().hex
-    run_id = runs.start_import(tenant.scope, source=source, actor=actor, correlation_id=cid,
-                               started_at=at, options={"format": "graph", "source": source,
-                                                       "replace": not merge, "paths": list(paths)})
-    files = [{"name": "<stdin>" if p == "-" else p, "format": "graph", "status": "rejected"}
-             for p in paths]
-    counts: dict[str, int] = {"files": len(files), "rejected": len(files)}
-    errors: list[str] = []
-    status = "failed"
-    try:
-        docs = jsonformat.documents_from(paths, stdin().read() if "-" in paths else None)
-        report = jsonformat.import_documents(tenant, docs, actor=actor, source=source, merge=merge,
-                                             correlation_id=cid)
-        r = report.result
-        status = "succeeded"
-        for f in files:
-            f["status"] = "imported"
-        counts = {"files": len(files), "rejected": 0, "records": report.nodes + report.edges,
-                  "created": r.created, "updated": r.updated, "unchanged": r.unchanged}
-        return run_id, report
-    except ValidationFailed as exc:
-        errors = [str(p) for p in exc.problems]
-        raise
-    except Exception as exc:
-        errors = [str(exc) or type(exc).__name__]
-        raise
-    finally:
-        runs.finish_import(tenant.scope, run_id, status=status, files=files, counts=counts,
-                           errors=errors)
-
-
-def _file_row(f: FileResult) -> dict[str, Any]:
-    row = asdict(f)
-    row.pop("errors")
-    row["errors"] = len(f.errors) + f.more_errors
-    return row
+def _empty_scan_sources(tenant, empty: list[FileResult], name: str | None,
+                        notes: list[str]) -> list[str]:
+    """What empty files that name no tool close (docs/formats.md, "Empty scans"): under
+    --source NAME, the risks of the one tool that has open risks filed under NAME; when several
+    tools have, nothing (a note names them: --format says which tool the scan was)."""
+    files_named = ", ".join(f.name for f in empty)
+    if not name:
+        notes.append(f"--close-missing: {files_named} is empty and names no tool: nothing closed "
+                     "for it (give --format or --source)")
+        return []
+    tools = [t for t in sorted(FORMAT_NAMES)
+             if tenant.count("risk", where={"source": risk_source(t, name),
+                                            "status": list(lifecycle.OPEN_STATES)})]
+    if len(tools) <= 1:
+        return [risk_source(t, name) for t in tools]
+    notes.append(f"--close-missing: {files_named} is empty and names no tool, and "
+                 f"{', '.join(tools)} have open risks under --source {name}: nothing closed for "
+                 "it (pass --format to say which tool's scan it is)")
+    return []
 
 
 class _File:
     """One input file, imported in one transaction."""
 
-    def __init__(self, tenant, item: Input, module: ModuleType | None, options: Options,
-                 settings: dict[str, Any], fingerprint: str, at: datetime, cid: str, run_id: int,
-                 progress: Progress | None):
-        self.tenant, self.item, self.module, self.options = tenant, item, module, options
+    def __init__(self, tenant, run: files.Run, item: Input, module: ModuleType | None,
+                 options: Options, settings: dict[str, Any], fingerprint: str):
+        self.tenant, self.run_, self.item, self.module, self.options = tenant, run, item, module, options
         self.settings, self.fingerprint = settings, fingerprint
-        self.at, self.cid, self.run_id = at, cid, run_id
-        self.progress = progress
+        self.at, self.cid, self.run_id = run.at, run.correlation_id, run.id
+        self.progress = run.progress
         self.result = FileResult(item.name)
 
     def run(self) -> FileResult:
-        fr, progress = self.result, self.progress
+        fr = self.result
         size = None if self.item.is_stdin else self.item.path.stat().st_size
-        if progress:
-            progress.start(self.item.name, size)
-        opened = None
         try:
-            opened = Opened(self.item, progress.advance if progress else None)
-            sample = opened.sample()
-            if is_empty(sample.head):  # a clean scan: zero records, of the format named if any
-                fr.empty, fr.format = True, self.module.NAME if self.module else None
-                fr.sha256, fr.bytes = opened.finish()
-                return self._done()
-            module = self.module or detect(sample, self.item.name)
-            fr.format = module.NAME
-            source = risk_source(module.NAME, self.options.source)
-            if self.options.reuse and size is not None and self._reused(module.NAME, source, size):
-                return self._done()
-            with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
-                                     correlation_id=self.cid, at=self.at) as session:
-                members = None
-                if size is not None:
-                    members = runs.FileMembers(self.tenant.scope, session.conn,
-                                               self._identity("", size, module.NAME, source),
-                                               run_id=self.run_id, name=self.item.name, at=self.at)
-                loader = _Loader(session, module.NAME, source, self.settings, self.run_id, fr, members)
-                self._read(module, opened, loader)
-                loader.flush()
-                fr.sha256, fr.bytes = opened.finish()
-                if members is not None and fr.skipped:  # a file read in part is not reused
-                    members.discard()
-                elif members is not None:
-                    members.finish(self._identity(fr.sha256, fr.bytes, module.NAME, source),
-                                   {"records": fr.records, "findings": fr.findings},
-                                   node_id(loader.capability))
+            with self.run_.open(self.item, fr) as opened:
+                self._import(opened, size)
         except _Rejected:
             fr.status = "rejected"
         except UnknownFormat as exc:
@@ -305,31 +228,43 @@ class _File:
             fr.status = "ignored" if self.item.in_directory else "rejected"
             fr.problem("", str(exc) if fr.status == "rejected" else "ignored: not a scanner output")
         except Malformed as exc:
-            fr.status = "rejected"
-            fr.problem("", str(exc))
-        except (EOFError, zlib.error, OSError) as exc:  # a cut-off gzip, an unreadable file
-            fr.status = "rejected"
-            fr.problem("", f"cannot read: {exc or type(exc).__name__}")
+            fr.reject(str(exc))
         except ValidationFailed as exc:  # the write path refused a chunk: a parser bug or a race
             fr.status = "rejected"
             for p in exc.problems:
                 fr.problem(p.where, f"{p.field}: {p.reason}" if p.field else p.reason)
-        finally:
-            if opened is not None:
-                if fr.sha256 is None:  # a rejected file is recorded with its hash too
-                    try:
-                        fr.sha256, fr.bytes = opened.finish()
-                    except OSError:
-                        pass
-                opened.close()
         if fr.status != "imported":
             fr.created = fr.updated = fr.unchanged = fr.reopened = 0
-        return self._done()
+        return fr
 
-    def _done(self) -> FileResult:
-        if self.progress:
-            self.progress.done(self.result)
-        return self.result
+    def _import(self, opened: Opened, size: int | None) -> None:
+        fr = self.result
+        sample = opened.sample()
+        if is_empty(sample.head):  # a clean scan: zero records, of the format named if any
+            fr.empty, fr.format = True, self.module.NAME if self.module else None
+            return
+        module = self.module or detect(sample, self.item.name)
+        fr.format = module.NAME
+        source = risk_source(module.NAME, self.options.source)
+        if self.options.reuse and size is not None and self._reused(module.NAME, source, size):
+            return
+        with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
+                                 correlation_id=self.cid, at=self.at) as session:
+            members = None
+            if size is not None:
+                members = session.runs.file_members(
+                    self._identity("", size, module.NAME, source),
+                    run_id=self.run_id, name=self.item.name, at=self.at)
+            loader = _Loader(session, module.NAME, source, self.settings, self.run_id, fr, members)
+            self._read(module, opened, loader)
+            loader.flush()
+            fr.sha256, fr.bytes = opened.finish()
+            if members is not None and fr.skipped:  # a file read in part is not reused
+                members.discard()
+            elif members is not None:
+                members.finish(self._identity(fr.sha256, fr.bytes, module.NAME, source),
+                               {"records": fr.records, "findings": fr.findings},
+                               node_id(loader.capability))
 
     def _identity(self, sha256: str, size: int, fmt: str, source: str) -> runs.FileIdentity:
         return runs.FileIdentity(sha256, size, fmt, source, self.fingerprint)
@@ -337,8 +272,8 @@ class _File:
     def _reused(self, fmt: str, source: str, size: int) -> bool:
         """Whether an earlier import of the same bytes stood for this one (see the module doc);
         the file is hashed first only when an earlier file of its size could."""
-        scope = self.tenant.scope
-        if not runs.may_reuse(scope, size=size, format=fmt, source=source, fingerprint=self.fingerprint):
+        if not self.tenant.runs.may_reuse(size=size, format=fmt, source=source,
+                                          fingerprint=self.fingerprint):
             return False
         digest = hashlib.sha256()
         with open(self.item.path, "rb") as f:
@@ -348,8 +283,8 @@ class _File:
         try:
             with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
                                      correlation_id=self.cid, at=self.at) as session:
-                counts = runs.reuse_file(scope, session.conn, ident, run_id=self.run_id,
-                                         name=self.item.name, at=self.at)
+                counts = session.runs.reuse_file(ident, run_id=self.run_id, name=self.item.name,
+                                                 at=self.at)
         except runs.NotReusable:  # rolled back: nothing of the attempt stays
             return False
         fr = self.result

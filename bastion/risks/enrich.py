@@ -11,6 +11,10 @@ one transaction through the store's write path: each change is a `risk.updated` 
 diff, source `enrich:kev` or `enrich:epss`. The KEV catalog is complete: a CVE it does not list is
 not known exploited (kev false). An EPSS file may not score every CVE: a risk whose CVE it lacks
 keeps the scores it had.
+
+`import_file` is what `bastion enrich` runs: it reads a file (or standard input; gzip or plain)
+through the file-import framework (bastion.ingest.files) and applies it, recorded as an import
+run of kind `kev` or `epss` — a refused file too — whose correlation id the events carry.
 """
 
 from __future__ import annotations
@@ -320,12 +324,49 @@ class EnrichResult:
     matched: int  # of them, those the file lists
     updated: int  # risks written (one event each)
     correlation_id: str = ""
+    run_id: int | None = None  # the import run that recorded it (import_file)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def apply_kev(tenant, kev: Catalog, actor: str, *, at: datetime | None = None) -> EnrichResult:
+def import_file(tenant, catalog: str, path: str, actor: str, *, progress=None) -> EnrichResult:
+    """Read `path` (a file, `-` for standard input) as the KEV catalog (`catalog` "kev") or
+    EPSS scores ("epss") and apply it to every risk of `tenant` with a CVE, recorded as an
+    import run of that kind. A file that cannot be read as one is refused (InvalidValue, one
+    line naming it) and the run records why."""
+    from pathlib import Path
+
+    from bastion.ingest.files import FileResult, Run
+
+    if catalog not in ("kev", "epss"):
+        raise InvalidValue(f"unknown catalog {catalog!r}; one of: kev, epss")
+    if path != "-" and not Path(path).is_file():
+        what = "Is a directory" if Path(path).is_dir() else "No such file or directory"
+        raise _fail(path, None, f"cannot open: {what}")
+    read, apply = (read_kev, apply_kev) if catalog == "kev" else (read_epss, apply_epss)
+    with Run(tenant, catalog, actor=actor, source=KEV_SOURCE if catalog == "kev" else EPSS_SOURCE,
+             paths=[path], progress=progress, options={"format": catalog}) as run:
+        for item in run.inputs([path]):
+            fr = run.add(FileResult(item.name, format=catalog))
+            with run.open(item, fr) as opened:
+                try:
+                    data = read(opened.stream, item.name)
+                except InvalidValue as exc:
+                    fr.reject(str(exc).removeprefix(f"{item.name}: "))
+                    raise
+            if fr.status != "imported":  # it could not be read
+                raise InvalidValue(fr.errors[0])
+            result = apply(tenant, data, actor, at=run.at, correlation_id=run.correlation_id)
+            result.run_id = run.id
+            run.counts = {**run.totals(), "records": len(data), "matched": result.matched,
+                          "updated": result.updated}
+            return result
+    raise InvalidValue(f"cannot read {path}: not a file")
+
+
+def apply_kev(tenant, kev: Catalog, actor: str, *, at: datetime | None = None,
+              correlation_id: str | None = None) -> EnrichResult:
     """Set kev, kev_due and kev_ransomware (and priority) on every risk of `tenant` (a
     TenantStore) that names a CVE; a CVE not in the catalog gets kev false, no due date."""
 
@@ -336,10 +377,11 @@ def apply_kev(tenant, kev: Catalog, actor: str, *, at: datetime | None = None) -
         return hit is not None
 
     label = f"KEV catalog {kev.version}" if kev.version else f"KEV catalog {kev.name}"
-    return _enrich(tenant, "kev", kev, actor, KEV_SOURCE, label, update, at)
+    return _enrich(tenant, "kev", kev, actor, KEV_SOURCE, label, update, at, correlation_id)
 
 
-def apply_epss(tenant, epss: Catalog, actor: str, *, at: datetime | None = None) -> EnrichResult:
+def apply_epss(tenant, epss: Catalog, actor: str, *, at: datetime | None = None,
+               correlation_id: str | None = None) -> EnrichResult:
     """Set epss and epss_percentile (and priority) on every risk of `tenant` whose CVE the
     scores list; the others keep theirs (their priority is still brought up to date)."""
 
@@ -352,13 +394,15 @@ def apply_epss(tenant, epss: Catalog, actor: str, *, at: datetime | None = None)
     label = " ".join(["EPSS scores", *(p for p in (epss.version, epss.date) if p)])
     if not (epss.version or epss.date):
         label += f" {epss.name}"
-    return _enrich(tenant, "epss", epss, actor, EPSS_SOURCE, label, update, at)
+    return _enrich(tenant, "epss", epss, actor, EPSS_SOURCE, label, update, at, correlation_id)
 
 
 def _enrich(tenant, kind: str, catalog: Catalog, actor: str, source: str, note: str,
-            update: Callable[[dict[str, Any], str], bool], at: datetime | None) -> EnrichResult:
+            update: Callable[[dict[str, Any], str], bool], at: datetime | None,
+            correlation_id: str | None = None) -> EnrichResult:
     result = EnrichResult(kind, catalog.name, catalog.version, catalog.date, len(catalog), 0, 0, 0)
-    with tenant.writing(actor=actor, source=source, at=at) as session:
+    with tenant.writing(actor=actor, source=source, at=at,
+                        correlation_id=correlation_id) as session:
         result.correlation_id = session.correlation_id
         after = None
         while True:

@@ -123,11 +123,40 @@ def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str
     return tenant.get(key)
 
 
+@dataclass
+class RiskSettings:
+    """A tenant's SLA days per severity (only those with a deadline) and the state new findings
+    start in."""
+
+    sla_days: dict[str, int]
+    initial_status: str
+
+
+def risk_settings(tenant) -> RiskSettings:
+    settings = tenant.settings()
+    return RiskSettings(sla_days(settings), initial_status(settings))
+
+
+def configure(tenant, *, sla: str | dict[str, int] | None = None,
+              initial: str | None = None, actor: str, source: str = "cli") -> RiskSettings:
+    """Change a tenant's SLA days (`critical=7,high=30` or a mapping: merged over the days set
+    before, the other severities keep theirs) and/or the state new findings start in (triage
+    or open); each change is a `setting.changed` event. Returns the settings after."""
+    if initial is not None and initial not in OPEN_STATES:
+        raise InvalidValue("--initial-status must be triage or open")
+    if sla is not None:
+        given = parse_sla(sla) if isinstance(sla, str) else parse_sla(
+            ",".join(f"{k}={v}" for k, v in sla.items()))
+        days = {**(tenant.settings().get(SLA_SETTING) or {}), **given}
+        tenant.set_setting(SLA_SETTING, days, actor=actor, source=source)
+    if initial is not None:
+        tenant.set_setting(INITIAL_STATUS_SETTING, initial, actor=actor, source=source)
+    return risk_settings(tenant)
+
+
 def overdue(tenant, at: datetime, limit: int = 100) -> list[tuple[Any, datetime]]:
     """(risk, due date) of open risks past their SLA at `at`, the most overdue first."""
-    from bastion.store import runs
-
-    days = sla_days(runs.settings(tenant.scope))
+    days = sla_days(tenant.settings())
     cutoffs = {sev: at - timedelta(days=n) for sev, n in days.items()}
     return [(r, due_date(r.values["severity"], r.first_seen, days))
             for r in tenant.overdue_risks(cutoffs, limit)]

@@ -1,5 +1,13 @@
 """Import runs, imported files and tenant settings: the store's operational records, beside the
-entity graph.
+entity graph. Callers outside bastion/store reach them through the tenant: `TenantStore.runs`
+(`ImportRuns`: start, finish, list, get a run; whether a file may be reused),
+`WriteSession.runs` (`SessionRuns`: a file's members and its reuse, in the session's
+transaction) and `TenantStore.settings()` / `set_setting()`.
+
+Every kind of import is a run (`KINDS`): scanner output (`scan`), Bastion's JSON graph
+(`graph`), detections, ATT&CK bundles, the KEV catalog and EPSS scores. The kind is kept in the
+run's options (`options["kind"]`); runs recorded before it was are scans, or graphs when their
+format was `graph`.
 
 An import run is written in transactions of its own (started, then finished), so a failed import
 is recorded as well as a good one. A file is recorded in the transaction that imports it, with
@@ -14,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import Connection, case, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import NotFound
@@ -24,6 +32,7 @@ from bastion.store.tables import (edge, event, import_file, import_file_edge, im
                                   import_run, node, setting)
 
 KEEP_MEMBER_SETS = 20  # files whose member lists are kept, per tenant (the most recently used)
+KINDS = ("scan", "graph", "detections", "attack", "kev", "epss")
 
 
 @dataclass(frozen=True)
@@ -40,13 +49,22 @@ class ImportRun:
     counts: dict[str, int]
     errors: list[str]
 
+    @property
+    def kind(self) -> str:
+        """What was imported (one of KINDS)."""
+        return self.options.get("kind") or ("graph" if self.options.get("format") == "graph"
+                                            else "scan")
+
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "kind": self.kind}
 
 
 def start_import(scope: Scope, *, source: str, actor: str, correlation_id: str,
-                 options: dict[str, Any], started_at: datetime) -> int:
-    """Record a run as `running`; its id is the tenant's next run number."""
+                 options: dict[str, Any], started_at: datetime, kind: str = "scan") -> int:
+    """Record a run of `kind` as `running`; its id is the tenant's next run number."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown import kind {kind!r}")
+    options = {"kind": kind, **options}
     for _attempt in range(5):  # two imports starting at once may pick the same number
         try:
             with scope.transaction(write=True) as conn:
@@ -76,10 +94,18 @@ def _run(row) -> ImportRun:
                      row.correlation_id, row.options, row.files, row.counts, row.errors)
 
 
-def import_runs(scope: Scope, limit: int = 50) -> list[ImportRun]:
-    """The most recent runs first."""
-    stmt = (select(import_run).where(scope.where(import_run))
-            .order_by(import_run.c.id.desc()).limit(limit))
+def _kind_column():
+    options = import_run.c.options
+    return func.coalesce(options["kind"].as_string(),
+                         case((options["format"].as_string() == "graph", "graph"), else_="scan"))
+
+
+def import_runs(scope: Scope, limit: int = 50, *, kind: str | None = None) -> list[ImportRun]:
+    """The most recent runs first (of one kind, if given)."""
+    stmt = select(import_run).where(scope.where(import_run))
+    if kind is not None:
+        stmt = stmt.where(_kind_column() == kind)
+    stmt = stmt.order_by(import_run.c.id.desc()).limit(limit)
     with scope.transaction() as conn:
         return [_run(r) for r in conn.execute(stmt)]
 
@@ -251,6 +277,50 @@ def _prune_members(scope: Scope, conn: Connection) -> None:
             conn.execute(delete(table).where(scope.where(table), table.c.file_id == members))
         conn.execute(update(import_file).where(scope.where(import_file),
                                                import_file.c.members == members).values(members=None))
+
+
+# -- the interface: TenantStore.runs, WriteSession.runs -------------------------------------------
+
+
+class ImportRuns:
+    """A tenant's import runs (`TenantStore.runs`); each call is a transaction of its own."""
+
+    def __init__(self, scope: Scope):
+        self._scope = scope
+
+    def start(self, *, kind: str, source: str, actor: str, correlation_id: str,
+              options: dict[str, Any], started_at: datetime) -> int:
+        return start_import(self._scope, kind=kind, source=source, actor=actor,
+                            correlation_id=correlation_id, options=options, started_at=started_at)
+
+    def finish(self, run_id: int, *, status: str, files: list[dict[str, Any]],
+               counts: dict[str, int], errors: list[str]) -> None:
+        finish_import(self._scope, run_id, status=status, files=files, counts=counts, errors=errors)
+
+    def list(self, limit: int = 50, *, kind: str | None = None) -> list[ImportRun]:
+        return import_runs(self._scope, limit, kind=kind)
+
+    def get(self, run_id: int) -> ImportRun:
+        return get_import(self._scope, run_id)
+
+    def may_reuse(self, *, size: int, format: str, source: str, fingerprint: str) -> bool:
+        return may_reuse(self._scope, size=size, format=format, source=source,
+                         fingerprint=fingerprint)
+
+
+class SessionRuns:
+    """Imported files, written in a write session's transaction (`WriteSession.runs`)."""
+
+    def __init__(self, scope: Scope, conn: Connection):
+        self._scope, self._conn = scope, conn
+
+    def file_members(self, ident: FileIdentity, *, run_id: int, name: str,
+                     at: datetime) -> "FileMembers":
+        return FileMembers(self._scope, self._conn, ident, run_id=run_id, name=name, at=at)
+
+    def reuse_file(self, ident: FileIdentity, *, run_id: int, name: str,
+                   at: datetime) -> dict[str, Any]:
+        return reuse_file(self._scope, self._conn, ident, run_id=run_id, name=name, at=at)
 
 
 # -- settings -------------------------------------------------------------------------------------

@@ -233,6 +233,13 @@ class WriteSession:
 
         return SessionCoverage(self)
 
+    @property
+    def runs(self):
+        """The imported files of an import, in this transaction (bastion.store.runs.SessionRuns)."""
+        from bastion.store.runs import SessionRuns
+
+        return SessionRuns(self.scope, self.conn)
+
     def apply(self, batch: Batch | PreparedBatch, *, observed: bool = True) -> writer.ApplyResult:
         return writer.apply(self.scope, batch, actor=self.actor, source=self.source,
                             correlation_id=self.correlation_id, at=self.at, conn=self.conn,
@@ -301,6 +308,26 @@ class TenantStore:
         from bastion.store.coverage import CoverageStore
 
         return CoverageStore(self.scope)
+
+    @property
+    def runs(self):
+        """Import runs of every kind: start, finish, list, get (bastion.store.runs.ImportRuns)."""
+        from bastion.store.runs import ImportRuns
+
+        return ImportRuns(self.scope)
+
+    def settings(self) -> dict[str, Any]:
+        """The tenant's settings (SLA days, the state new risks start in …) by name."""
+        from bastion.store import runs
+
+        return runs.settings(self.scope)
+
+    def set_setting(self, name: str, value: Any, *, actor: str, source: str) -> bool:
+        """Store a setting (None removes it) with its `setting.changed` event; False if it was
+        already so."""
+        from bastion.store import runs
+
+        return runs.set_setting(self.scope, name, value, actor=actor, source=source)
 
     # -- writes -----------------------------------------------------------------------------
 

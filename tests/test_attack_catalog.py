@@ -338,6 +338,29 @@ def test_attack_import_versions_and_use_commands(cli):
     assert used["release"]["active"] and used["remap"] == {"version": "17.1", "remapped": [], "kept": []}
 
 
+def test_attack_imports_are_recorded_runs_and_read_gzip_and_stdin(cli, tmp_path):
+    import gzip
+
+    gz = tmp_path / "enterprise-17.0.json.gz"
+    gz.write_bytes(gzip.compress(V17.read_bytes()))
+    first = cli.json("attack", "import", str(gz))
+    assert first["release"]["version"] == "17.0" and first["release"]["source"] == str(gz.resolve())
+    assert first["release"]["sha256"] == hashlib.sha256(V17.read_bytes()).hexdigest()
+    second = cli.json("attack", "import", "-", "--no-activate", input=V17.read_bytes())
+    assert second["release"]["source"] == "<stdin>"
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    one_error_line(cli("attack", "import", str(bad), code=1))
+    runs = cli.json("imports", "list", "--kind", "attack")
+    assert (first["import"], second["import"]) == (1, 2)
+    assert [(r["id"], r["kind"], r["status"]) for r in runs] == [
+        (3, "attack", "failed"), (2, "attack", "succeeded"), (1, "attack", "succeeded")]
+    assert runs[0]["errors"][0].startswith(f"{bad}: not valid JSON")
+    [f] = runs[2]["files"]
+    assert (f["name"], f["format"], f["sha256"], f["status"]) == (
+        str(gz), "stix", hashlib.sha256(gz.read_bytes()).hexdigest(), "imported")
+
+
 def test_attack_commands_report_user_mistakes_in_one_line(cli, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("hello")

@@ -3,6 +3,7 @@ revisions, snapshots and removals, bad input, indicators, validation and health.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,31 @@ def aws(tenant):
     ops.add_account(tenant, actor="tester", provider="aws", identifier="123456789012", name="prod",
                     platforms=["IaaS"])
     return AWS
+
+
+def test_detection_imports_are_recorded_runs_and_read_gzip(tenant, tmp_path):
+    import gzip
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    rule = SIGMA / "aws_console_login.yml"
+    (rules / "aws_console_login.yml.gz").write_bytes(gzip.compress(rule.read_bytes()))
+    (rules / "README.md").write_text("not a rule")  # no detection suffix: not an input
+    r = _import(tenant, rules)
+    assert (r.status, r.totals()["detections"]) == ("succeeded", 1)
+    assert tenant.get(_det("0b1e2d3c-0001-4000-8000-000000000002")) is not None
+    bad = _import(tenant, FIXTURES / "detections" / "ctid_azure.json", account=None, format="sigma")
+    assert bad.status == "failed"
+    runs = tenant.runs.list(kind="detections")
+    assert [(x.id, x.status) for x in runs] == [(bad.run_id, "failed"), (r.run_id, "succeeded")]
+    [f] = runs[1].files
+    assert (f["name"], f["format"], f["detections"]) == (
+        str(rules / "aws_console_login.yml.gz"), "sigma", 1)
+    assert f["sha256"] == hashlib.sha256((rules / "aws_console_login.yml.gz").read_bytes()).hexdigest()
+    assert runs[0].errors and runs[0].errors[0].startswith(str(FIXTURES / "detections" / "ctid_azure.json"))
+    # Its events carry the run's correlation id.
+    assert {e.correlation_id for e in tenant.history(_det("0b1e2d3c-0001-4000-8000-000000000002"))} == {
+        runs[1].correlation_id}
 
 
 def test_sigma_directory(tenant):

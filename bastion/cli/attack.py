@@ -76,14 +76,16 @@ def _print_remap(report: attack_lib.RemapReport | None) -> None:
 
 
 def _result_json(result: attack_lib.ImportResult) -> dict:
-    return {"release": result.release.as_dict(), "previous": result.previous,
+    return {"import": result.run_id, "release": result.release.as_dict(), "previous": result.previous,
             "remap": result.remap.as_dict() if result.remap else None, "attribution": ATTRIBUTION}
 
 
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="A STIX 2.0 or 2.1 ATT&CK bundle (enterprise-attack.json …).")],
+    file: Annotated[str, typer.Argument(
+        metavar="FILE", help="A STIX 2.0 or 2.1 ATT&CK bundle (enterprise-attack.json …), plain or "
+                             "gzip; '-' reads standard input.")],
     domain: Annotated[Optional[str], typer.Option(
         "--domain", help=DOMAIN_HELP + " Default: what the bundle says.")] = None,
     version: Annotated[Optional[str], typer.Option(
@@ -94,12 +96,13 @@ def import_(
                                          "mappings of revoked techniques).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
-    """Import a full ATT&CK release from a STIX bundle; the same domain and version is replaced."""
+    """Import a full ATT&CK release from a STIX bundle; the same domain and version is replaced.
+    Every import is recorded (`bastion imports list --kind attack`)."""
     sess = session(ctx)
     store = sess.ready_store()
-    with _Bar(f"reading {file.name}") as bar:
-        bundle = attack_lib.read_bundle(file, domain=domain, version=version, progress=bar.callback)
-    result = attack_lib.import_bundle(store, bundle, activate=activate, actor=sess.actor)
+    with _Bar(f"reading {Path(file).name if file != '-' else '<stdin>'}") as bar:
+        result = attack_lib.import_file(store, sess.tenant(), file, domain=domain, version=version,
+                                        activate=activate, actor=sess.actor, progress=bar.callback)
     if as_json:
         echo_json(_result_json(result))
     else:
@@ -128,10 +131,10 @@ def update(
     with _Bar("downloading") as bar:
         path = attack_lib.download(source, sha256=sha256, progress=bar.callback)
     try:
-        bundle = attack_lib.read_bundle(path, domain=domain, source=source)
+        result = attack_lib.import_file(store, sess.tenant(), str(path), domain=domain,
+                                        activate=activate, actor=sess.actor, source=source)
     finally:
         path.unlink(missing_ok=True)
-    result = attack_lib.import_bundle(store, bundle, activate=activate, actor=sess.actor)
     if as_json:
         echo_json(_result_json(result))
     else:

@@ -110,7 +110,8 @@ COLUMNS = ("detections", "added", "modified", "unchanged", "mappings", "skipped"
 @detections_app.command("import")
 def detections_import(
     ctx: typer.Context,
-    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Files or directories (recursively).")],
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help=(
+        "Files or directories (recursively); '-' reads standard input; gzip is read as is."))],
     account: Annotated[Optional[str], typer.Option(
         metavar="KEY|PROVIDER:ID", help="The account the detections run in (default: other:default).")] = None,
     fmt: Annotated[DetectionFormat, typer.Option(

@@ -492,6 +492,7 @@ class ImportResult:
     release: Release
     previous: str | None  # the domain's active version before
     remap: RemapReport | None  # when the import made the release active
+    run_id: int | None = None  # the import run that recorded it (import_file)
 
 
 def remap_mappings(store, catalog_old: Catalog | None, catalog_new: Catalog, actor: str) -> RemapReport:
@@ -564,6 +565,62 @@ def import_bundle(store, bundle: Bundle, *, activate: bool = True, actor: str) -
         if _has_mappings(store):  # a fresh database (`bastion init`) need not load the catalog
             remap = remap_mappings(store, old, store.attack.load(domain, rel.version), actor)
     return ImportResult(rel, previous, remap)
+
+
+def import_file(store, tenant, path: str, *, domain: str | None = None,
+                version: str | None = None, activate: bool = True, actor: str,
+                source: str | None = None, progress: Progress | None = None) -> ImportResult:
+    """`bastion attack import` / `update`: read a bundle — a file, `-` for standard input, plain
+    or gzip — and store it (`import_bundle`), recorded as an import run of kind `attack` in
+    `tenant` (bastion.ingest.files), a refused one too. `source`: where the bundle came from
+    (default: the file). Raises InvalidValue naming the file for anything that is not an
+    ATT&CK bundle."""
+    from bastion.ingest.files import FileResult, Run
+    from bastion.ingest.inputs import GZIP_MAGIC, STDIN
+
+    if path != STDIN and Path(path).is_dir():
+        raise InvalidValue(f"{path} is a directory, not a STIX bundle file")
+    with Run(tenant, "attack", actor=actor, source=source or "", paths=[path],
+             options={"format": "stix", "domain": domain, "version": version,
+                      "activate": activate}) as run:
+        [item] = list(run.inputs([path]))
+        fr = run.add(FileResult(item.name, format="stix"))
+        local, spooled = item.path, None
+        if item.is_stdin or _starts_with(item.path, GZIP_MAGIC):
+            # The reader streams a file twice (check, then objects): spool what is decompressed.
+            with tempfile.NamedTemporaryFile(prefix="bastion-attack-", suffix=".json",
+                                             delete=False) as spooled:
+                with run.open(item, fr) as opened:
+                    while chunk := opened.stream.read(1 << 20):
+                        spooled.write(chunk)
+            local = Path(spooled.name)
+        try:
+            if fr.status != "imported":  # it could not be read
+                raise InvalidValue(fr.errors[0])
+            where = source or (str(Path(item.name).resolve()) if not item.is_stdin else item.name)
+            bundle = read_bundle(local, domain=domain, version=version, source=where,
+                                 progress=progress)
+        except InvalidValue as exc:
+            message = str(exc).replace(str(local), item.name) if spooled else str(exc)
+            if fr.status == "imported":
+                fr.status = "rejected"
+                fr.errors.append(message)
+            raise InvalidValue(message) from None
+        finally:
+            if spooled is not None:
+                os.unlink(spooled.name)
+        if fr.sha256 is None:
+            fr.sha256, fr.bytes = bundle.release.sha256, item.path.stat().st_size
+        result = import_bundle(store, bundle, activate=activate, actor=actor)
+        run.counts = {**run.totals(), "records": len(bundle.objects) + len(bundle.relations),
+                      "remapped": len(result.remap.remapped) if result.remap else 0}
+        result.run_id = run.id
+    return result
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(magic)) == magic
 
 
 def _has_mappings(store) -> bool:

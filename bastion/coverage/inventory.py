@@ -1,6 +1,9 @@
 """`bastion detections import`: detection inventories in, per account, as snapshots.
 
-One run is one transaction: every file is read and checked first (format, YAML/JSON, rule ids,
+One run is one transaction, and a recorded import run of kind `detections` (bastion.ingest.files:
+its files, hashes, counts and problems, a refused one too; the events carry its correlation
+id). Files, directories (files with a detection suffix, recursively), `-` for standard input and
+gzip are read through the same framework as every import. Every file is read and checked first (format, YAML/JSON, rule ids,
 technique ids against the ATT&CK catalog, field values), then everything that passed is written
 through the store's one write path together with the snapshot rows, or nothing is. A file with a
 bad item is rejected whole — nothing from it is written — and its problems are listed as
@@ -33,9 +36,7 @@ validation status and the ATT&CK version it was first made against.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,12 +46,14 @@ from bastion.coverage.compute import DEFAULT_MIN_CONFIDENCE
 from bastion.coverage.importers import (Invalid, Malformed, Mapped, Note, Origin, Parsed, detect,
                                         expand, format_module)
 from bastion.errors import InvalidValue, NotFound, ValidationFailed
+from bastion.ingest import files as framework
+from bastion.ingest.inputs import Input
 from bastion.schema import normalize as norm
 from bastion.schema.batch import Batch, Entity, key_for, prepare_values
 from bastion.schema.keys import build_key, parse_key
 from bastion.schema.kinds import REGISTRY
 
-MAX_PROBLEMS = 50
+MAX_PROBLEMS = framework.MAX_PROBLEMS
 DETECTION = REGISTRY.entity("detection")
 MAPPING = REGISTRY.entity("mapping")
 ACCOUNT = REGISTRY.entity("cloud_account")
@@ -72,29 +75,38 @@ class Options:
 
 
 @dataclass
-class FileResult:
-    name: str
-    format: str | None = None
-    status: str = "imported"  # imported | rejected | ignored
+class FileResult(framework.FileResult):
+    """One file (status imported | rejected | ignored); `skipped`: detections (rules,
+    capabilities, rows) skipped as invalid; its problems are `problems` (the framework's
+    `errors`)."""
+
     source: str | None = None  # the snapshot scope it belongs to (None: its format is unknown)
     detections: int = 0
     added: int = 0
     modified: int = 0
     unchanged: int = 0
     mappings: int = 0
-    skipped: int = 0  # detections (rules, capabilities, rows) skipped as invalid
     mappings_skipped: int = 0  # mappings skipped as invalid (their detection may be imported)
     skip_reasons: dict[str, int] = field(default_factory=dict)  # why mappings were skipped → how many
     other_providers: dict[str, int] = field(default_factory=dict)  # rules of another provider, skipped
-    problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    more_problems: int = 0
 
-    def problem(self, where: str, reason: str) -> None:
-        if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(f"{self.name}: {where}: {reason}" if where else f"{self.name}: {reason}")
-        else:
-            self.more_problems += 1
+    @property
+    def problems(self) -> list[str]:
+        return self.errors
+
+    @property
+    def more_problems(self) -> int:
+        return self.more_errors
+
+    @property
+    def left_out(self) -> bool:
+        return bool(self.skipped or self.mappings_skipped)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["problems"], out["more_problems"] = out.pop("errors"), out.pop("more_errors")
+        return out
 
     def note(self, where: str, text: str) -> None:
         if len(self.notes) < MAX_PROBLEMS:
@@ -112,6 +124,7 @@ class ImportResult:
     mappings_added: int = 0
     mappings_removed: int = 0
     notes: list[str] = field(default_factory=list)
+    run_id: int | None = None  # the import run that recorded it
 
     @property
     def rejected(self) -> list[FileResult]:
@@ -119,10 +132,7 @@ class ImportResult:
 
     @property
     def status(self) -> str:
-        if not any(f.status == "imported" for f in self.files):
-            return "failed"
-        skipped = any(f.skipped or f.mappings_skipped for f in self.files)
-        return "partial" if self.rejected or skipped else "succeeded"
+        return framework.run_status(self.files)
 
     def other_providers(self) -> dict[str, int]:
         """Rules of other providers skipped, per provider."""
@@ -151,11 +161,12 @@ class ImportResult:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"account": self.account, "status": self.status, "correlation_id": self.correlation_id,
+        return {"import": self.run_id, "account": self.account, "status": self.status,
+                "correlation_id": self.correlation_id,
                 "snapshots": self.snapshots, "coverage_snapshots": self.coverage_snapshots,
                 "totals": self.totals(), "other_providers": self.other_providers(),
                 "mappings_skipped": self.skip_reasons(), "notes": self.notes,
-                "files": [dict(f.__dict__) for f in self.files]}
+                "files": [f.as_dict() for f in self.files]}
 
 
 class Progress(Protocol):
@@ -232,19 +243,43 @@ def import_detections(tenant, paths: list[str], options: Options, *, catalog: Ca
     account, account_rec = resolve_account(tenant, options.account)
     provider = account_rec.values["provider"] if account_rec else "other"
     rules = ind.load(options.indicators)
-    files = expand(paths)
-    result = ImportResult(account, uuid.uuid4().hex, [])
+    inputs = expand(paths)
+    with framework.Run(tenant, "detections", actor=options.actor, source=options.source or "",
+                       result=FileResult,
+                       options={"format": options.format, "account": account,
+                                "source": options.source, "skip_invalid": options.skip_invalid,
+                                "keep_missing": options.keep_missing, "paths": list(paths)}) as run:
+        result = ImportResult(account, run.correlation_id, run.files, run_id=run.id)
+        _import(tenant, run, inputs, module, options, catalog, provider, rules, result, progress)
+        run.notes.extend(result.notes)
+        totals = result.totals()  # with the names `bastion imports list` shows
+        run.counts = {**totals, "records": totals["detections"], "created": totals["added"],
+                      "updated": totals["modified"]}
+    return result
+
+
+def _import(tenant, run: framework.Run, inputs: list[Input | tuple[str, str]], module,
+            options: Options, catalog: Catalog | None, provider: str, rules: list,
+            result: ImportResult, progress: Progress | None) -> None:
+    account = result.account
     if progress:
-        progress.start(len(files))
+        progress.start(len(inputs))
     items: dict[str, _Item] = {}
     seen_sources: set[str] = set()
     blocked: set[str | None] = set()  # scopes whose removals are skipped (a file was rejected)
-    for path, name, in_dir in files:
+    for item in inputs:
+        name = item[0] if isinstance(item, tuple) else item.name
         if progress:
             progress.file(name)
-        fr = FileResult(name)
-        result.files.append(fr)
-        got = _read_file(path, name, in_dir, module, options, catalog, provider, rules, account, fr)
+        fr = run.add(FileResult(name))
+        if isinstance(item, tuple):  # not a regular file
+            fr.reject(item[1])
+            got = []
+        else:
+            with run.open(item, fr) as opened:
+                data = opened.stream.read()
+            got = [] if fr.status == "rejected" else _read_file(
+                data, item, module, options, catalog, provider, rules, account, fr)
         if fr.status == "ignored":
             continue
         source = fr.source
@@ -277,8 +312,8 @@ def import_detections(tenant, paths: list[str], options: Options, *, catalog: Ca
     sources = sorted(seen_sources | {s for s in blocked if s})
     result.notes.extend(_skip_notes(result, account, provider))
     if not any(f.status == "imported" for f in result.files):
-        return result  # refused whole: nothing is written (no account, no snapshot)
-    at = datetime.now(timezone.utc)
+        return  # refused whole: nothing is written (no account, no snapshot)
+    at = run.at
     with tenant.writing(actor=options.actor, source="detections:import",
                         correlation_id=result.correlation_id, at=at) as session:
         _write(session, account, items, sources, blocked, options, catalog, result)
@@ -288,7 +323,6 @@ def import_detections(tenant, paths: list[str], options: Options, *, catalog: Ca
         for source, snapshot_id in sorted(result.snapshots.items()):
             result.coverage_snapshots[source] = history.snapshot(
                 tenant, catalog, account, detection_snapshot_id=snapshot_id, at=at)
-    return result
 
 
 def _skip_mapping(fr: FileResult, reason: str) -> None:
@@ -313,14 +347,12 @@ def _skip_notes(result: ImportResult, account: str, provider: str) -> list[str]:
     return out
 
 
-def _read_file(path: Path, name: str, in_dir: bool, module, options: Options, catalog: Catalog | None,
+def _read_file(data: bytes, item: Input, module, options: Options, catalog: Catalog | None,
                provider: str, rules: list, account: str, fr: FileResult) -> list[_Item]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        fr.status = "rejected"
-        fr.problem("", f"cannot read: {exc.strerror or exc}")
-        return []
+    name, in_dir = item.name, item.in_directory
+    # A gzip file is read decompressed (bastion.ingest.files): its format by the name without .gz.
+    plain = name[:-3] if name.lower().endswith(".gz") else name
+    path = Path(plain)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -328,7 +360,7 @@ def _read_file(path: Path, name: str, in_dir: bool, module, options: Options, ca
         fr.problem("", "not UTF-8 text")
         return []
     try:
-        mod = module or detect(name, data[:4096])
+        mod = module or detect(plain, data[:4096])
     except Malformed as exc:
         fr.status = "ignored" if in_dir else "rejected"
         fr.problem("", str(exc) if fr.status == "rejected" else "ignored: not a detection format")

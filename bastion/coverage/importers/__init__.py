@@ -130,19 +130,27 @@ def detect(name: str, head: bytes) -> ModuleType:
 SUFFIXES = (".yml", ".yaml", ".json", ".csv")
 
 
-def expand(paths: list[str]) -> list[tuple[Path, str, bool]]:
-    """(path, display name, found in a directory) of every file `paths` name, directories
-    recursively (files with a known suffix, sorted)."""
-    out: list[tuple[Path, str, bool]] = []
-    missing = [p for p in paths if not Path(p).exists()]
+def expand(paths: list[str]) -> list:
+    """Every input `paths` name, as the file-import framework expands them (bastion.ingest.inputs:
+    files, directories recursively without hidden files, `-` for standard input), keeping of a
+    directory's files those with a detection suffix (gzip: `.yml.gz` …); an input that is no
+    regular file is (name, reason). Refuses paths that do not exist."""
+    from bastion.ingest.inputs import STDIN, Input
+    from bastion.ingest.inputs import expand as expand_inputs
+
+    missing = [p for p in paths if p != STDIN and not Path(p).exists()]
     if missing:
         raise InvalidValue("no such file or directory: " + ", ".join(missing))
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            for f in sorted(path.rglob("*")):
-                if f.is_file() and f.suffix.lower() in SUFFIXES and not f.name.startswith("."):
-                    out.append((f, str(f), True))
-        else:
-            out.append((path, p, False))
+    out: list[Input | tuple[str, str]] = []
+    for item in expand_inputs(paths):
+        if isinstance(item, tuple):
+            if item[1] != "directory has no files":
+                out.append(item)
+        elif not item.in_directory or _suffix(item.name) in SUFFIXES:
+            out.append(item)
     return out
+
+
+def _suffix(name: str) -> str:
+    path = Path(name[:-3] if name.lower().endswith(".gz") else name)
+    return path.suffix.lower()

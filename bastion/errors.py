@@ -1,4 +1,10 @@
-"""Errors a user can cause. The CLI prints them as one line; anything else is a bug."""
+"""Errors a user can cause. The CLI prints them as one line; anything else is a bug.
+
+Every exit code of the `bastion` command is here: 0 success, 1 any other user error
+(`BastionError`, `ConfigError`, `InvalidValue`), 2 invalid input (`ValidationFailed`,
+`Malformed`, `ImportRejected`), 3 `ConflictError`, 4 `NotFound`, 5 `CostExceeded`,
+6 `GATE_FAILED` (a CI gate below its threshold: not an error), 7 `LossyDowngrade`.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +51,18 @@ class Problem:
         return f"Problem({str(self)!r})"
 
 
+class Malformed(BastionError):
+    """One input record or file cannot be understood; `where` is filled in by the caller."""
+
+    exit_code = 2
+
+
+class ImportRejected(BastionError):
+    """Some inputs of an import were rejected; the summary printed before says which and why."""
+
+    exit_code = 2
+
+
 class ConflictError(BastionError):
     """An update expected a version that is no longer current; nothing was written."""
 
@@ -59,6 +77,15 @@ class NotFound(BastionError):
 
 class ConfigError(BastionError):
     """A bad database URL, home directory or option."""
+
+
+class CostExceeded(BastionError):
+    """A graph query refused (before or while running) because it would exceed a limit."""
+
+    exit_code = 5
+
+
+GATE_FAILED = 6  # `coverage check`: below the threshold (distinct from every error code)
 
 
 class LossyDowngrade(BastionError):

@@ -14,13 +14,12 @@ from rich.text import Text
 
 from bastion.coverage import ATTRIBUTION
 from bastion.coverage.compute import AGGREGATIONS, DEFAULT_MIN_CONFIDENCE, METHODS, TENANT, compute
-from bastion.errors import InvalidValue, NotFound
+from bastion.errors import GATE_FAILED, InvalidValue, NotFound
 from bastion.cli.common import console, echo_json, fmt_time, session, shorten
 from bastion.cli.common import key_column
 
 app = typer.Typer(no_args_is_help=True, help="ATT&CK coverage of your detections, per account and tactic.")
 
-CHECK_FAILED = 6  # `coverage check`: below the threshold (distinct from every error code)
 BAR = 30
 
 
@@ -407,7 +406,7 @@ def check(
         text = "; ".join(f"{what} {pct:.2f}%" for what, pct in below)
         console(stderr=True).print(Text(f"FAIL: coverage below {min_percent:g}%: {text}", style="red"),
                                    soft_wrap=True)
-        raise typer.Exit(CHECK_FAILED)
+        raise typer.Exit(GATE_FAILED)
     text = "; ".join(f"{what} {pct:.2f}%" for what, pct in checked)
     console().print(Text(f"OK: coverage at or above {min_percent:g}%: {text}", style="green"),
                     soft_wrap=True)

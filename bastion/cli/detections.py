@@ -18,7 +18,7 @@ from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fm
 from bastion.coverage import detections as ops
 from bastion.coverage.inventory import (ImportResult, Options, account_key, active_catalog,
                                         import_detections)
-from bastion.errors import BastionError
+from bastion.errors import ImportRejected
 from bastion.schema.kinds import CLOUD_PROVIDERS, HEALTH_STATES
 
 account_app = typer.Typer(no_args_is_help=True, help="Cloud accounts whose detections are measured.")
@@ -28,12 +28,6 @@ map_app = typer.Typer(no_args_is_help=True, help="Detection → ATT&CK technique
 DetectionFormat = enum.Enum("DetectionFormat", {n: n for n in ("auto", "sigma", "ctid", "navigator", "csv", "json")},
                             type=str)
 JSON_OPT = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-class ImportRejected(BastionError):
-    """Some files were rejected; the summary above says which and why."""
-
-    exit_code = 2
 
 
 def _rec(rec) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColu
 from rich.table import Table
 from rich.text import Text
 
-from bastion.errors import BastionError
+from bastion.errors import ImportRejected
 from bastion.graph import jsonformat
 from bastion.ingest import FORMAT_NAMES
 from bastion.ingest.runner import FileResult, ImportResult, Options, import_inputs
@@ -26,12 +26,6 @@ from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fm
 
 ImportKind = enum.Enum("ImportKind", {n: n for n in KINDS}, type=str)
 ImportFormat = enum.Enum("ImportFormat", {n: n for n in ("auto", "graph", *FORMAT_NAMES)}, type=str)
-
-
-class ImportRejected(BastionError):
-    """Some inputs were rejected; the summary above says which and why."""
-
-    exit_code = 2
 
 
 # -- import ---------------------------------------------------------------------------------------

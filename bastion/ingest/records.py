@@ -19,19 +19,13 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import orjson
 
-from bastion.errors import BastionError, ValidationFailed
+from bastion.errors import BastionError, Malformed, ValidationFailed
 from bastion.schema.batch import Entity, Relationship, prepare_values
 from bastion.schema.keys import build_key
 from bastion.schema.kinds import REGISTRY, SEVERITIES
 from bastion.schema import normalize as norm
 
 MAX_EVIDENCE = 20  # distinct evidence items kept per risk (matched URLs, file locations …)
-
-
-class Malformed(BastionError):
-    """One input record cannot be understood; `where` is filled in by the caller."""
-
-    exit_code = 2
 
 
 class Unplaced(Malformed):

@@ -17,19 +17,13 @@ import orjson
 from sqlalchemy import BigInteger, Connection, String, and_, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from bastion.errors import BastionError, InvalidValue, NotFound
+from bastion.errors import CostExceeded, InvalidValue, NotFound
 from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.store.query import Scope, chunks
 from bastion.store.tables import edge, node
 
 DIRECTIONS = ("out", "in", "both")
-
-
-class CostExceeded(BastionError):
-    """A graph query refused (before or while running) because it would exceed a limit."""
-
-    exit_code = 5
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from bastion.coverage.attack import Release, ensure_default_catalog
-from bastion.store import access, migrate
+from bastion.store import migrate
 from bastion.store.store import DEFAULT_TENANT, Store
 
 
@@ -31,10 +31,10 @@ def initialize(store: Store, *, actor: str, tenants: Iterable[str] = (DEFAULT_TE
     """Create or upgrade the schema, re-apply grants and policies (PostgreSQL; needs the owner
     login, `command` names who asked), make sure the tenants exist and an ATT&CK Enterprise
     catalog is stored. Safe to run again."""
-    access.require_owner(store.engine, command)
-    before = migrate.current(store.engine)
-    migrate.upgrade(store.engine, "head")
-    access.apply_grants(store.engine, command)
+    store.require_owner(command)
+    before = store.revision()
+    store.upgrade("head")
+    store.apply_grants(command)
     names = tuple(dict.fromkeys(tenants))
     for name in names:
         store.ensure_tenant(name)

@@ -21,7 +21,6 @@ from sqlalchemy.engine import make_url
 from bastion.errors import ConfigError, InvalidValue
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import EntityKind
-from bastion.store import migrate
 from bastion.store.engine import default_url
 from bastion.store.store import DEFAULT_TENANT, Store, TenantStore
 
@@ -73,7 +72,7 @@ class Session:
         creates a database file)."""
         store = self.store(create=False)
         if not self._ready:
-            migrate.require_head(store.engine, self.display_url)
+            store.require_head(self.display_url)
             self._ready = True
         return store
 

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from bastion.errors import LossyDowngrade
 from bastion.setup import initialize
-from bastion.store import access, migrate
+from bastion.store import migrate
 from bastion.store.store import DEFAULT_TENANT
 from bastion.cli.common import console, echo_json, fmt_time, session
 
@@ -29,7 +29,7 @@ def init(ctx: typer.Context) -> None:
     store = sess.store()
     done = initialize(store, actor=sess.actor)
     out = console()
-    where = store.engine.url.database if store.dialect == "sqlite" else sess.display_url
+    where = store.database if store.dialect == "sqlite" else sess.display_url
     out.print(f"database: {where}", soft_wrap=True)
     out.print(f"schema:   revision {done.revision} ({done.state})", soft_wrap=True)
     out.print(f"tenant:   {DEFAULT_TENANT} ready", soft_wrap=True)
@@ -56,8 +56,8 @@ def db_upgrade(
     """Upgrade the schema to REVISION (default: the newest). PostgreSQL: run it as the owner
     of the tables."""
     store = session(ctx).store()
-    access.require_owner(store.engine, "bastion db upgrade")
-    migrate.upgrade(store.engine, revision)
+    store.require_owner("bastion db upgrade")
+    store.upgrade(revision)
     _print_revision(store)
 
 
@@ -76,7 +76,7 @@ def db_downgrade(
     sess = session(ctx)
     store = sess.store()
     try:
-        lost = migrate.downgrade(store.engine, revision, force=force, actor=sess.actor)
+        lost = store.downgrade(revision, force=force, actor=sess.actor)
     except LossyDowngrade as exc:
         _print_losses("would be lost", exc.losses)
         raise
@@ -100,7 +100,7 @@ def db_grants(ctx: typer.Context) -> None:
     the row-level security policies and the tenant functions (idempotent). Run it as the owner
     of the tables, e.g. after `pg_restore -O -x`, which restores neither. See docs/security.md."""
     store = session(ctx).store(create=False)
-    applied = access.apply_grants(store.engine)
+    applied = store.apply_grants()
     out = console()
     if applied is None:
         out.print("SQLite has no roles: nothing to grant (see docs/security.md)", soft_wrap=True)
@@ -118,7 +118,7 @@ def db_current(ctx: typer.Context) -> None:
 
 
 def _print_revision(store) -> None:
-    current, head = migrate.current(store.engine), migrate.head()
+    current, head = store.revision(), migrate.head()
     if current is None:
         line = "revision: none (empty database: run `bastion init`)"
     elif current == head:

@@ -18,7 +18,7 @@ from bastion.schema.batch import Batch, PreparedBatch
 from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import FieldType
-from bastion.store import filters, writer
+from bastion.store import access, filters, migrate, writer
 from bastion.store.engine import make_engine
 from bastion.store.query import Scope, bind_tenant, chunks
 from bastion.store.tables import edge, event, node, tenant, typed
@@ -116,6 +116,33 @@ class Store:
         from bastion.store.catalog import AttackCatalogs
 
         return AttackCatalogs(self.engine)
+
+    # -- schema administration (migrate.py, access.py): what init, db and a server's readiness use
+
+    @property
+    def database(self) -> str:
+        """Where the data is: the SQLite file's path, or the URL without its password."""
+        return self.engine.url.database if self.dialect == "sqlite" else self.url
+
+    def revision(self) -> str | None:
+        return migrate.current(self.engine)
+
+    def upgrade(self, revision: str = "head") -> None:
+        migrate.upgrade(self.engine, revision)
+
+    def downgrade(self, revision: str = "-1", *, force: bool = False, actor: str = "bastion"):
+        """Refused with LossyDowngrade when it would destroy data, unless `force` (migrate.py)."""
+        return migrate.downgrade(self.engine, revision, force=force, actor=actor)
+
+    def require_head(self, where: str | None = None) -> None:
+        migrate.require_head(self.engine, where or self.url)
+
+    def require_owner(self, command: str) -> None:
+        access.require_owner(self.engine, command)
+
+    def apply_grants(self, command: str = "bastion db grants"):
+        """PostgreSQL: the application role's grants, policies and functions; None on SQLite."""
+        return access.apply_grants(self.engine, command)
 
     def __enter__(self) -> "Store":
         return self

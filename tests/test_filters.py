@@ -189,4 +189,4 @@ def test_cli_list_filters_and_exports_every_page(cli):
     msg = one_error_line(cli("list", "risks", "--where", "priority>=lots", code=1))
     assert msg == "error: risk.priority: 'lots' is not a number"
     msg = one_error_line(cli("list", "risks", "--format", "csv", "--limit", "5", code=1))
-    assert "--format exports every match" in msg
+    assert msg == "error: --format csv exports every row: leave out --limit"

@@ -10,9 +10,11 @@ from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeElapsedColu
 from rich.table import Table
 from rich.text import Text
 
-from bastion.cli.common import ProgressBar, console, echo_json, fmt_time, session
+from bastion.cli.common import (FormatOpt, JsonOpt, ProgressBar, console, echo_json, emit,
+                                fmt_time, list_format, rows_where_option, session)
 from bastion.coverage import ATTRIBUTION
 from bastion.coverage import attack as attack_lib
+from bastion.store import export, filters
 
 app = typer.Typer(no_args_is_help=True, help="The MITRE ATT&CK catalog: releases side by side, one active per domain.")
 
@@ -141,33 +143,43 @@ def update(
         _print_import(result)
 
 
+ReleasesWhere = rows_where_option(export.ATTACK_RELEASES)
+
+
 @app.command("versions")
 def versions(
     ctx: typer.Context,
     domain: Annotated[Optional[str], typer.Option("--domain", help=DOMAIN_HELP + " Default: all.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    where: ReleasesWhere = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """List the imported ATT&CK releases; one per domain is active."""
+    fmt = list_format(fmt, as_json)
+    flt = filters.parse_rows(export.ATTACK_RELEASES, where)
     store = session(ctx).ready_store()
-    rows = store.attack.releases(attack_lib.normalize_domain(domain) if domain else None)
-    if as_json:
-        echo_json({"releases": [r.as_dict() for r in rows], "attribution": ATTRIBUTION})
-        return
-    out = console()
-    if not rows:
-        out.print("no ATT&CK release imported (run `bastion init` or `bastion attack import FILE`)",
-                  soft_wrap=True)
-        return
-    table = Table("Domain", "Version", "Name", "Active", "Released", "Imported", "Tactics",
-                  "Techniques", "Sub-techniques", "Groups", "Source")
-    for r in rows:
-        c = r.counts
-        table.add_row(r.domain, r.version, r.name, Text("yes", style="green") if r.active else "",
-                      r.released or "", fmt_time(r.imported_at), str(c.get("tactics", "")),
-                      str(c.get("techniques", "")), str(c.get("subtechniques", "")),
-                      str(c.get("groups", "")), r.source)
-    out.print(table)
-    out.print(Text(ATTRIBUTION, style="dim"), soft_wrap=True)
+    rows = flt.select(r.as_dict() for r in
+                      store.attack.releases(attack_lib.normalize_domain(domain) if domain else None))
+
+    def table(rows):
+        out = console()
+        if not rows:
+            out.print("no ATT&CK release imported (run `bastion init` or `bastion attack import FILE`)"
+                      if not flt else "no ATT&CK release matches", soft_wrap=True)
+            return
+        table = Table("Domain", "Version", "Name", "Active", "Released", "Imported", "Tactics",
+                      "Techniques", "Sub-techniques", "Groups", "Source")
+        for r in rows:
+            c = r["counts"]
+            table.add_row(r["domain"], r["version"], r["name"], Text("yes", style="green") if r["active"] else "",
+                          r["released"] or "", fmt_time(r["imported_at"]), str(c.get("tactics", "")),
+                          str(c.get("techniques", "")), str(c.get("subtechniques", "")),
+                          str(c.get("groups", "")), r["source"])
+        out.print(table)
+        out.print(Text(ATTRIBUTION, style="dim"), soft_wrap=True)
+
+    emit(fmt, rows, export.ATTACK_RELEASES.columns, table=table,
+         json=lambda rows: {"releases": rows, "attribution": ATTRIBUTION})
 
 
 @app.command("use")

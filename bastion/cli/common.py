@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Annotated, Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import orjson
 import typer
@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from bastion.errors import ConfigError, InvalidValue
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import EntityKind
+from bastion.store import export, filters
 from bastion.store.engine import default_url
 from bastion.store.store import DEFAULT_TENANT, Store, TenantStore
 
@@ -111,16 +112,88 @@ def print_error(message: str) -> None:
 
 
 def echo_json(value: Any) -> None:
-    """JSON on stdout: datetimes as ISO 8601 strings, keys in a stable order."""
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_UTC_Z
-                                  | orjson.OPT_NON_STR_KEYS, default=_json_default).decode())
+    """JSON on stdout: datetimes as ISO 8601 strings, keys in a stable order (NDJSON exports
+    write each row with the same options, on one line)."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | export.JSON_OPTIONS,
+                                  default=export.json_default).decode())
     sys.stdout.write("\n")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
+# -- list output: one --format, one --where for every list command --------------------------------
+
+LIST_FORMATS = ("table", "json", *export.FORMATS)
+
+FormatOpt = Annotated[Optional[str], typer.Option(
+    "--format", metavar="FORMAT",
+    help="table (default), json (the same as --json), or csv / ndjson: EVERY row, all pages, "
+         "streamed (CSV with a header row, NDJSON one JSON object a line).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the same as --format json).")]
+
+WHERE_SYNTAX = (
+    "FIELD=VALUE (VALUE,VALUE… any of), FIELD!=VALUE, FIELD>N, >=, <, <= (numbers, times, and "
+    "ordered values: severity>=high), FIELD~TEXT (contains), ~TEXT or q=TEXT (text search), "
+    "times as 2026-01-01 or -7d; ! in front negates. Repeatable: all must hold. See docs/cli.md.")
+
+
+def where_option(fields: str) -> Any:
+    """The `--where` option of a list command; `fields` says what it may name."""
+    return Annotated[Optional[list[str]], typer.Option(
+        "--where", "-w", metavar="EXPR", help=f"Filter on {fields}: {WHERE_SYNTAX}")]
+
+
+def rows_where_option(rows: filters.Rows) -> Any:
+    """`--where` of a list whose rows are not entities: the fields come from its `Rows`."""
+    text = f"; ~TEXT searches {', '.join(rows.text)}" if rows.text else ""
+    return where_option(", ".join(rows.field_names) + text)
+
+
+def list_format(fmt: str | None, as_json: bool = False, **paging: Any) -> str:
+    """table, json, csv or ndjson, from --format and its alias --json. csv and ndjson export
+    every row, so the paging options given (option name → value, None when not given, e.g.
+    `limit=limit`) are refused with them."""
+    if fmt is None:
+        return "json" if as_json else "table"
+    chosen = fmt.strip().lower()
+    if chosen not in LIST_FORMATS:
+        raise InvalidValue(f"--format {fmt!r}: one of " + ", ".join(LIST_FORMATS))
+    if as_json and chosen != "json":
+        raise InvalidValue(f"--json means --format json: leave out one of them")
+    given = [name for name, value in paging.items() if value is not None]
+    if chosen in export.FORMATS and given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InvalidValue(f"--format {chosen} exports every row: leave out {options}")
+    return chosen
+
+
+def exporting(fmt: str) -> bool:
+    return fmt in export.FORMATS
+
+
+def entity_records(tenant: TenantStore, kind: str, fmt: str, where: list[str] | None, *,
+                   limit: int, **equal: Any) -> Iterable[Any]:
+    """The records of an entity list command: those its --where selects and whose fields equal
+    the values of the command's own options that were given (`account=…`); every one, page by
+    page, when exporting, else at most `limit`."""
+    exprs = [*(where or []), *(f"{name}=" + str(value).replace(",", "\\,")
+                               for name, value in equal.items() if value is not None)]
+    if exporting(fmt):
+        return tenant.iterate(kind, where=exprs or None, page_size=export.PAGE_SIZE)
+    return tenant.list(kind, where=exprs or None, limit=limit).records
+
+
+def emit(fmt: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *,
+         json: Callable[[list], Any] | None = None,
+         table: Callable[[list], None] | None = None) -> None:
+    """Write a list's rows (dict form) in `fmt`: csv/ndjson streamed from `rows` (never held
+    whole), json as `json(rows)` (default: the list of rows), table as `table(rows)`."""
+    if exporting(fmt):
+        export.write_rows(rows, sys.stdout, fmt, columns)
+        return
+    rows = list(rows)
+    if fmt == "json":
+        echo_json(json(rows) if json else rows)
+        return
+    table(rows)
 
 
 # -- parsing ------------------------------------------------------------------------------------

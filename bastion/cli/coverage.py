@@ -15,8 +15,9 @@ from rich.text import Text
 from bastion.coverage import ATTRIBUTION
 from bastion.coverage.compute import AGGREGATIONS, DEFAULT_MIN_CONFIDENCE, METHODS, TENANT, compute
 from bastion.errors import GATE_FAILED, InvalidValue, NotFound
-from bastion.cli.common import console, echo_json, fmt_time, session, shorten
-from bastion.cli.common import key_column
+from bastion.cli.common import (FormatOpt, console, echo_json, emit, exporting, fmt_time,
+                                key_column, list_format, rows_where_option, session, shorten)
+from bastion.store import export, filters
 
 app = typer.Typer(no_args_is_help=True, help="ATT&CK coverage of your detections, per account and tactic.")
 
@@ -50,7 +51,7 @@ IncludeOpt = Annotated[Optional[list[str]], typer.Option(
                                      "and/or tactics; repeatable or comma-separated.")]
 IgnoreOpt = Annotated[Optional[list[str]], typer.Option(
     "--ignore", metavar="ID", help="Leave out these techniques and/or tactics.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for lists: the same as --format json).")]
 DomainOpt = Annotated[str, typer.Option(
     "--domain", metavar="DOMAIN", help="ATT&CK domain measured against (its active release): "
                                        "enterprise, ics or mobile.")]
@@ -117,6 +118,9 @@ def report(
     _attribution()
 
 
+TechniquesWhere = rows_where_option(export.TECHNIQUES)
+
+
 @app.command("techniques")
 def techniques(
     ctx: typer.Context,
@@ -128,24 +132,36 @@ def techniques(
     include: IncludeOpt = None,
     ignore: IgnoreOpt = None,
     covered_only: Annotated[bool, typer.Option("--covered", help="Only covered techniques.")] = False,
+    where: TechniquesWhere = None,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """Per technique: covered or not, the score and the detections behind it."""
+    fmt = list_format(fmt, as_json)
+    flt = filters.parse_rows(export.TECHNIQUES, where)
     _t, _c, cov = _compute(ctx, account, method, aggregation, min_confidence, include, ignore,
                            details=True, domain=domain)
-    rows = [r for r in cov.techniques.values() if r.covered or not covered_only]
-    if as_json:
-        echo_json({"account": cov.account, "method": cov.method, "aggregation": cov.aggregation,
-                   "attack": {"domain": cov.domain, "version": cov.version},
-                   "techniques": [r.as_dict() for r in rows], "attribution": ATTRIBUTION})
-        return
-    table = Table("Technique", "Name", "Tactics", "Score", "Detections")
-    for r in rows:
-        dets = ", ".join(d.get("name") or d["rule_id"] for d in (r.detections or []))
-        table.add_row(r.id, shorten(r.name, 40), ", ".join(r.tactics), f"{r.score:g}",
-                      shorten(dets, 80) if r.covered else Text("gap", style="red"))
-    console().print(table)
-    _attribution()
+    rows = flt.select(r.as_dict() for r in cov.techniques.values() if r.covered or not covered_only)
+
+    def as_json_(rows):
+        return {"account": cov.account, "method": cov.method, "aggregation": cov.aggregation,
+                "attack": {"domain": cov.domain, "version": cov.version},
+                "techniques": rows, "attribution": ATTRIBUTION}
+
+    def table(rows):
+        table = Table("Technique", "Name", "Tactics", "Score", "Detections")
+        for r in rows:
+            dets = ", ".join(d.get("name") or d["rule_id"] for d in (r.get("detections") or []))
+            table.add_row(r["id"], shorten(r["name"], 40), ", ".join(r["tactics"]), f"{r['score']:g}",
+                          shorten(dets, 80) if r["covered"] else Text("gap", style="red"))
+        console().print(table)
+        _attribution()
+
+    emit(fmt, rows, export.TECHNIQUES.columns, json=as_json_, table=table)
+
+
+GapsWhere = rows_where_option(export.GAPS)
+GAPS_SHOWN = 50
 
 
 @app.command("gaps")
@@ -156,32 +172,43 @@ def gaps_cmd(
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
     include: IncludeOpt = None,
     ignore: IgnoreOpt = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N gaps.")] = 50,
+    where: GapsWhere = None,
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=1, help=f"Show at most N gaps (default {GAPS_SHOWN}; csv and ndjson "
+                               "export every gap).", show_default=False)] = None,
     update: Annotated[bool, typer.Option(
         "--update", help="Write status changes: recorded gaps covered now → remediated, "
                          "remediated gaps uncovered again → open.")] = False,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """Uncovered techniques, highest risk first (criticality × (1 + groups using it))."""
     from bastion.coverage.gaps import gaps
 
+    fmt = list_format(fmt, as_json, limit=limit)
+    flt = filters.parse_rows(export.GAPS, where)
     sess = session(ctx)
     tenant = sess.tenant()
     rep = gaps(tenant, _catalog(tenant, domain), account=account, min_confidence=min_confidence,
                include=include, ignore=ignore, update=update, actor=sess.actor)
-    shown = rep.gaps[:limit]
-    if as_json:
-        echo_json({**rep.as_dict(), "gaps": [g.as_dict() for g in shown], "total": len(rep.gaps),
+    rows = flt.select(g.as_dict() for g in rep.gaps)
+    if exporting(fmt):
+        emit(fmt, rows, export.GAPS.columns)
+        return
+    rows = list(rows)
+    shown = rows[:limit or GAPS_SHOWN]
+    if fmt == "json":
+        echo_json({**rep.as_dict(), "gaps": shown, "total": len(rows),
                    "attribution": ATTRIBUTION})
         return
     table = Table("Risk", "Severity", "Account", "Technique", "Name", "Tactics", "Groups", "Status")
     for g in shown:
-        table.add_row(str(g.risk), g.severity, shorten(g.account_name, 30), g.technique,
-                      shorten(g.name, 40), ", ".join(g.tactics), str(g.groups),
-                      g.status + (f" ({g.note})" if g.note else ""))
+        table.add_row(str(g["risk"]), g["severity"], shorten(g["account_name"], 30), g["technique"],
+                      shorten(g["name"], 40), ", ".join(g["tactics"]), str(g["groups"]),
+                      g["status"] + (f" ({g['note']})" if g["note"] else ""))
     out = console()
     out.print(table)
-    out.print(f"{len(shown)} of {len(rep.gaps)} gap(s); {len(rep.remediated)} recorded gap(s) "
+    out.print(f"{len(shown)} of {len(rows)} gap(s); {len(rep.remediated)} recorded gap(s) "
               f"covered now" + (f"; {rep.updated} status(es) updated" if update else ""),
               soft_wrap=True)
     _attribution()
@@ -211,6 +238,9 @@ def gap_status(
                     soft_wrap=True)
 
 
+OverlapsWhere = rows_where_option(export.OVERLAPS)
+
+
 @app.command("overlaps")
 def overlaps_cmd(
     ctx: typer.Context,
@@ -219,26 +249,32 @@ def overlaps_cmd(
     min_confidence: ConfOpt = DEFAULT_MIN_CONFIDENCE,
     max_same: Annotated[int, typer.Option("--max-same", min=1, help="More counting detections "
                                           "of one level and type than this is excessive.")] = 5,
+    where: OverlapsWhere = None,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """Techniques with several detections: conflicting, excessive or beneficial."""
     from bastion.coverage.gaps import OVERLAP_RULES, overlaps
 
+    fmt = list_format(fmt, as_json)
+    flt = filters.parse_rows(export.OVERLAPS, where)
     tenant = session(ctx).tenant()
     found = overlaps(tenant, _catalog(tenant, domain), account=account, min_confidence=min_confidence,
                      max_same=max_same)
     rules = {k: v.format(max_same=max_same) for k, v in OVERLAP_RULES.items()}
-    if as_json:
-        echo_json({"overlaps": [o.as_dict() for o in found], "rules": rules})
-        return
-    table = Table("Class", key_column("Account"), "Technique", "Detections", "Why")
-    for o in found:
-        table.add_row(o.classification, o.account, o.technique,
-                      str(len(o.detections)), o.reason)
-    out = console()
-    out.print(table)
-    for k, v in rules.items():
-        out.print(Text(f"{k}: {v}", style="dim"), soft_wrap=True)
+
+    def table(rows):
+        table = Table("Class", key_column("Account"), "Technique", "Detections", "Why")
+        for o in rows:
+            table.add_row(o["classification"], o["account"], o["technique"],
+                          str(len(o["detections"])), o["reason"])
+        out = console()
+        out.print(table)
+        for k, v in rules.items():
+            out.print(Text(f"{k}: {v}", style="dim"), soft_wrap=True)
+
+    emit(fmt, flt.select(o.as_dict() for o in found), export.OVERLAPS.columns,
+         json=lambda rows: {"overlaps": rows, "rules": rules}, table=table)
 
 
 @app.command("drift")
@@ -317,33 +353,42 @@ def snapshot_cmd(
         soft_wrap=True)
 
 
+HistoryWhere = rows_where_option(export.COVERAGE_HISTORY)
+
+
 @app.command("history")
 def history_cmd(
     ctx: typer.Context,
     account: AccountOpt = None,
     method: Annotated[Optional[str], typer.Option("--method", metavar="METHOD", help="Only this method.")] = None,
+    where: HistoryWhere = None,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
-    """Coverage over time: one row per snapshot, with the ATT&CK version it was measured on."""
+    """Coverage over time: one row per snapshot, with the ATT&CK version it was measured on
+    (json, csv and ndjson rows carry each snapshot's techniques too)."""
     from bastion.coverage.history import history
 
+    fmt = list_format(fmt, as_json)
+    flt = filters.parse_rows(export.COVERAGE_HISTORY, where)
     tenant = session(ctx).tenant()
-    series = history(tenant, account, method=method, techniques=as_json)
-    if as_json:
-        echo_json(series)
-        return
-    shortnames: list[str] = []
-    for s in series:
-        for t in s["tactics"].values():
-            if t["shortname"] not in shortnames:
-                shortnames.append(t["shortname"])
-    table = Table("Id", "Taken", "ATT&CK", "Method", "Overall", *shortnames)
-    for s in series:
-        by = {t["shortname"]: t for t in s["tactics"].values()}
-        table.add_row(str(s["id"]), fmt_time(s["taken_at"]), f"{s['attack_domain']} {s['attack_version']}",
-                      s["method"], f"{s['overall']['percent']:.1f}%",
-                      *(f"{by[n]['percent']:.1f}%" if n in by else "" for n in shortnames))
-    console().print(table)
+    series = flt.select(history(tenant, account, method=method, techniques=fmt != "table"))
+
+    def table(series):
+        shortnames: list[str] = []
+        for s in series:
+            for t in s["tactics"].values():
+                if t["shortname"] not in shortnames:
+                    shortnames.append(t["shortname"])
+        table = Table("Id", "Taken", "ATT&CK", "Method", "Overall", *shortnames)
+        for s in series:
+            by = {t["shortname"]: t for t in s["tactics"].values()}
+            table.add_row(str(s["id"]), fmt_time(s["taken_at"]), f"{s['attack_domain']} {s['attack_version']}",
+                          s["method"], f"{s['overall']['percent']:.1f}%",
+                          *(f"{by[n]['percent']:.1f}%" if n in by else "" for n in shortnames))
+        console().print(table)
+
+    emit(fmt, series, export.COVERAGE_HISTORY.columns, table=table)
 
 
 @app.command("layer")

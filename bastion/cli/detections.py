@@ -13,13 +13,16 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion.cli.common import key_column
-from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fmt_time, fmt_value,
-                                print_notes_and_problems, session, short_label, shorten)
+from bastion.cli.common import (FormatOpt, JsonOpt, ProgressBar, console, echo_json, emit,
+                                entity_records, files_table, fmt_time, fmt_value, list_format,
+                                print_notes_and_problems, session, short_label, shorten,
+                                where_option)
 from bastion.coverage import detections as ops
 from bastion.coverage.inventory import (ImportResult, Options, account_key, active_catalog,
                                         import_detections)
 from bastion.errors import ImportRejected
 from bastion.schema.kinds import CLOUD_PROVIDERS, HEALTH_STATES
+from bastion.store import export
 
 account_app = typer.Typer(no_args_is_help=True, help="Cloud accounts whose detections are measured.")
 detections_app = typer.Typer(no_args_is_help=True, help="Detection inventories: import, list, show, health.")
@@ -61,23 +64,36 @@ def account_add(
     console().print(f"{rec.key} (version {rec.version})", soft_wrap=True)
 
 
+ACCOUNT_COLUMNS = [*export.columns("cloud_account"), "detections"]
+AccountWhere = where_option(
+    "cloud_account fields (provider, identifier, name, environment, criticality …), key, "
+    "first_seen, last_seen")
+
+
 @account_app.command("list")
-def account_list(ctx: typer.Context, as_json: JSON_OPT = False) -> None:
+def account_list(
+    ctx: typer.Context,
+    where: AccountWhere = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
+) -> None:
     """List cloud accounts with their detection counts."""
+    fmt = list_format(fmt, as_json)
     tenant = session(ctx).tenant()
-    accounts = tenant.list("cloud_account", limit=10000).records
-    counts = {a.key: tenant.count("detection", where={"account": a.key}) for a in accounts}
-    if as_json:
-        echo_json([{**_rec(a), "detections": counts[a.key]} for a in accounts])
-        return
-    if not accounts:
+    accounts = tenant.iterate("cloud_account", where=where or None, page_size=export.PAGE_SIZE)
+    rows = ({**_rec(a), "detections": tenant.count("detection", where={"account": a.key})}
+            for a in accounts)
+    emit(fmt, rows, ACCOUNT_COLUMNS, table=_accounts_table)
+
+
+def _accounts_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
         console().print("no accounts yet (`bastion account add`)", style="dim")
         return
     table = Table(key_column(), "Provider", "Identifier", "Name", "Env", "Criticality", "Platforms", "Detections")
-    for a in accounts:
-        v = a.values
-        table.add_row(a.key, v["provider"], v["identifier"], v.get("name") or "", v.get("environment") or "",
-                      v.get("criticality") or "", ", ".join(v.get("platforms") or []), str(counts[a.key]))
+    for v in rows:
+        table.add_row(v["key"], v["provider"], v["identifier"], v.get("name") or "", v.get("environment") or "",
+                      v.get("criticality") or "", ", ".join(v.get("platforms") or []), str(v["detections"]))
     console().print(table)
 
 
@@ -170,34 +186,43 @@ def _summary(result: ImportResult, no_catalog: bool) -> None:
 # -- detections list / show / health ----------------------------------------------------------------
 
 
+DETECTION_COLUMNS = [c for c in export.columns("detection") if c != "raw"]
+LIST_LIMIT = 1000
+
+
+DetectionWhere = where_option(
+    "detection fields (name, type, service, status, health, level, revision …), key, "
+    "first_seen, last_seen; ~TEXT searches name")
+
+
 @detections_app.command("list")
 def detections_list(
     ctx: typer.Context,
     account: Annotated[Optional[str], typer.Option(metavar="KEY|PROVIDER:ID", help="Only this account's.")] = None,
     status: Annotated[Optional[str], typer.Option(help="enabled, disabled or deprecated.")] = None,
     health: Annotated[Optional[str], typer.Option(help="One of: " + ", ".join(HEALTH_STATES) + ".")] = None,
-    limit: Annotated[int, typer.Option(metavar="N")] = 1000,
-    as_json: JSON_OPT = False,
+    where: DetectionWhere = None,
+    limit: Annotated[Optional[int], typer.Option(
+        metavar="N", help=f"At most this many (default {LIST_LIMIT}).", show_default=False)] = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
-    """List detections."""
-    where: dict[str, Any] = {}
-    if account:
-        where["account"] = account_key(account)
-    if status:
-        where["status"] = status
-    if health:
-        where["health"] = health
-    recs = session(ctx).tenant().list("detection", where=where or None, limit=limit).records
-    if as_json:
-        echo_json([{k: v for k, v in _rec(r).items() if k != "raw"} for r in recs])
-        return
-    if not recs:
+    """List detections (their fields but the raw rule text)."""
+    fmt = list_format(fmt, as_json, limit=limit)
+    recs = entity_records(session(ctx).tenant(), "detection", fmt, where, limit=limit or LIST_LIMIT,
+                          account=account_key(account) if account else None, status=status,
+                          health=health)
+    emit(fmt, ({k: v for k, v in _rec(r).items() if k != "raw"} for r in recs), DETECTION_COLUMNS,
+         table=_detections_table)
+
+
+def _detections_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
         console().print("no detections", style="dim")
         return
     table = Table(key_column(), "Name", "Type", "Service", "Status", "Health", "Rev")
-    for r in recs:
-        v = r.values
-        table.add_row(r.key, shorten(v.get("name") or "", 50), v["type"], v.get("service") or "",
+    for v in rows:
+        table.add_row(v["key"], shorten(v.get("name") or "", 50), v["type"], v.get("service") or "",
                       v["status"], v["health"], str(v["revision"]))
     console().print(table)
 
@@ -335,34 +360,38 @@ def map_dispute(
     _validation(ctx, key, "disputed", rationale, as_json)
 
 
+MappingWhere = where_option(
+    "mapping fields (detection, technique, confidence, method, mapped_by, validation, "
+    "attack_version …), key, first_seen, last_seen")
+
+
 @map_app.command("list")
 def map_list(
     ctx: typer.Context,
     detection: Annotated[Optional[str], typer.Option(metavar="KEY")] = None,
     technique: Annotated[Optional[str], typer.Option(metavar="ID")] = None,
     validation: Annotated[Optional[str], typer.Option(help="pending, validated or disputed.")] = None,
-    limit: Annotated[int, typer.Option(metavar="N")] = 1000,
-    as_json: JSON_OPT = False,
+    where: MappingWhere = None,
+    limit: Annotated[Optional[int], typer.Option(
+        metavar="N", help=f"At most this many (default {LIST_LIMIT}).", show_default=False)] = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """List mappings."""
-    where: dict[str, Any] = {}
-    if detection:
-        where["detection"] = detection
-    if technique:
-        where["technique"] = technique.strip().upper()
-    if validation:
-        where["validation"] = validation
-    recs = session(ctx).tenant().list("mapping", where=where or None, limit=limit).records
-    if as_json:
-        echo_json([_rec(r) for r in recs])
-        return
-    if not recs:
+    fmt = list_format(fmt, as_json, limit=limit)
+    recs = entity_records(session(ctx).tenant(), "mapping", fmt, where, limit=limit or LIST_LIMIT,
+                          detection=detection, validation=validation,
+                          technique=technique.strip().upper() if technique else None)
+    emit(fmt, (_rec(r) for r in recs), export.columns("mapping"), table=_mappings_table)
+
+
+def _mappings_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
         console().print("no mappings", style="dim")
         return
     table = Table(key_column(), "Technique", "Confidence", "Method", "By", "Validation")
-    for r in recs:
-        v = r.values
-        table.add_row(r.key, v["technique"], f"{v['confidence']:.2f}", v["method"], v.get("mapped_by") or "",
+    for v in rows:
+        table.add_row(v["key"], v["technique"], f"{v['confidence']:.2f}", v["method"], v.get("mapped_by") or "",
                       v["validation"])
     console().print(table)
 

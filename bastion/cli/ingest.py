@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Annotated, Any, Optional
 
 import typer
@@ -19,8 +20,10 @@ from bastion.ingest import FORMAT_NAMES
 from bastion.ingest.runner import FileResult, ImportResult, Options, import_inputs
 from bastion.risks import lifecycle
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES
+from bastion.store import export, filters
 from bastion.store.runs import KINDS
-from bastion.cli.common import key_column
+from bastion.cli.common import (FormatOpt, JsonOpt, emit, exporting, key_column, list_format,
+                                rows_where_option, where_option)
 from bastion.cli.common import (ProgressBar, console, echo_json, files_table, fmt_time,
                                 print_notes_and_problems, session, short_label)
 
@@ -175,33 +178,50 @@ imports_app = typer.Typer(no_args_is_help=True,
                                "counts, errors.")
 
 
+ImportsWhere = rows_where_option(export.IMPORT_RUNS)
+IMPORTS_SHOWN = 20
+
+
 @imports_app.command("list")
 def imports_list(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(metavar="N", help="How many, newest first.")] = 20,
+    limit: Annotated[Optional[int], typer.Option(
+        metavar="N", help=f"How many, newest first (default {IMPORTS_SHOWN}; csv and ndjson "
+                          "export every run).", show_default=False)] = None,
     kind: Annotated[Optional[ImportKind], typer.Option(
         "--kind", help="Only runs of this kind: scanner output (scan), JSON graph (graph), "
                        "detections, ATT&CK bundles (attack), KEV catalog (kev), EPSS scores "
                        "(epss).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    where: ImportsWhere = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """List import runs of every kind, newest first."""
+    fmt = list_format(fmt, as_json, limit=limit)
     kind = kind.value if isinstance(kind, enum.Enum) else kind
-    items = session(ctx).tenant().runs.list(limit, kind=kind)
-    if as_json:
-        echo_json([r.as_dict() for r in items])
-        return
-    if not items:
+    flt = filters.parse_rows(export.IMPORT_RUNS, where)
+    tenant = session(ctx).tenant()
+    shown = None if exporting(fmt) else limit or IMPORTS_SHOWN
+    runs = export.pages(lambda before, n: tenant.runs.list(n, kind=kind, before=before),
+                        lambda r: r.id, page_size=shown)
+    rows = flt.select(r.as_dict() for r in runs)
+    if shown is not None:
+        rows = islice(rows, shown)
+    emit(fmt, rows, export.IMPORT_RUNS.columns, table=_imports_table)
+
+
+def _imports_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
         console().print("no imports yet", style="dim")
         return
     table = Table("Id", "Kind", "Started", "Status", "Source", "Files", "Records", "Created",
                   "Updated", "Closed", "Actor")
-    for r in items:
-        c = r.counts
-        table.add_row(str(r.id), r.kind, fmt_time(r.started_at), r.status, r.source or "-",
-                      str(c.get("files", len(r.files))), f"{c.get('records', 0):,}",
+    for r in rows:
+        c = r["counts"]
+        table.add_row(str(r["id"]), r["kind"], fmt_time(r["started_at"]), r["status"], r["source"] or "-",
+                      str(c.get("files", len(r["files"]))), f"{c.get('records', 0):,}",
                       f"{c.get('created', 0):,}", f"{c.get('updated', 0):,}", f"{c.get('closed', 0):,}",
-                      r.actor)
+                      r["actor"])
     console().print(table)
 
 
@@ -268,29 +288,46 @@ def risk_set_status(
     console().print(f"{key}: {rec.values['status']}{why}, version {rec.version}", soft_wrap=True)
 
 
+OverdueWhere = where_option("risk fields (severity, title, cvss, priority, kev …), key, "
+                            "first_seen, last_seen; ~TEXT searches title and name")
+OVERDUE_SHOWN = 100
+
+
 @risk_app.command("overdue")
 def risk_overdue(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(metavar="N", help="At most this many, oldest first.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    where: OverdueWhere = None,
+    limit: Annotated[Optional[int], typer.Option(
+        metavar="N", help=f"At most this many, oldest first (default {OVERDUE_SHOWN}; csv and "
+                          "ndjson export every one).", show_default=False)] = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """Open risks (triage or open) past their remediate-by date: first seen + the SLA days of
     their severity (`bastion risk sla`)."""
-    tenant = session(ctx).tenant()
+    fmt = list_format(fmt, as_json, limit=limit)
     now = datetime.now(timezone.utc)
-    items = lifecycle.overdue(tenant, now, limit)
-    if as_json:
-        echo_json([{"key": r.key, "severity": r.values["severity"], "status": r.values["status"],
-                    "first_seen": r.first_seen, "due": due, "days_overdue": (now - due).days}
-                   for r, due in items])
-        return
-    if not items:
+    flt = filters.parse("risk", where, now=now)  # parsed once: the same filter on every page
+    tenant = session(ctx).tenant()
+    if exporting(fmt):
+        items = export.pages(lambda after, n: lifecycle.overdue(tenant, now, n, where=flt, after=after),
+                             lambda item: (item[0].first_seen, item[0].key))
+    else:
+        items = lifecycle.overdue(tenant, now, limit or OVERDUE_SHOWN, where=flt)
+    rows = ({"key": r.key, "severity": r.values["severity"], "status": r.values["status"],
+             "first_seen": r.first_seen, "due": due, "days_overdue": (now - due).days}
+            for r, due in items)
+    emit(fmt, rows, export.OVERDUE_COLUMNS, table=_overdue_table)
+
+
+def _overdue_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
         console().print("no overdue risks", style="green")
         return
     table = Table(key_column(), "Severity", "Status", "First seen", "Due", "Days overdue")
-    for r, due in items:
-        table.add_row(r.key, r.values["severity"], r.values["status"], fmt_time(r.first_seen),
-                      fmt_time(due), str((now - due).days))
+    for r in rows:
+        table.add_row(r["key"], r["severity"], r["status"], fmt_time(r["first_seen"]),
+                      fmt_time(r["due"]), str(r["days_overdue"]))
     console().print(table)
 
 

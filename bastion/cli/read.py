@@ -13,15 +13,19 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from bastion.errors import InvalidValue, NotFound
+from bastion.errors import NotFound
 from bastion.schema.keys import kind_of, parse_key
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import Classification, EntityKind, FieldType
 from bastion.store import export
 from bastion.store.store import Event, Record
 from bastion.cli.common import (
+    FormatOpt,
     console,
     echo_json,
+    exporting,
+    list_format,
+    where_option,
     fmt_time,
     fmt_value,
     key_column,
@@ -109,11 +113,8 @@ def list_columns(kind: EntityKind, records: list[Record]) -> list[str]:
 HIGHEST_FIRST = ("priority", "cvss", "epss", "epss_percentile")  # scores: the top matters
 PAGE = 50
 
-_WHERE_HELP = (
-    "Filter (repeatable, all must hold): FIELD=VALUE (VALUE,VALUE… any of; the same field twice "
-    "also means any of), FIELD!=VALUE, FIELD>N, >=, <, <= (numbers, times, and ordered values: "
-    "severity>=high), FIELD~TEXT (contains), ~TEXT or q=TEXT (title/name contains), "
-    "first_seen>=2026-01-01 or >=-7d; ! in front negates. See docs/cli.md.")
+ENTITY_FIELDS = "the kind's fields (docs/schema.md), key, first_seen, last_seen, updated_at"
+EntityWhere = where_option(ENTITY_FIELDS + "; ~TEXT searches title and name")
 
 
 def list_(
@@ -121,8 +122,7 @@ def list_(
     kind_name: Annotated[str, typer.Argument(
         metavar="KIND", help="Entity kind, singular or plural: "
                              + ", ".join(REGISTRY.node_kinds) + ".")],
-    where: Annotated[Optional[list[str]], typer.Option(
-        "--where", "-w", metavar="EXPR", help=_WHERE_HELP)] = None,
+    where: EntityWhere = None,
     prefix: Annotated[Optional[str], typer.Option(
         help="Only keys starting with this (after '#kind#', or a whole key prefix).")] = None,
     sort: Annotated[Optional[str], typer.Option(metavar="FIELD", help="Sort by this field "
@@ -137,33 +137,28 @@ def list_(
     count: Annotated[bool, typer.Option(
         "--count", help="Print only the number of matches.")] = False,
     as_json: Annotated[bool, typer.Option(
-        "--json", help="Print JSON: {items, next_cursor} (one page).")] = False,
-    fmt: Annotated[Optional[str], typer.Option(
-        "--format", metavar="FORMAT",
-        help="Export EVERY match, streamed page by page: csv (with a header row) or ndjson "
-             "(one JSON object a line).")] = None,
+        "--json", help="Print JSON: {items, next_cursor} (one page; the same as --format "
+                       "json).")] = False,
+    fmt: FormatOpt = None,
 ) -> None:
-    """List entities of one kind, a page at a time (or export them all with --format)."""
+    """List entities of one kind, a page at a time (or export them all with --format csv or
+    ndjson)."""
     kind = kind_named(kind_name)
+    fmt = list_format(fmt, as_json, limit=limit, after=after)
     tenant = session(ctx).tenant()
     if count:
         typer.echo(tenant.count(kind.name, where=where or None, prefix=prefix))
         return
     if desc is None:
         desc = sort in HIGHEST_FIRST
-    if fmt is not None:
-        fmt = fmt.strip().lower()
-        if fmt not in export.FORMATS:
-            raise InvalidValue(f"--format {fmt!r}: one of " + ", ".join(export.FORMATS))
-        if as_json or limit is not None or after is not None:
-            raise InvalidValue("--format exports every match: leave out --json, --limit and --after")
+    if exporting(fmt):
         records = tenant.iterate(kind.name, where=where or None, prefix=prefix, order_by=sort,
-                                 descending=desc)
+                                 descending=desc, page_size=export.PAGE_SIZE)
         export.write(kind.name, records, sys.stdout, fmt)
         return
     page = tenant.list(kind.name, where=where or None, prefix=prefix, order_by=sort,
                        descending=desc, after=after, limit=PAGE if limit is None else limit)
-    if as_json:
+    if fmt == "json":
         echo_json({"items": [record_json(r) for r in page.records],
                    "next_cursor": page.next_cursor})
         return

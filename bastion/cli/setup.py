@@ -13,9 +13,10 @@ from rich.text import Text
 
 from bastion.errors import LossyDowngrade
 from bastion.setup import initialize
-from bastion.store import migrate
+from bastion.store import export, filters, migrate
 from bastion.store.store import DEFAULT_TENANT
-from bastion.cli.common import console, echo_json, fmt_time, session
+from bastion.cli.common import (FormatOpt, JsonOpt, console, emit, fmt_time, list_format,
+                                rows_where_option, session)
 
 # -- init and migrations ------------------------------------------------------------------------
 
@@ -145,21 +146,30 @@ def tenant_add(
     console().print(Text("created", style="green") + Text(f" tenant {t.name}"), soft_wrap=True)
 
 
+TenantsWhere = rows_where_option(export.TENANTS)
+
+
 @tenant_app.command("list")
 def tenant_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    where: TenantsWhere = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """List the tenants."""
+    fmt = list_format(fmt, as_json)
+    flt = filters.parse_rows(export.TENANTS, where)
     tenants = session(ctx).ready_store().tenants()
-    if as_json:
-        echo_json([{"name": t.name, "display_name": t.display_name, "created_at": t.created_at}
-                   for t in tenants])
-        return
-    table = Table("Name", "Display name", "Created")
-    for t in tenants:
-        table.add_row(t.name, t.display_name or "", fmt_time(t.created_at))
-    console().print(table)
+    rows = flt.select({"name": t.name, "display_name": t.display_name, "created_at": t.created_at}
+                      for t in tenants)
+
+    def table(rows):
+        table = Table("Name", "Display name", "Created")
+        for t in rows:
+            table.add_row(t["name"], t["display_name"] or "", fmt_time(t["created_at"]))
+        console().print(table)
+
+    emit(fmt, rows, export.TENANTS.columns, table=table)
 
 
 # -- schema -------------------------------------------------------------------------------------

@@ -154,9 +154,11 @@ def configure(tenant, *, sla: str | dict[str, int] | None = None,
     return risk_settings(tenant)
 
 
-def overdue(tenant, at: datetime, limit: int = 100) -> list[tuple[Any, datetime]]:
-    """(risk, due date) of open risks past their SLA at `at`, the most overdue first."""
+def overdue(tenant, at: datetime, limit: int = 100, *, where=None,
+            after: tuple[datetime, str] | None = None) -> list[tuple[Any, datetime]]:
+    """(risk, due date) of open risks past their SLA at `at`, the first seen first, filtered
+    (`where`: bastion.store.filters); page on with `after`, the last risk's (first_seen, key)."""
     days = sla_days(tenant.settings())
     cutoffs = {sev: at - timedelta(days=n) for sev, n in days.items()}
     return [(r, due_date(r.values["severity"], r.first_seen, days))
-            for r in tenant.overdue_risks(cutoffs, limit)]
+            for r in tenant.overdue_risks(cutoffs, limit, where=where, after=after)]

@@ -5,6 +5,10 @@ expressions into a `Filter`: a conjunction of typed conditions, checked against 
 registry (unknown field or bad value → one `InvalidValue` naming the expression and the field).
 The store applies a filter in SQL (`Filter.clause`); `Filter.matches` is the same test in Python.
 
+Lists whose rows are not entities (import runs, events, coverage rows …) declare their filterable
+fields as a `Rows` and filter with the same syntax in Python: `parse_rows(rows, expressions)`
+gives a `RowFilter` whose `matches(row)` tests one row's dict form.
+
 Grammar (docs/cli.md#filters):
 
     expression = ["!"] ( field op value | "~" text | "q=" text )
@@ -31,7 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from sqlalchemy import and_, false, func, not_, or_, true
 from sqlalchemy.sql import ColumnElement
@@ -84,7 +88,9 @@ class Filter:
 
     def matches(self, record) -> bool:
         """The same test on a `Record` (bastion.store.store.Record)."""
-        return all(_test(c, self.kind, record) != c.negated for c in self.conditions)
+        ek = REGISTRY.entity(self.kind)
+        return all(_test(c, ek, lambda name: _get(record, name)) != c.negated
+                   for c in self.conditions)
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -142,6 +148,9 @@ def _parse_one(ek: EntityKind, expr: str, now: datetime) -> Condition:
         text = raw.strip()
         if not text:
             raise InvalidValue(f"filter {expr!r}: nothing to search for")
+        if isinstance(ek, Rows) and not ek.text:
+            raise InvalidValue(f"filter {expr!r}: {ek.name} rows have no text to search; "
+                               "name a field: " + ", ".join(ek.field_names))
         return Condition(None, "text", (text,), negated, expr)
     ftype, f = _field(ek, name, expr)
     if op == "!=":
@@ -176,11 +185,12 @@ def _field(ek: EntityKind, name: str, expr: str) -> tuple[FieldType, Field | Non
             raise InvalidValue(f"filter {expr!r}: {ek.name}.{name} holds lists or objects and "
                                "cannot be filtered on")
         return f.type, f
-    if name in NODE_FIELDS:
-        return NODE_FIELDS[name], None
+    node_fields = NODE_FIELDS if isinstance(ek, EntityKind) else {}
+    if name in node_fields:
+        return node_fields[name], None
     filterable = [n for n in ek.field_names if ek.field(n).type is not FieldType.JSON]
     raise InvalidValue(f"{ek.name} has no field {name!r}; fields: "
-                       + ", ".join([*filterable, *NODE_FIELDS]))
+                       + ", ".join([*filterable, *node_fields]))
 
 
 def _values(ek: EntityKind, name: str, ftype: FieldType, f: Field | None, raw: Any,
@@ -264,7 +274,7 @@ def normalize_value(ek: EntityKind, name: str, value: Any) -> Any:
     try:
         if f.normalize is not None:
             value = f.normalize(value)
-        if name == "group":
+        if name == "group" and isinstance(ek, EntityKind):
             return _group(str(value))
         if ek.prepare is not None:
             prepared = ek.prepare({name: value})
@@ -330,21 +340,26 @@ def _contains(col, text: str, postgres: bool) -> ColumnElement[bool]:
     return and_(col.is_not(None), folded.like(_like_pattern(text), escape="\\"))
 
 
-def _domain_slice(kind: str, name: str, op: str, value: str) -> list[str]:
-    domain = REGISTRY.entity(kind).field(name).domain
+def _slice(domain: tuple[str, ...], op: str, value: str) -> list[str]:
+    """The values of an ordered domain that `op value` selects."""
     i = domain.index(value)
     return list({"gt": domain[i + 1:], "ge": domain[i:], "lt": domain[:i], "le": domain[:i + 1]}[op])
 
 
-def _is_domain(kind: str, name: str) -> bool:
-    ek = REGISTRY.entity(kind)
-    return name in ek.field_names and bool(ek.field(name).domain)
+def _domain(ek, name: str) -> tuple[str, ...] | None:
+    return ek.field(name).domain if name in ek.field_names else None
+
+
+def _text_fields(ek) -> tuple[str, ...]:
+    if isinstance(ek, Rows):
+        return ek.text
+    return tuple(n for n in TEXT_FIELDS if n in ek.field_names) or ("key",)
 
 
 def _sql(c: Condition, kind: str, table, node, postgres: bool) -> ColumnElement[bool]:
+    ek = REGISTRY.entity(kind)
     if c.op == "text":
-        ek = REGISTRY.entity(kind)
-        cols = [table.c[n] for n in TEXT_FIELDS if n in ek.field_names] or [node.c.key]
+        cols = [_column(n, table, node) for n in _text_fields(ek)]
         cond = or_(*(_contains(col, c.values[0], postgres) for col in cols))
     else:
         col = _column(c.field, table, node)
@@ -352,8 +367,8 @@ def _sql(c: Condition, kind: str, table, node, postgres: bool) -> ColumnElement[
             cond = _contains(col, c.values[0], postgres)
         elif c.op == "in":
             cond = and_(col.is_not(None), col.in_(list(c.values)))
-        elif _is_domain(kind, c.field):
-            allowed = _domain_slice(kind, c.field, c.op, c.values[0])
+        elif domain := _domain(ek, c.field):
+            allowed = _slice(domain, c.op, c.values[0])
             cond = and_(col.is_not(None), col.in_(allowed)) if allowed else false()
         else:
             v = c.values[0]
@@ -368,21 +383,77 @@ def _get(record, name: str) -> Any:
     return record.key if name == "key" else getattr(record, name)
 
 
-def _test(c: Condition, kind: str, record) -> bool:
-    if c.op == "text":
-        ek = REGISTRY.entity(kind)
-        names = [n for n in TEXT_FIELDS if n in ek.field_names] or ["key"]
-        needle = _ascii_lower(c.values[0])
-        return any(v is not None and needle in _ascii_lower(v) for v in (_get(record, n) for n in names))
-    value = _get(record, c.field)
-    if value is None:
-        return False
-    if c.op == "contains":
-        return _ascii_lower(c.values[0]) in _ascii_lower(value)
-    if c.op == "in":
-        return value in c.values
-    if _is_domain(kind, c.field):
-        return value in _domain_slice(kind, c.field, c.op, c.values[0])
-    v = c.values[0]
-    return {"gt": value > v, "ge": value >= v, "lt": value < v, "le": value <= v}[c.op]
+def _each(value: Any) -> list[Any]:
+    """The values a condition is tested on: a list-valued row field (a technique's tactics)
+    matches when one of its elements does."""
+    return [v for v in value if v is not None] if isinstance(value, (list, tuple)) else \
+        ([] if value is None else [value])
 
+
+def _test(c: Condition, ek, get) -> bool:
+    """Condition `c` (not negated) on one row: `get(name)` is a field's value."""
+    if c.op == "text":
+        needle = _ascii_lower(c.values[0])
+        return any(needle in _ascii_lower(str(v)) for n in _text_fields(ek) for v in _each(get(n)))
+    values = _each(get(c.field))
+    if c.op == "contains":
+        return any(_ascii_lower(c.values[0]) in _ascii_lower(str(v)) for v in values)
+    if c.op == "in":
+        return any(v in c.values for v in values)
+    if domain := _domain(ek, c.field):
+        allowed = _slice(domain, c.op, c.values[0])
+        return any(v in allowed for v in values)
+    w = c.values[0]
+    return any({"gt": v > w, "ge": v >= w, "lt": v < w, "le": v <= w}[c.op] for v in values)
+
+
+# -- rows that are not entities -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Rows:
+    """The shape of a list whose rows are not entities (import runs, events, coverage rows …):
+    its CSV `columns` in order, the `fields` a filter may name (registry `Field`s: their type;
+    a domain lists the allowed values in order, so `severity>=high` compares in that order;
+    `normalize` spells a value as the rows do) and the fields `~text` searches."""
+
+    name: str
+    columns: tuple[str, ...]
+    fields: tuple[Field, ...]
+    text: tuple[str, ...] = ()
+    prepare = None  # the parser treats a Rows like an EntityKind without a preparation
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    rows: Rows
+    conditions: tuple[Condition, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.conditions)
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """Whether `row` (a list row's dict form) passes every condition."""
+        return all(_test(c, self.rows, row.get) != c.negated for c in self.conditions)
+
+    def select(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        """The rows that match, lazily (a streamed list stays streamed)."""
+        return (row for row in rows if self.matches(row))
+
+
+def parse_rows(rows: Rows, expressions: Iterable[str] | None, *,
+               now: datetime | None = None) -> RowFilter:
+    """Expressions in the one syntax into a filter of `rows` (InvalidValue naming the
+    expression and the field when one does not fit)."""
+    now = now or datetime.now(timezone.utc)
+    return RowFilter(rows, _merge([_parse_one(rows, expr, now) for expr in expressions or ()]))

@@ -100,11 +100,15 @@ def _kind_column():
                          case((options["format"].as_string() == "graph", "graph"), else_="scan"))
 
 
-def import_runs(scope: Scope, limit: int = 50, *, kind: str | None = None) -> list[ImportRun]:
-    """The most recent runs first (of one kind, if given)."""
+def import_runs(scope: Scope, limit: int = 50, *, kind: str | None = None,
+                before: int | None = None) -> list[ImportRun]:
+    """The most recent runs first (of one kind, if given); page on with `before`, the last
+    run's id."""
     stmt = select(import_run).where(scope.where(import_run))
     if kind is not None:
         stmt = stmt.where(_kind_column() == kind)
+    if before is not None:
+        stmt = stmt.where(import_run.c.id < before)
     stmt = stmt.order_by(import_run.c.id.desc()).limit(limit)
     with scope.transaction() as conn:
         return [_run(r) for r in conn.execute(stmt)]
@@ -297,8 +301,9 @@ class ImportRuns:
                counts: dict[str, int], errors: list[str]) -> None:
         finish_import(self._scope, run_id, status=status, files=files, counts=counts, errors=errors)
 
-    def list(self, limit: int = 50, *, kind: str | None = None) -> list[ImportRun]:
-        return import_runs(self._scope, limit, kind=kind)
+    def list(self, limit: int = 50, *, kind: str | None = None,
+             before: int | None = None) -> list[ImportRun]:
+        return import_runs(self._scope, limit, kind=kind, before=before)
 
     def get(self, run_id: int) -> ImportRun:
         return get_import(self._scope, run_id)

@@ -408,15 +408,24 @@ class TenantStore:
     def _record(self, kind: str, row) -> Record:
         return _record(kind, row)
 
-    def overdue_risks(self, cutoffs: dict[str, datetime], limit: int = 1000) -> list[Record]:
+    def overdue_risks(self, cutoffs: dict[str, datetime], limit: int = 1000, *,
+                      where: Where = None, after: tuple[datetime, str] | None = None) -> list[Record]:
         """Open risks first seen before their severity's cutoff (now minus its SLA days),
-        oldest first."""
+        oldest first, filtered (`where`: see bastion.store.filters); page on with `after`, the
+        last one's (first_seen, key)."""
         if not cutoffs:
             return []
         risk = typed["risk"]
         late = or_(*(and_(risk.c.severity == sev, node.c.first_seen < cutoff)
                      for sev, cutoff in cutoffs.items()))
-        stmt = _open_risks(self.scope).where(late).order_by(node.c.first_seen, node.c.key).limit(limit)
+        stmt = _open_risks(self.scope).where(late)
+        if flt := filters.parse("risk", where):
+            stmt = stmt.where(flt.clause(risk, node, self.scope.postgres))
+        if after is not None:
+            seen, key = after
+            stmt = stmt.where(or_(node.c.first_seen > seen,
+                                  and_(node.c.first_seen == seen, node.c.key > key)))
+        stmt = stmt.order_by(node.c.first_seen, node.c.key).limit(limit)
         with self.scope.transaction() as conn:
             return [_record("risk", row) for row in conn.execute(stmt)]
 

@@ -12,7 +12,7 @@ import did not observe, with reason `not_observed`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bastion.errors import InvalidValue
@@ -103,26 +103,60 @@ def check_transition(status: str, reason: str | None) -> tuple[str, str | None]:
 
 def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str | None,
                actor: str):
-    """An analyst's transition of one risk, written as an event (the comment is its note)."""
-    from bastion.errors import NotFound
+    """An analyst's transition of one risk, written as an event (the comment is its note).
+
+    The analyst gives no version: the risk is read and the new status applied on top of it.
+    When the risk changed between that read and the write (a scanner's evidence, a KEV or EPSS
+    update), it is read again and the status applied on top of what is there now — unless its
+    status was changed in between by someone else, which makes this change moot: then a
+    ConflictError says who changed it, when, and to what (from the event log), and nothing is
+    written."""
+    from bastion.errors import ConflictError, NotFound
     from bastion.schema.batch import Batch, Entity
     from bastion.schema.keys import kind_of
 
     if kind_of(key) != "risk":
         raise InvalidValue(f"{key} is not a risk")
+    status, reason = check_transition(state, reason)
     rec = tenant.get(key)
     if rec is None:
         raise NotFound(f"no risk {key}")
-    status, reason = check_transition(state, reason)
-    values = {**rec.values, "status": status, "reason": reason}
-    if comment is not None:
-        values["comment"] = comment
-    batch = Batch()
-    batch.entities.append(Entity("risk", values, rec.properties, rec.version, note=comment))
-    tenant.apply(batch, actor=actor, source="cli", observed=False)
-    return tenant.get(key)
+    seen = rec
+    for _attempt in range(10):
+        values = {**rec.values, "status": status, "reason": reason}
+        if comment is not None:
+            values["comment"] = comment
+        batch = Batch()
+        batch.entities.append(Entity("risk", values, rec.properties, rec.version, note=comment))
+        try:
+            tenant.apply(batch, actor=actor, source="cli", observed=False)
+        except ConflictError:  # written in between: read it again
+            rec = tenant.get(key)
+            if rec is None:
+                raise NotFound(f"no risk {key}: it was deleted while being changed") from None
+            if (rec.values["status"], rec.values.get("reason")) != (
+                    seen.values["status"], seen.values.get("reason")):
+                raise ConflictError(status_changed_since(tenant, key, seen.version, status)) from None
+            continue
+        return tenant.get(key)
+    raise ConflictError(f"{key} kept changing while its status was being set; nothing was "
+                        "written: try again")
 
 
+def status_changed_since(tenant, key: str, version: int, wanted: str) -> str:
+    """Who changed the risk's status after `version`, when, and to what (the latest such
+    event), and that this change (to `wanted`) was not made."""
+    changes = [e for e in tenant.history(key)
+               if (e.entity_version or 0) > version and ("status" in e.diff or "reason" in e.diff)]
+    if not changes:
+        return f"{key} changed while its status was being set; nothing was written: try again"
+    ev = changes[-1]
+    new = ev.diff.get("status", [None, None])[1]
+    why = ev.diff.get("reason", [None, None])[1]
+    to = f"{new or 'its status'}" + (f" ({why})" if why else "")
+    at = ev.occurred_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return (f"{key} was set to {to} by {ev.actor} at {at} (event {ev.seq}) while you were "
+            f"setting it to {wanted}; not changed: run the command again to set it anyway")
 @dataclass
 class RiskSettings:
     """A tenant's SLA days per severity (only those with a deadline) and the state new findings
@@ -147,8 +181,9 @@ def configure(tenant, *, sla: str | dict[str, int] | None = None,
     if sla is not None:
         given = parse_sla(sla) if isinstance(sla, str) else parse_sla(
             ",".join(f"{k}={v}" for k, v in sla.items()))
-        days = {**(tenant.settings().get(SLA_SETTING) or {}), **given}
-        tenant.set_setting(SLA_SETTING, days, actor=actor, source=source)
+        # merged over the stored days in the store's transaction: a concurrent change of
+        # another severity is not lost
+        tenant.set_setting(SLA_SETTING, given, actor=actor, source=source, merge=True)
     if initial is not None:
         tenant.set_setting(INITIAL_STATUS_SETTING, initial, actor=actor, source=source)
     return risk_settings(tenant)

@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import NotFound
@@ -336,22 +338,42 @@ def settings(scope: Scope) -> dict[str, Any]:
         return {r.name: r.value for r in conn.execute(select(setting).where(scope.where(setting)))}
 
 
-def set_setting(scope: Scope, name: str, value: Any, *, actor: str, source: str) -> bool:
-    """Store a setting (None removes it), with a `setting.changed` event; False if unchanged."""
+# Called in set_setting's transaction after the stored value was read, before the new one is
+# written: tests stall a writer there to show a concurrent one waits (None outside tests).
+after_setting_read = None
+
+
+def set_setting(scope: Scope, name: str, value: Any, *, actor: str, source: str,
+                merge: bool = False) -> bool:
+    """Store a setting (None removes it), with a `setting.changed` event; False if unchanged.
+    `merge`: `value` is a mapping merged over the stored one (the keys it does not give keep
+    theirs). The stored value is read, merged and written in one transaction under the
+    tenant's lock, so of two concurrent changes neither is lost, and the row is upserted (a
+    first value written twice at once is not a duplicate key)."""
     now = datetime.now(timezone.utc)
     with scope.transaction(write=True) as conn:
+        writer.lock_event_seq(scope, conn)  # writers of the tenant serialize here, before the read
         where = (scope.where(setting), setting.c.name == name)
         old = conn.execute(select(setting.c.value).where(*where)).scalar_one_or_none()
+        if after_setting_read is not None:
+            after_setting_read(name, old)
+        if merge and value is not None:
+            value = {**(old or {}), **value}
         if old == value:
             return False
         if value is None:
             conn.execute(setting.delete().where(*where))
-        elif old is None:
-            conn.execute(insert(setting).values(tenant_id=scope.tenant_id, name=name, value=value,
-                                                updated_at=now))
         else:
-            conn.execute(update(setting).where(*where).values(value=value, updated_at=now))
+            _upsert_setting(conn, scope.tenant_id, name, value, now)
         writer.record_event(scope, conn, key=f"setting:{name}", kind="setting",
                             event_type="setting.changed", diff={name: [old, value]},
                             actor=actor, source=source, at=now)
     return True
+
+
+def _upsert_setting(conn: Connection, tenant_id: int, name: str, value: Any, at: datetime) -> None:
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = dialect_insert(setting).values(tenant_id=tenant_id, name=name, value=value, updated_at=at)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[setting.c.tenant_id, setting.c.name],
+                                            set_={"value": stmt.excluded.value,
+                                                  "updated_at": stmt.excluded.updated_at}))

@@ -349,12 +349,13 @@ class TenantStore:
 
         return runs.settings(self.scope)
 
-    def set_setting(self, name: str, value: Any, *, actor: str, source: str) -> bool:
+    def set_setting(self, name: str, value: Any, *, actor: str, source: str,
+                    merge: bool = False) -> bool:
         """Store a setting (None removes it) with its `setting.changed` event; False if it was
-        already so."""
+        already so. `merge`: a mapping merged over the stored one in the same transaction."""
         from bastion.store import runs
 
-        return runs.set_setting(self.scope, name, value, actor=actor, source=source)
+        return runs.set_setting(self.scope, name, value, actor=actor, source=source, merge=merge)
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -96,3 +96,15 @@ class LossyDowngrade(BastionError):
     def __init__(self, message: str, losses: list):
         super().__init__(message)
         self.losses = losses
+
+
+class Busy(BastionError):
+    """Another writer (a running import) held the tenant's write lock for longer than the lock
+    timeout (BASTION_LOCK_TIMEOUT); nothing was written. `holder`: the running import, if one
+    is known (bastion.store.engine.Holder)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, holder=None):
+        super().__init__(message)
+        self.holder = holder

@@ -62,7 +62,7 @@ class Session:
         a SQLite file that is not there is an error, not a new empty database."""
         if self._store is None:
             try:
-                self._store = Store(self.url, create=create)
+                self._store = Store(self.url, create=create, on_wait=waiting_message)
             except OSError as exc:  # SQLite: the directory of the file cannot be created
                 reason = exc.strerror or exc
                 raise ConfigError(f"cannot open database {self.display_url}: {reason}") from None
@@ -84,6 +84,17 @@ class Session:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def waiting_message(holder, timeout: float) -> None:
+    """Told by the store when a write starts to wait for the tenant's write lock (a running
+    import holds it): one line on stderr; after BASTION_LOCK_TIMEOUT the write fails (Busy)."""
+    who = f"import {holder.run_id} by {holder.actor}, running since {fmt_time(holder.started_at)}" \
+        if holder else "another writer"
+    if holder and holder.kind != "scan":
+        who = f"{holder.kind} {who}"
+    console(stderr=True).print(Text(f"waiting for {who} (at most {timeout:g} s; "
+                                    "BASTION_LOCK_TIMEOUT)", style="yellow"), soft_wrap=True)
 
 
 def session(ctx: typer.Context) -> Session:

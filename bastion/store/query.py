@@ -12,10 +12,13 @@ import orjson
 from sqlalchemy import (BigInteger, Connection, Engine, String, and_, any_, func, literal, select,
                         text, tuple_, update)
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import ColumnElement
 
-from bastion.store.engine import APP_ROLE
-from bastion.store.tables import TENANT_TABLES, edge, node, tenant
+from bastion.store.engine import APP_ROLE, Holder, busy, first_wait, resolve_lock_timeout
+from bastion.store.tables import TENANT_TABLES, edge, import_run, node, tenant
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout ran out
 
 # Ids travel as one array/JSON parameter, so a chunk only bounds the size of one statement.
 CHUNK = 20000
@@ -55,19 +58,91 @@ class Scope:
     def transaction(self, write: bool = False) -> Iterator[Connection]:
         """A transaction bound to this tenant; on PostgreSQL it runs as the non-owner role and
         is bound once to the tenant by a trusted function, so row-level security applies to
-        every statement and a second tenant cannot be chosen in it (docs/security.md)."""
-        with self.engine.connect().execution_options(bastion_write=write) as conn, conn.begin():
+        every statement and a second tenant cannot be chosen in it (docs/security.md).
+
+        A write transaction waits for the write lock at most the lock timeout (the engine's
+        `bastion_lock_timeout`), telling `bastion_on_wait` whom it waits for, then raises Busy
+        (SQLite: at BEGIN IMMEDIATE, engine._sqlite_begin; PostgreSQL: every lock wait is bounded
+        by `lock_timeout`, the counter's in `lock_event_seq`)."""
+        opts: dict = {"bastion_write": write}
+        if write and not self.postgres:
+            opts["bastion_waiting"] = self._waiting
+        with self.engine.connect().execution_options(**opts) as conn, conn.begin():
             if self.postgres:
                 bind_tenant(conn, self.tenant_id)
-            yield conn
+                if write:
+                    self._set_lock_timeout(conn, self._timeout(conn))
+            try:
+                yield conn
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                raise busy(None, self._timeout(conn)) from None
+
+    def _timeout(self, conn: Connection) -> float:
+        return conn.get_execution_options().get("bastion_lock_timeout") or resolve_lock_timeout()
+
+    @staticmethod
+    def _set_lock_timeout(conn: Connection, seconds: float) -> None:
+        conn.execute(text("SELECT set_config('lock_timeout', :t, true)"),
+                     {"t": f"{max(1, int(seconds * 1000))}ms"})
+
+    def running_import(self, conn: Connection) -> Holder | None:
+        """The tenant's import run that is running (the latest started), as a writer waiting for
+        it names it."""
+        row = conn.execute(
+            select(import_run.c.id, import_run.c.options, import_run.c.actor, import_run.c.started_at)
+            .where(self.where(import_run), import_run.c.status == "running")
+            .order_by(import_run.c.started_at.desc(), import_run.c.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        kind = (row.options or {}).get("kind") or "scan"  # as bastion.store.runs reads it
+        return Holder(row.id, kind, row.actor, row.started_at)
+
+    def _waiting(self, timeout: float) -> Holder | None:
+        """SQLite: a writer starts to wait for the write lock: who holds it (read on a connection
+        of its own: reads never wait), told to the engine's `bastion_on_wait`."""
+        with self.engine.connect() as conn, conn.begin():
+            holder = self.running_import(conn)
+        on_wait = self.engine.get_execution_options().get("bastion_on_wait")
+        if on_wait is not None:
+            on_wait(holder, timeout)
+        return holder
 
     def lock_event_seq(self, conn: Connection) -> int:
-        """Lock the tenant's event counter (writers of the tenant serialize here) and read it."""
+        """Lock the tenant's event counter (writers of the tenant serialize here) and read it.
+        On PostgreSQL the wait is bounded: after a short first wait the engine's
+        `bastion_on_wait` is told which import holds it; after the lock timeout, Busy."""
         if self.postgres:  # the application role may not update `tenant` itself
-            return conn.execute(text("SELECT bastion_lock_seq()")).scalar_one()
+            timeout = self._timeout(conn)
+            first = first_wait(timeout)
+            seq = self._pg_lock_seq(conn, first, timeout)
+            if seq is None:
+                holder = self.running_import(conn)
+                on_wait = conn.get_execution_options().get("bastion_on_wait")
+                if on_wait is not None:
+                    on_wait(holder, timeout)
+                seq = self._pg_lock_seq(conn, timeout - first, timeout)
+                if seq is None:
+                    raise busy(holder, timeout)
+            return seq
         return conn.execute(
             update(tenant).where(tenant.c.id == self.tenant_id)
             .values(event_seq=tenant.c.event_seq).returning(tenant.c.event_seq)).scalar_one()
+
+    def _pg_lock_seq(self, conn: Connection, seconds: float, timeout: float) -> int | None:
+        """`bastion_lock_seq()` waiting at most `seconds` (in a savepoint, so that running out
+        leaves the transaction usable); None when it ran out."""
+        try:
+            with conn.begin_nested():
+                self._set_lock_timeout(conn, seconds)
+                seq = conn.execute(text("SELECT bastion_lock_seq()")).scalar_one()
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            return None
+        self._set_lock_timeout(conn, timeout)  # a released savepoint keeps the short one
+        return seq
 
     def reserve_event_seq(self, conn: Connection, n: int) -> int:
         """Take the next `n` numbers of the tenant's event counter, before the events that use

@@ -95,9 +95,14 @@ class Link:
 class Store:
     """A Bastion database on SQLite or PostgreSQL."""
 
-    def __init__(self, url: str | None = None, *, echo: bool = False, create: bool = True):
-        """`create=False` refuses a SQLite file that does not exist instead of creating it."""
-        self.engine = make_engine(url, echo=echo, create=create)
+    def __init__(self, url: str | None = None, *, echo: bool = False, create: bool = True,
+                 lock_timeout: float | None = None, on_wait=None):
+        """`create=False` refuses a SQLite file that does not exist instead of creating it.
+        `lock_timeout` (seconds; default BASTION_LOCK_TIMEOUT, else 30) bounds a writer's wait for
+        the tenant's write lock, then Busy; `on_wait(holder, timeout)` is called once when a
+        writer starts to wait (bastion.store.engine.make_engine)."""
+        self.engine = make_engine(url, echo=echo, create=create, lock_timeout=lock_timeout,
+                                  on_wait=on_wait)
 
     @property
     def url(self) -> str:
@@ -400,10 +405,15 @@ class TenantStore:
     def writing(self, *, actor: str, source: str, correlation_id: str | None = None,
                 at: datetime | None = None) -> Iterator["WriteSession"]:
         """Several batches in one transaction: all of them are written, or none (an exception
-        inside the block rolls everything back). Reads in the session see its own writes."""
+        inside the block rolls everything back). Reads in the session see its own writes.
+
+        The session takes the tenant's write lock (its event counter) before anything else, so
+        every read a write of the session depends on is made under that lock: a change another
+        writer committed before is read, none can commit in between (a bounded wait: Busy)."""
         cid = correlation_id or uuid.uuid4().hex
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         with self.scope.transaction(write=True) as conn:
+            self.scope.lock_event_seq(conn)
             yield WriteSession(self.scope, conn, actor, source, cid, at)
 
     def _record(self, kind: str, row) -> Record:

@@ -246,3 +246,16 @@ def test_overdue_risks(cli):
     assert [r["key"].rpartition("#")[2] for r in high] == ["finding-1", "finding-2"]
     _h, _c, ssh = exported(cli, "risk", "overdue", "--where", "~ssh 3", "--where", "!severity=low")
     assert [r["key"].rpartition("#")[2] for r in ssh] == ["finding-3"]
+
+
+def test_history_of_an_entity(cli):
+    key = "#asset#app.acme.example#app.acme.example"
+    cli("add", "asset", "--identifier", "app.acme.example")
+    for exposure in ("internal", "external", "internal"):
+        cli("add", "asset", "--identifier", "app.acme.example", "--exposure", exposure)
+    events = cli.json("history", key)
+    assert [e["entity_version"] for e in events] == [1, 2, 3, 4]
+    assert_same_rows(cli, ("history", key), events, export.EVENTS.columns)
+    updated = cli.json("history", key, "--where", "event_type=asset.updated", "--where",
+                       "entity_version>=3")
+    assert updated == events[2:]

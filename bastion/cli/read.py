@@ -17,14 +17,17 @@ from bastion.errors import NotFound
 from bastion.schema.keys import kind_of, parse_key
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import Classification, EntityKind, FieldType
-from bastion.store import export
+from bastion.store import export, filters
 from bastion.store.store import Event, Record
 from bastion.cli.common import (
     FormatOpt,
+    JsonOpt,
     console,
     echo_json,
+    emit,
     exporting,
     list_format,
+    rows_where_option,
     where_option,
     fmt_time,
     fmt_value,
@@ -215,21 +218,26 @@ def events_table(events: list[Event], *, with_key: bool = False, compact: bool =
     return table
 
 
+EventsWhere = rows_where_option(export.EVENTS)
+
+
 def history(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="The entity's key.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    where: EventsWhere = None,
+    as_json: JsonOpt = False,
+    fmt: FormatOpt = None,
 ) -> None:
     """Show every event of an entity, oldest first (relationships appear under their source),
     with the note of each change that has one."""
     parse_key(key)
+    fmt = list_format(fmt, as_json)
+    flt = filters.parse_rows(export.EVENTS, where)
     events = session(ctx).tenant().history(key)
     if not events:
         raise NotFound(f"no history for {key}")
-    if as_json:
-        echo_json([ev.as_dict() for ev in events])
-        return
-    console().print(events_table(events))
+    emit(fmt, flt.select(ev.as_dict() for ev in events), export.EVENTS.columns,
+         table=lambda rows: console().print(events_table([Event(**ev) for ev in rows])))
 
 
 def stats(

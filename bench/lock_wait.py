@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Writers behind an import: how long an analyst's single change waits behind a running import.
+
+For each engine:
+
+1. a fresh migrated database with one risk the import will not touch (the analyst's);
+2. `bastion import FILE` of a synthetic nuclei file (bench/import_nuclei.py's generator, N lines)
+   started in a subprocess;
+3. once the import's run is `running` and `--delay` seconds have passed (it is then inside its
+   file's transaction), `risk set-status` of the analyst's risk through the library, with a lock
+   timeout long enough not to fail: how long it waited, and when the import's process ended;
+4. PostgreSQL: what the wait would be if the import took the event counter only for its final
+   insert of events (the redesign docs/performance.md discusses): the import's events are staged
+   in a temporary table and inserted, numbered, into a copy of `event` with its indexes; only that
+   insert is timed.
+
+    python bench/lock_wait.py [--lines 100000] [--engines sqlite,postgresql] [--pg-url URL]
+                              [--delay 2] [--seed 7]
+
+PostgreSQL: --pg-url or $BASTION_BENCH_PG_URL (a role that may CREATE DATABASE), else a
+throwaway cluster (tests/pg_cluster.py) started for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import import_nuclei as nb  # noqa: E402  (puts the repository and tests/ on sys.path)
+from write_path import Postgres, code_version, console, engine_list  # noqa: E402
+
+from sqlalchemy import text  # noqa: E402
+
+from bastion.risks import lifecycle  # noqa: E402
+
+TENANT = "default"
+
+
+def seed(store, tmp: Path) -> str:
+    """One risk on a host the generated import never names."""
+    from bastion.ingest import runner
+
+    line = ('{"template-id":"analyst","type":"http","host":"analyst.example.net",'
+            '"matched-at":"https://analyst.example.net/","info":{"name":"Analyst risk",'
+            '"severity":"high"}}\n')
+    path = tmp / "seed.jsonl"
+    path.write_text(line)
+    tenant = store.tenant(TENANT)
+    runner.import_paths(tenant, [str(path)], runner.Options(actor="bench", format="nuclei"))
+    (rec,) = tenant.list("risk").records
+    return rec.key
+
+
+def wait_for_running(tenant, proc: subprocess.Popen) -> int:
+    while True:
+        running = [r for r in tenant.runs.list() if r.status == "running"]
+        if running:
+            return running[0].id
+        if proc.poll() is not None:
+            raise SystemExit(f"the import ended before it was seen running: {proc.stderr.read()}")
+        time.sleep(0.05)
+
+
+def run_engine(engine_name: str, gen: nb.Generated, args, pg: Postgres | None, tmp: Path) -> dict:
+    url = nb.fresh_url(engine_name, "lockwait", pg, tmp)
+    store = nb.migrated(url, TENANT)
+    key = seed(store, tmp)
+    told: list[float] = []
+    from bastion.store.store import Store
+
+    analyst = Store(url, lock_timeout=86400, on_wait=lambda holder, timeout: told.append(time.perf_counter()))
+    env = {**os.environ, "BASTION_DATABASE_URL": url, "BASTION_ACTOR": "importer"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "bastion.cli.main", "import", str(gen.path)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run_id = wait_for_running(store.tenant(TENANT), proc)
+    time.sleep(args.delay)
+    asked = time.perf_counter()
+    lifecycle.set_status(analyst.tenant(TENANT), key, "accepted", reason=None, comment=None,
+                         actor="analyst")
+    done = time.perf_counter()
+    proc.wait()
+    ended = time.perf_counter()
+    if proc.returncode != 0:
+        raise SystemExit(f"the import failed ({proc.returncode}): {proc.stderr.read()}")
+    out = {"engine": engine_name, "run": run_id, "import_s": ended - t0, "asked_at_s": asked - t0,
+           "wait_s": done - asked, "told": bool(told), "after_import_s": done - ended}
+    with store.engine.connect() as conn:
+        out["events"] = conn.execute(text("SELECT count(*) FROM event")).scalar_one()
+    if engine_name == "postgresql":
+        out["final_insert_s"], out["staged"] = final_insert(store)
+    analyst.close()
+    store.close()
+    return out
+
+
+def final_insert(store) -> tuple[float, int]:
+    """The import's events staged in a temporary table, then inserted numbered into a copy of
+    `event` with the same indexes: the time of that insert (what an analyst would wait for if
+    the import took the event counter only for it)."""
+    with store.engine.begin() as conn:
+        cols = [r[0] for r in conn.execute(text(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'event' "
+            "AND column_name <> 'seq' ORDER BY ordinal_position"))]
+        names = ", ".join(f'"{c}"' for c in cols)
+        conn.execute(text("CREATE TABLE event_final (LIKE event INCLUDING ALL)"))
+        conn.execute(text(f"CREATE TEMP TABLE staged AS SELECT {names} FROM event "
+                          "WHERE source LIKE 'import:%' ORDER BY seq"))
+        staged = conn.execute(text("SELECT count(*) FROM staged")).scalar_one()
+        t0 = time.perf_counter()
+        conn.execute(text(f'INSERT INTO event_final ("seq", {names}) '
+                          f"SELECT 1000 + row_number() OVER (), {names} FROM staged"))
+        seconds = time.perf_counter() - t0
+    return seconds, staged
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lines", type=int, default=100_000, help="nuclei lines in the import")
+    ap.add_argument("--engines", default="sqlite,postgresql")
+    ap.add_argument("--pg-url", default=os.environ.get("BASTION_BENCH_PG_URL"))
+    ap.add_argument("--delay", type=float, default=2.0,
+                    help="seconds after the run is seen running before the analyst's change")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    engines = engine_list(ap, args.engines)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bastion-lockwait-")))
+        gen = nb.generate(tmp, args.lines, max(1, args.lines // 20), args.seed, "spray", False)
+        console.print(f"{gen.findings:,} lines, {gen.bytes / 2**20:.0f} MiB; code {code_version()}; "
+                      f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
+        pg = Postgres(stack, args.pg_url) if "postgresql" in engines else None
+        for engine_name in engines:
+            r = run_engine(engine_name, gen, args, pg, tmp)
+            console.print(
+                f"{engine_name}: import {r['import_s']:.1f} s ({r['events']:,} events, run {r['run']}); "
+                f"analyst asked at {r['asked_at_s']:.1f} s, waited {r['wait_s']:.1f} s "
+                f"(told: {r['told']}), done {r['after_import_s']:+.1f} s after the import's process ended")
+            if "final_insert_s" in r:
+                console.print(f"  final insert of the import's {r['staged']:,} events into a copy of "
+                              f"`event`: {r['final_insert_s']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,6 +27,7 @@ import yaml
 
 from bastion.coverage.catalog import Catalog, crosswalk
 from bastion.errors import BastionError, InvalidValue
+from bastion.ingest import limits
 from bastion.schema.batch import Batch, key_for
 from bastion.store.catalog import Release
 from bastion.store.tables import ATTACK_DOMAINS
@@ -159,7 +160,9 @@ def _check_bundle(path: Path) -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
-            kinds = list(ijson.items(_Reader(f, 0, None, digest), "type"))
+            kinds = list(limits.json_items(_Reader(f, 0, None, digest), "type"))
+    except limits.LimitExceeded as exc:
+        raise InvalidValue(f"{path}: {exc}") from None
     except (ijson.JSONError, ValueError) as exc:
         raise InvalidValue(f"{path}: not valid JSON ({_reason(exc)})") from None
     if kinds != ["bundle"]:
@@ -198,8 +201,8 @@ def read_bundle(path: str | Path, *, domain: str | None = None, version: str | N
     stix_domains: Counter = Counter()
     try:
         with open(path, "rb") as f:
-            for n, o in enumerate(ijson.items(_Reader(f, total, progress), "objects.item",
-                                              use_float=True)):
+            for n, o in enumerate(limits.json_items(_Reader(f, total, progress), "objects.item",
+                                                    use_float=True)):
                 if not isinstance(o, dict) or not isinstance(o.get("type"), str) \
                         or not isinstance(o.get("id"), str):
                     raise InvalidValue(f"{path}: object {n + 1} has no STIX type and id")
@@ -224,6 +227,8 @@ def read_bundle(path: str | Path, *, domain: str | None = None, version: str | N
                 elif t == "x-mitre-matrix":
                     matrices.append({"external_id": _matrix_id(o), "name": o.get("name"),
                                      "tactic_refs": list(o.get("tactic_refs") or ())})
+    except limits.LimitExceeded as exc:
+        raise InvalidValue(f"{path}: {exc}") from None
     except (ijson.JSONError, ValueError) as exc:
         if isinstance(exc, InvalidValue):
             raise

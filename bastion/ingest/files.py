@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Protocol
 
+from bastion.ingest import limits
 from bastion.ingest.inputs import Input, Opened, check_exist, expand
 
 MAX_PROBLEMS = 50  # listed per file; the rest are counted
+MAX_PROBLEM_CHARS = 300  # of one problem's place and reason (limits.excerpt)
 
 
 @dataclass
@@ -41,6 +43,8 @@ class FileResult:
 
     def problem(self, where: str, reason: str) -> None:
         if len(self.errors) < MAX_PROBLEMS:
+            # A reason quoting an input value quotes at most an excerpt (a 100 MB host name).
+            where, reason = limits.excerpt(where, MAX_PROBLEM_CHARS), limits.excerpt(reason, MAX_PROBLEM_CHARS)
             self.errors.append(f"{self.name}: {where}: {reason}" if where else f"{self.name}: {reason}")
         else:
             self.more_errors += 1
@@ -98,6 +102,7 @@ class Run:
         self.files: list[FileResult] = []
         self.notes: list[str] = []
         self.counts: dict[str, Any] | None = None  # the run's totals; by default summed per file
+        self._read: set[int] = set()  # FileResults (id) whose input was opened and closed
         self.status = "running"
         opts = dict(options or {})
         if paths is not None:
@@ -152,9 +157,15 @@ class Run:
                 opened.close()
             if progress:
                 progress.done(fr)
+            self._read.add(id(fr))
 
     def add(self, fr: FileResult) -> FileResult:
+        """The input's result, added to the run. An importer that commits each file in its own
+        transaction adds it after that commit: the run then records it at once (`record_files`),
+        so a run whose process is killed is recorded with exactly the files that committed."""
         self.files.append(fr)
+        if id(fr) in self._read:
+            self.tenant.runs.record_files(self.id, [f.row() for f in self.files])
         return fr
 
     def totals(self, keys: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -167,9 +178,10 @@ class Run:
         if self.status != "running":
             return
         self.status = "failed" if error is not None else run_status(self.files)
-        errors = [e for f in self.files for e in f.errors] + self.notes
+        errors = [e for f in self.files for e in f.errors] + [
+            limits.excerpt(n, MAX_PROBLEM_CHARS) for n in self.notes]
         if error is not None and not errors:
-            errors = _reasons(error)
+            errors = [limits.excerpt(e, MAX_PROBLEM_CHARS) for e in _reasons(error)[:MAX_PROBLEMS]]
         self.tenant.runs.finish(self.id, status=self.status, files=[f.row() for f in self.files],
                                 counts=self.counts if self.counts is not None else self.totals(),
                                 errors=errors)

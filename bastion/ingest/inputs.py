@@ -16,10 +16,11 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from bastion.errors import InvalidValue
-from bastion.ingest import FORMAT_NAMES, format_module, formats
+from bastion.ingest import FORMAT_NAMES, format_module, formats, limits
 from bastion.ingest.records import Malformed, Sample
 
 SAMPLE_BYTES = 64 * 1024
+FIRST_RECORD_BYTES = 1 << 20  # the first record is looked for this far (the read buffer)
 GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"
 
@@ -127,36 +128,29 @@ def _top_level_members(head: bytes) -> tuple[set[str], str | None]:
     members: set[str] = set()
     fmt = None
     try:
-        for prefix, event, value in ijson.parse(io.BytesIO(text)):
+        for prefix, event, value in limits.json_events(io.BytesIO(text)):
             if prefix == "" and event == "map_key":
                 members.add(value)
             elif prefix == "format" and event == "string":
                 fmt = value
-    except (ijson.JSONError, ijson.IncompleteJSONError):
-        pass  # cut off by the sample, or not JSON: what was read decides
+    except (ijson.JSONError, ijson.IncompleteJSONError, limits.LimitExceeded):
+        pass  # cut off by the sample, or not JSON (or too deep): what was read decides
     return members, fmt
 
 
-class Hashing(io.RawIOBase):
+class Hashing(limits.Through):
     """Reads through to `raw`, keeping the SHA-256 and byte count of what was read (the file as
     stored, before decompression) and reporting progress."""
 
     def __init__(self, raw: BinaryIO, progress=None):
         self.raw, self.sha256, self.bytes, self.progress = raw, hashlib.sha256(), 0, progress
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        if n:
+    def seen(self, data: bytes) -> None:
+        if data:
             self.sha256.update(data)
-            self.bytes += n
+            self.bytes += len(data)
             if self.progress is not None:
-                self.progress(n)
-        return n
+                self.progress(len(data))
 
 
 class Opened:
@@ -168,16 +162,24 @@ class Opened:
         self.hashing = Hashing(self._file, progress)
         raw = io.BufferedReader(self.hashing, buffer_size=1 << 20)
         self.compressed = raw.peek(2)[:2] == GZIP_MAGIC
+        # A gzip input is read through the limits on decompressed size and ratio.
         self.stream: io.BufferedReader = (
-            io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)  # type: ignore[arg-type]
+            io.BufferedReader(limits.Bounded(gzip.GzipFile(fileobj=raw, mode="rb"),
+                                             lambda: self.hashing.bytes),
+                              buffer_size=1 << 20)  # type: ignore[arg-type]
             if self.compressed else raw)
 
     def sample(self) -> Sample:
         try:
             head = self.stream.peek(SAMPLE_BYTES)[:SAMPLE_BYTES]
+            first = _first_value(head)
+            if first is None and len(head) >= SAMPLE_BYTES:
+                # A first record longer than the sample (a nuclei result with a large response):
+                # look as far as the stream's buffer reaches.
+                first = _first_value(self.stream.peek(FIRST_RECORD_BYTES)[:FIRST_RECORD_BYTES])
         except (OSError, EOFError, zlib.error) as exc:
             raise Malformed(f"cannot decompress: {exc}") from None
-        return Sample(head, _first_value(head))
+        return Sample(head, first)
 
     def finish(self) -> tuple[str, int]:
         """Read what the parser left (so the hash covers the whole file); (sha256, size)."""
@@ -198,8 +200,8 @@ def _first_value(head: bytes):
         import ijson
 
         try:  # incremental: the first element is yielded before a cut-off rest is reached
-            return next(ijson.items(io.BytesIO(text), "item", use_float=True), None)
-        except ijson.JSONError:
+            return next(limits.json_items(io.BytesIO(text), "item", use_float=True), None)
+        except (ijson.JSONError, limits.LimitExceeded):
             return None
     line = text.split(b"\n", 1)[0]
     try:

@@ -198,10 +198,12 @@ def json_lines(stream: io.BufferedReader) -> Iterator[tuple[str, Any]]:
     """(`line N`, decoded value) for each non-blank line; an undecodable line yields an
     `Invalid` as its value. A file that is one JSON array (nuclei `-je`) is streamed element by
     element (`item N`) instead."""
+    from bastion.ingest import limits
+
     if stream.peek(256).lstrip()[:1] == b"[":
         yield from json_array(stream)
         return
-    for number, line in enumerate(stream, start=1):
+    for number, line in limits.lines(stream):  # a line beyond the line limit rejects the file
         if not line.strip():
             continue
         try:
@@ -214,11 +216,16 @@ def json_array(stream: BinaryIO, prefix: str = "item") -> Iterator[tuple[str, An
     """Elements of a top-level JSON array, streamed (bounded memory), as (`[N]`, value)."""
     import ijson
 
-    try:
-        for i, item in enumerate(ijson.items(stream, "item", use_float=True)):
-            yield f"{prefix} {i + 1}", item
+    from bastion.ingest import limits
+
+    i = 0
+    try:  # nesting beyond the depth limit rejects the file (LimitExceeded)
+        for i, item in enumerate(limits.json_items(stream, "item", use_float=True), start=1):
+            yield f"{prefix} {i}", item
     except ijson.JSONError as exc:
-        yield "end of file", Invalid("file", f"not valid JSON ({exc})")
+        yield "end of file", Invalid("file", f"not valid JSON ({limits.excerpt(exc)})")
+    except limits.LimitExceeded as exc:
+        raise limits.LimitExceeded(f"{prefix} {i + 1}: {exc}") from None
 
 
 def as_object(where: str, value: Any) -> dict[str, Any]:

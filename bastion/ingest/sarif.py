@@ -58,7 +58,9 @@ def parse(stream, *, repository: str | None = None, source: str | None = None
     and `source` (`--source`), so logs of two named scans never share a risk."""
     import ijson
 
-    events = ijson.parse(stream, use_float=True)
+    from bastion.ingest import limits
+
+    events = limits.json_events(stream, use_float=True)  # refuses nesting beyond the limit
     version: Any = None
     saw_runs = False
     run: _Run | None = None

@@ -23,6 +23,7 @@ import gzip
 import io
 import math
 import os
+import sys
 import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from datetime import date, datetime, timezone
 from typing import IO, Any, Callable, Iterator, Union
 
 from bastion.errors import InvalidValue
+from bastion.ingest import limits
 from bastion.risks.priority import asset_of as _asset_of, priority
 from bastion.schema import normalize as norm
 from bastion.schema.batch import Batch, Entity
@@ -83,17 +85,28 @@ def _opened(source: Source, label: str | None = None) -> Iterator[tuple[str, io.
         if not hasattr(raw, "peek"):  # e.g. BytesIO: add a buffer to look at the first bytes
             raw = wrapper = io.BufferedReader(raw)
         stream: Any = raw
-        if raw.peek(2)[:2] == b"\x1f\x8b":
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+        if raw.peek(2)[:2] == b"\x1f\x8b":  # read through the limits on size and ratio
+            stream = io.BufferedReader(limits.Bounded(gzip.GzipFile(fileobj=raw, mode="rb"),
+                                                      lambda: _tell(raw)), buffer_size=1 << 20)
         try:
             yield name, stream
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a cut-off or corrupt gzip
             raise _fail(name, None, f"cannot read: {_one_line(exc) or type(exc).__name__}") from None
+        except limits.LimitExceeded as exc:  # too deep, a line or field too long, a gzip bomb
+            raise _fail(name, None, str(exc)) from None
     finally:
         if owned:
             raw.close()
         elif wrapper is not None:
             wrapper.detach()  # the caller's stream stays open
+
+
+def _tell(raw) -> int:
+    """Compressed bytes read so far (for the ratio limit); unknown on a pipe: no ratio limit."""
+    try:
+        return raw.tell()
+    except (OSError, ValueError):
+        return sys.maxsize
 
 
 def _head(name: str, stream, what: str) -> bytes:
@@ -132,7 +145,7 @@ def read_kev(source: Source, name: str | None = None) -> Catalog:
         count = 0
         scalars = ("string", "number", "boolean", "null")
         try:
-            events = ijson.parse(stream, use_float=True)
+            events = limits.json_events(stream, use_float=True)
             for prefix, event, value in events:
                 if prefix == "":
                     if event not in ("start_map", "map_key", "end_map"):
@@ -179,7 +192,7 @@ def _read_kev_csv(name: str, stream) -> Catalog:
     catalog = Catalog(name)
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
-        reader = csv.reader(text)
+        reader = limits.csv_reader(text)
         header = next(reader, None)
         columns = [c.strip() for c in header or []]
         missing = [c for c in KEV_CSV_COLUMNS if c not in columns]
@@ -199,7 +212,7 @@ def _read_kev_csv(name: str, stream) -> Catalog:
     except UnicodeDecodeError:
         raise _fail(name, None, "not UTF-8 text, expected a KEV catalog (JSON or CSV)") from None
     except csv.Error as exc:
-        raise _fail(name, None, f"not valid CSV: {_one_line(exc)}") from None
+        raise _fail(name, None, str(limits.csv_error(exc, reader.line_num))) from None
     finally:
         text.detach()
     if not catalog:
@@ -251,7 +264,7 @@ def read_epss(source: Source, name: str | None = None) -> Catalog:
         columns: tuple[int, int, int] | None = None
         width = 0
         n = 0
-        for n, raw in enumerate(stream, start=1):  # bytes, decoded per line: errors name their line
+        for n, raw in limits.lines(stream):  # bytes, decoded per line: errors name their line
             try:
                 line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError:

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import orjson
 
 from bastion.coverage.importers import Invalid, Malformed, Mapped, Parsed
+from bastion.ingest import limits
 
 NAME = "simple"
 DESCRIPTION = "Bastion's simple CSV/JSON detection format"
@@ -62,7 +63,14 @@ def parse(path: Path, text: str, where: str) -> Iterator[Parsed | Invalid]:
 
 
 def _csv_rows(text: str) -> Iterator[tuple[str, Any]]:
-    reader = csv.DictReader(io.StringIO(text))
+    reader = limits.csv_reader(io.StringIO(text), dicts=True)
+    try:
+        yield from _csv_dicts(reader)
+    except csv.Error as exc:  # a field beyond the limit, a bad quote: the file, not a traceback
+        raise limits.csv_error(exc, reader.reader.line_num) from None
+
+
+def _csv_dicts(reader) -> Iterator[tuple[str, Any]]:
     header = [h.strip() for h in reader.fieldnames or []]
     unknown = [h for h in header if h not in COLUMNS + OPTIONAL]
     if "rule_id" not in header:

@@ -148,9 +148,48 @@ def _json_default(value: Any) -> Any:
 
 
 def content_hash(values: dict[str, Any], properties: dict[str, Any] | None) -> bytes:
-    blob = orjson.dumps([values, properties], option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
+    return _hash(_canonical(values, properties))
+
+
+def _canonical(values: dict[str, Any], properties: dict[str, Any] | None) -> bytes:
+    return orjson.dumps([values, properties], option=orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
                         | orjson.OPT_NAIVE_UTC, default=_json_default)
+
+
+def _hash(blob: bytes) -> bytes:
     return hashlib.blake2b(blob, digest_size=16).digest()
+
+
+NUL_REASON = "contains a NUL character (U+0000), which Bastion does not store"
+
+
+def nul_fields(value: Any, path: str = "") -> list[str]:
+    """Where text (a string, or a key of a mapping) holds a NUL character: PostgreSQL refuses
+    it in text and JSON, SQLite would keep it, so both engines refuse the item alike."""
+    if isinstance(value, str):
+        return [path or "value"] if "\x00" in value else []
+    out: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and "\x00" in k:
+                out.append(sub.replace("\x00", "\\u0000"))
+            out.extend(nul_fields(v, sub))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            out.extend(nul_fields(v, f"{path}[{i}]"))
+    return out
+
+
+def _nul_problems(where: str, values, props, note, blob: bytes | None = None) -> list[Problem]:
+    """NUL characters in an item's values, properties or note (`blob`, its canonical JSON, has
+    `\\u0000` wherever one could be: the exact walk runs only then)."""
+    if blob is not None and b"u0000" not in blob and not (note and "\x00" in note):
+        return []
+    fields = nul_fields(values) + [f"properties.{f}" for f in nul_fields(props or {})]
+    if note and "\x00" in note:
+        fields.append("note")
+    return [Problem(where, f, NUL_REASON) for f in fields]
 
 
 def _utc(value: datetime) -> datetime:
@@ -189,6 +228,7 @@ def prepare_values(kind: EntityKind, values: dict[str, Any]) -> dict[str, Any]:
         if ref not in f.ref_kinds:
             allowed = ", ".join(f.ref_kinds)
             problems.append(Problem("item", f.name, f"must name a {allowed}, not a {ref}"))
+    problems.extend(_nul_problems("item", v, None, None))
     if problems:
         raise ValidationFailed(problems)
     if kind.prepare is not None:
@@ -280,8 +320,13 @@ def validate(batch: Batch) -> PreparedBatch:
             fail(where, exc)
             continue
         props = item.properties or None
+        blob = _canonical(values, props)
+        nul = _nul_problems(where, values, props, item.note, blob)
+        if nul:
+            problems.extend(nul)
+            continue
         entities[key] = PreparedEntity(kind, key, node_id(key), values, props,
-                                       content_hash(values, props), item.expected_version, item.note,
+                                       _hash(blob), item.expected_version, item.note,
                                        item.first_seen)
         if kind.implies is not None:  # both ends already validated: no parsing needed
             parent = values[kind.implies.field]
@@ -290,6 +335,10 @@ def validate(batch: Batch) -> PreparedBatch:
             edges.setdefault(edge.ident, edge)
     for i, rel in enumerate(batch.relationships):
         where = f"relationship {i + 1} ({rel.kind})"
+        if rel.properties and nul_fields(rel.properties):
+            problems.extend(Problem(where, f"properties.{f}", NUL_REASON)
+                            for f in nul_fields(rel.properties))
+            continue
         try:
             edge = _prepare_edge(rel, entities)
         except InvalidValue as exc:

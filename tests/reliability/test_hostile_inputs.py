@@ -254,3 +254,49 @@ def test_nuclei_first_record_beyond_the_sample_is_recognised(cli, tmp_path):
     run = _last_run(cli)
     assert run["status"] == "succeeded"
     assert cli.json("imports", "show", str(run["id"]))["files"][0]["format"] == "nuclei"
+
+
+# -- NUL characters (point 7) ----------------------------------------------------------------
+
+
+def _nuclei(host: str, name: str = "Exposed panel", **extra) -> str:
+    return json.dumps({"template-id": "panel", "info": {"name": name, "severity": "medium", **extra},
+                       "host": host, "matched-at": f"https://{host}/", "type": "http"}) + "\n"
+
+
+def test_nul_refused_alike_and_later_files_still_imported(cli, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a.jsonl").write_text(_nuclei("a.example"))
+    (scans / "b.jsonl").write_text(_nuclei("b.example", name="bad\u0000name"))  # in a property
+    (scans / "c.jsonl").write_text(_nuclei("c.example"))
+    (scans / "d.jsonl").write_text(_nuclei("d\u0000.example"))  # in a key field
+    cli("import", str(scans), code=2)
+    run = _last_run(cli)
+    assert run["status"] == "partial"
+    shown = cli.json("imports", "show", str(run["id"]))
+    assert [(f["name"].rsplit("/", 1)[-1], f["status"]) for f in shown["files"]] == [
+        ("a.jsonl", "imported"), ("b.jsonl", "rejected"), ("c.jsonl", "imported"),
+        ("d.jsonl", "rejected")]
+    assert len(shown["errors"]) == 2
+    assert all("NUL character (U+0000)" in e for e in shown["errors"]), shown["errors"]
+    assert "d.jsonl: line 1" in shown["errors"][1]
+    assets = {e["entity_key"] for e in cli.json("changes")["events"]
+              if e["event_type"] == "asset.created"}
+    assert any("c.example" in k for k in assets) and not any("b.example" in k for k in assets)
+
+
+def test_nul_refused_by_the_write_path_on_both_engines(tenant):
+    from bastion.errors import ValidationFailed
+    from bastion.schema.batch import Batch
+
+    batch = Batch()
+    batch.add("asset", {"owner": {"team\u0000": "x"}, "tags": ["ok", "b\u0000d"]},
+              identifier="a.example")
+    with pytest.raises(ValidationFailed) as info:
+        tenant.apply(batch, actor="t", source="test")
+    fields = sorted(p.field for p in info.value.problems)
+    assert fields == ["properties.owner.team\\u0000", "properties.tags[1]"]
+    assert tenant.events() == []  # refused whole, on both engines
+    with pytest.raises(ValidationFailed, match="NUL character"):
+        Batch().add("asset", identifier="a\u0000.example")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Callable, Iterable, Mapping, Optional, Sequen
 
 import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, RenderHook
 from rich.progress import Progress
 from rich.table import Column, Table
 from rich.text import Text
@@ -110,7 +111,7 @@ def session(ctx: typer.Context) -> Session:
 def console(stderr: bool = False) -> Console:
     """A console on the current stdout/stderr (created per call, so redirection in tests and
     pipes is honoured). Piped output gets a wide page so tables do not wrap keys mid-way."""
-    out = Console(stderr=stderr, highlight=False)
+    out = SafeConsole(stderr=stderr, highlight=False)  # user data escaped: safe_text
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = 200
     return out
@@ -350,3 +351,35 @@ def print_notes_and_problems(notes: list[str], files, problems: str, more: str) 
             out.print(Text(line, style=style), soft_wrap=True)
         if getattr(f, more):
             out.print(Text(f"{f.name}: … and {getattr(f, more)} more", style=style), soft_wrap=True)
+
+
+# -- control characters in user data (issue 11 point 8) ----------------------------------------
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+                     "\u2066-\u2069\ufeff]")
+
+
+def safe_text(text: str) -> str:
+    """User data as a terminal shows it: control characters (an escape sequence, a carriage
+    return) and bidirectional or invisible formatting characters (U+202E RIGHT-TO-LEFT OVERRIDE
+    …) escaped as `\\uXXXX`, so a name cannot reorder, hide or restyle what a table shows.
+    Every console of the CLI applies it to every string and top-level text it prints."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _UNSAFE.search(text) else text
+
+
+class SafeConsole(Console):
+    """A console printing user data through `safe_text`: strings (table cells, printed
+    strings) and top-level `Text`."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.push_render_hook(_Escaping())
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Text:
+        return super().render_str(safe_text(text), *args, **kwargs)
+
+
+class _Escaping(RenderHook):
+    def process_renderables(self, renderables: list) -> list:
+        return [Text(safe_text(r.plain), style=r.style, end=r.end)
+                if isinstance(r, Text) and _UNSAFE.search(r.plain) else r for r in renderables]

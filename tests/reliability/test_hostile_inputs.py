@@ -300,3 +300,16 @@ def test_nul_refused_by_the_write_path_on_both_engines(tenant):
     assert tenant.events() == []  # refused whole, on both engines
     with pytest.raises(ValidationFailed, match="NUL character"):
         Batch().add("asset", identifier="a\u0000.example")
+
+
+# -- control characters on the terminal (point 8) ---------------------------------------------
+
+
+def test_bidi_and_control_characters_shown_escaped(cli, tmp_path):
+    path = tmp_path / "scan\u202egpj.jsonl"
+    path.write_text(_nuclei("a.example", name="panel \x1b[31mred\u2066"))
+    out = cli("import", str(path)).stdout
+    assert "\u202e" not in out and "scan\\u202egpj.jsonl" in out
+    listed = cli("list", "risk").stdout
+    assert "\x1b" not in listed and "\u2066" not in listed
+    assert "\\u001b[31mred\\u2066" in listed, listed

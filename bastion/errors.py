@@ -3,7 +3,8 @@
 Every exit code of the `bastion` command is here: 0 success, 1 any other user error
 (`BastionError`, `ConfigError`, `InvalidValue`), 2 invalid input (`ValidationFailed`,
 `Malformed`, `ImportRejected`), 3 `ConflictError`, 4 `NotFound`, 5 `CostExceeded`,
-6 `GATE_FAILED` (a CI gate below its threshold: not an error), 7 `LossyDowngrade`.
+6 `GATE_FAILED` (a CI gate below its threshold: not an error), 7 `LossyDowngrade`, 8 `Busy`
+(the tenant's write lock was held past the lock timeout).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Busy(BastionError):
     timeout (BASTION_LOCK_TIMEOUT); nothing was written. `holder`: the running import, if one
     is known (bastion.store.engine.Holder)."""
 
-    exit_code = 6
+    exit_code = 8
 
     def __init__(self, message: str, holder=None):
         super().__init__(message)

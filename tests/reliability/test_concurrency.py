@@ -194,7 +194,7 @@ def test_a_writer_behind_an_import_waits_then_is_busy(store, tenant, monkeypatch
         stall.go.set()
         analyst.close()
     assert importer.outcome().status == "succeeded"
-    assert exc.value.exit_code == 6
+    assert exc.value.exit_code == 8
     assert exc.value.holder.run_id == run.id and exc.value.holder.actor == "scanner"
     assert f"import {run.id} by scanner, running since" in str(exc.value)
     assert "0.5 s" in str(exc.value)
@@ -209,7 +209,7 @@ def test_cli_names_the_import_it_waits_for(cli, tenant, monkeypatch):
     stall, importer, run = hold_the_lock(tenant, monkeypatch)
     try:
         cli.runner.env["BASTION_LOCK_TIMEOUT"] = "0.5"
-        result = cli("risk", "set-status", key, "accepted", code=6)
+        result = cli("risk", "set-status", key, "accepted", code=8)
     finally:
         stall.go.set()
     importer.outcome()

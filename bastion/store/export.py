@@ -126,7 +126,7 @@ IMPORT_RUNS = Rows(
     "import_run",
     columns=(*(f.name for f in dataclasses.fields(ImportRun)), "kind"),
     fields=_fields(Field("id", INT), Field("kind", domain=IMPORT_KINDS, normalize=_lower),
-                   "source", Field("status", domain=("running", "succeeded", "partial", "failed"),
+                   "source", Field("status", domain=("running", "succeeded", "partial", "failed", "interrupted"),
                                    normalize=_lower),
                    "actor", Field("started_at", TIME), Field("finished_at", TIME), "correlation_id"),
     text=("source",))

@@ -10,7 +10,12 @@ run's options (`options["kind"]`); runs recorded before it was are scans, or gra
 format was `graph`.
 
 An import run is written in transactions of its own (started, then finished), so a failed import
-is recorded as well as a good one. A file is recorded in the transaction that imports it, with
+is recorded as well as a good one. While it runs, its process is known — pid and host, and on
+PostgreSQL an advisory lock its process holds on a connection of its own — and each file is
+added to the run as its transaction commits (`record_files`). A run whose process died without
+finishing it (kill -9, a crash) is found when runs are listed or shown and when an import
+starts (`interrupt_dead`): it becomes `interrupted`, with exactly the files that committed (those
+recorded, and any whose `import_file` row its transaction wrote). A file is recorded in the transaction that imports it, with
 the nodes and edges it observed: a later import of the same bytes, under the same parser code
 and settings, with none of those changed since, is then only a sighting (`reuse_file`). A
 setting change is an event like any other change.
@@ -18,11 +23,14 @@ setting change is an event like any other change.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import Connection, case, delete, exists, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +50,7 @@ class ImportRun:
     id: int
     source: str
     actor: str
-    status: str  # running | succeeded | partial | failed
+    status: str  # running | succeeded | partial | failed | interrupted (its process died)
     started_at: datetime
     finished_at: datetime | None
     correlation_id: str
@@ -63,32 +71,195 @@ class ImportRun:
 
 def start_import(scope: Scope, *, source: str, actor: str, correlation_id: str,
                  options: dict[str, Any], started_at: datetime, kind: str = "scan") -> int:
-    """Record a run of `kind` as `running`; its id is the tenant's next run number."""
+    """Record a run of `kind` as `running`, by this process; its id is the tenant's next run
+    number. Runs of the tenant whose process died are marked interrupted first."""
     if kind not in KINDS:
         raise ValueError(f"unknown import kind {kind!r}")
+    interrupt_dead(scope)
     options = {"kind": kind, **options}
-    for _attempt in range(5):  # two imports starting at once may pick the same number
-        try:
-            with scope.transaction(write=True) as conn:
-                next_id = conn.execute(select(func.coalesce(func.max(import_run.c.id), 0) + 1)
-                                       .where(scope.where(import_run))).scalar_one()
-                conn.execute(insert(import_run).values(
-                    tenant_id=scope.tenant_id, id=next_id, source=source, actor=actor,
-                    status="running", started_at=started_at, correlation_id=correlation_id,
-                    options=options, files=[], counts={}, errors=[]))
-            return next_id
-        except IntegrityError:
-            continue
-    raise RuntimeError("could not allocate an import run id")
+    lease = _Lease.take(scope, correlation_id)  # before the row: a visible run has its lock
+    try:
+        for _attempt in range(5):  # two imports starting at once may pick the same number
+            try:
+                with scope.transaction(write=True) as conn:
+                    next_id = conn.execute(select(func.coalesce(func.max(import_run.c.id), 0) + 1)
+                                           .where(scope.where(import_run))).scalar_one()
+                    conn.execute(insert(import_run).values(
+                        tenant_id=scope.tenant_id, id=next_id, source=source, actor=actor,
+                        status="running", started_at=started_at, correlation_id=correlation_id,
+                        options=options, files=[], counts={}, errors=[], pid=os.getpid(),
+                        host=_HOST))
+                lease.keep(next_id)
+                return next_id
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not allocate an import run id")
+    except BaseException:
+        lease.release()
+        raise
+
+
+def record_files(scope: Scope, run_id: int, files: list[dict[str, Any]]) -> None:
+    """The files of a running run so far (each added right after its transaction committed):
+    what an interrupted run is recorded with."""
+    with scope.transaction(write=True) as conn:
+        conn.execute(update(import_run)
+                     .where(scope.where(import_run), import_run.c.id == run_id,
+                            import_run.c.status == "running")
+                     .values(files=files, counts=_totals(files)))
 
 
 def finish_import(scope: Scope, run_id: int, *, status: str, files: list[dict[str, Any]],
                   counts: dict[str, int], errors: list[str]) -> None:
+    try:
+        with scope.transaction(write=True) as conn:
+            conn.execute(update(import_run)
+                         .where(scope.where(import_run), import_run.c.id == run_id)
+                         .values(status=status, files=files, counts=counts, errors=errors,
+                                 finished_at=datetime.now(timezone.utc)))
+    finally:
+        _Lease.release_run(scope, run_id)
+
+
+# -- runs whose process died ----------------------------------------------------------------------
+
+_HOST = socket.gethostname()[:255]
+SUMMED = ("records", "findings", "created", "updated", "unchanged", "reopened", "closed")
+
+
+class _Lease:
+    """PostgreSQL: a session advisory lock on the run's correlation id, held on a connection of
+    its own while the run runs; the server drops it when the process dies. (SQLite: nothing;
+    pid and host tell.)"""
+
+    held: dict[tuple[int, int, int], "_Lease"] = {}  # (engine, tenant, run id) → lease
+
+    def __init__(self, scope: Scope, conn: Connection | None, key: int):
+        self.scope, self.conn, self.key, self.where = scope, conn, key, None
+
+    @classmethod
+    def take(cls, scope: Scope, correlation_id: str) -> "_Lease":
+        if not scope.postgres:
+            return cls(scope, None, 0)
+        key = _lock_key(correlation_id)
+        conn = scope.engine.connect()
+        try:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return cls(scope, conn, key)
+
+    def keep(self, run_id: int) -> None:
+        self.where = (id(self.scope.engine), self.scope.tenant_id, run_id)
+        self.held[self.where] = self
+
+    def release(self) -> None:
+        if self.where is not None:
+            self.held.pop(self.where, None)
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                conn.commit()
+            finally:
+                conn.close()
+
+    @classmethod
+    def release_run(cls, scope: Scope, run_id: int) -> None:
+        lease = cls.held.get((id(scope.engine), scope.tenant_id, run_id))
+        if lease is not None:
+            lease.release()
+
+
+def _lock_key(correlation_id: str) -> int:
+    digest = hashlib.blake2b(f"bastion.import_run:{correlation_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _process_alive(pid: int | None, host: str | None) -> bool:
+    """SQLite: whether the process that runs an import still runs (on another host: cannot
+    tell, taken as alive)."""
+    if pid is None:
+        return False  # recorded before runs knew their process (revision 0009)
+    if host != _HOST:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (dead, not yet reaped) is not running
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def interrupt_dead(scope: Scope) -> list[int]:
+    """Mark the tenant's runs whose process died `interrupted`, with exactly the files that
+    committed; returns their ids."""
+    with scope.transaction() as conn:
+        running = conn.execute(
+            select(import_run.c.id, import_run.c.correlation_id, import_run.c.pid,
+                   import_run.c.host)
+            .where(scope.where(import_run), import_run.c.status == "running")).all()
+    mine = {run for (engine, t, run) in _Lease.held if engine == id(scope.engine)
+            and t == scope.tenant_id}
+    running = [r for r in running if r.id not in mine]
+    if not scope.postgres:
+        running = [r for r in running if not _process_alive(r.pid, r.host)]
+    if not running:
+        return []
+    out = []
     with scope.transaction(write=True) as conn:
-        conn.execute(update(import_run)
-                     .where(scope.where(import_run), import_run.c.id == run_id)
-                     .values(status=status, files=files, counts=counts, errors=errors,
-                             finished_at=datetime.now(timezone.utc)))
+        for r in running:
+            # PostgreSQL: the lock is free only when its process (its session) is gone; held
+            # by this transaction until it ends, so the run is not taken for dead twice.
+            if scope.postgres and not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                                   {"k": _lock_key(r.correlation_id)}).scalar_one():
+                continue
+            if _interrupt(scope, conn, r.id):
+                out.append(r.id)
+    return out
+
+
+def _interrupt(scope: Scope, conn: Connection, run_id: int) -> bool:
+    row = conn.execute(select(import_run).where(scope.where(import_run),
+                                                import_run.c.id == run_id)).first()
+    if row is None or row.status != "running":
+        return False
+    files = list(row.files)
+    listed = {f.get("name") for f in files}
+    for f in conn.execute(select(import_file).where(scope.where(import_file),
+                                                    import_file.c.run_id == run_id)
+                          .order_by(import_file.c.id)):
+        if f.name not in listed:  # committed, killed before it was added to the run
+            files.append({"name": f.name, "format": f.format, "sha256": f.sha256 or None,
+                          "bytes": f.bytes, "status": "imported",
+                          **{k: v for k, v in (f.counts or {}).items() if k in SUMMED}})
+    process = f"pid {row.pid} on {row.host}" if row.pid is not None else "its process"
+    imported = [f for f in files if f.get("status") == "imported"]
+    note = (f"interrupted: the import ({process}) ended without finishing the run; "
+            f"{len(imported)} file(s) committed")
+    if not imported and conn.execute(select(exists().where(
+            scope.where(event), event.c.correlation_id == row.correlation_id))).scalar_one():
+        note += f"; changes were committed (bastion changes --run {run_id})"
+    conn.execute(update(import_run)
+                 .where(scope.where(import_run), import_run.c.id == run_id,
+                        import_run.c.status == "running")
+                 .values(status="interrupted", files=files, counts=_totals(files),
+                         errors=[*row.errors, note]))
+    return True
+
+
+def _totals(files: list[dict[str, Any]]) -> dict[str, int]:
+    out = {k: sum(int(f.get(k) or 0) for f in files) for k in SUMMED}
+    out["files"] = len(files)
+    out["rejected"] = sum(f.get("status") == "rejected" for f in files)
+    return out
 
 
 def _run(row) -> ImportRun:
@@ -105,7 +276,9 @@ def _kind_column():
 def import_runs(scope: Scope, limit: int = 50, *, kind: str | None = None,
                 before: int | None = None) -> list[ImportRun]:
     """The most recent runs first (of one kind, if given); page on with `before`, the last
-    run's id."""
+    run's id. Runs whose process died are marked interrupted first."""
+    if before is None:
+        interrupt_dead(scope)
     stmt = select(import_run).where(scope.where(import_run))
     if kind is not None:
         stmt = stmt.where(_kind_column() == kind)
@@ -117,6 +290,7 @@ def import_runs(scope: Scope, limit: int = 50, *, kind: str | None = None,
 
 
 def get_import(scope: Scope, run_id: int) -> ImportRun:
+    interrupt_dead(scope)
     stmt = select(import_run).where(scope.where(import_run), import_run.c.id == run_id)
     with scope.transaction() as conn:
         row = conn.execute(stmt).first()
@@ -302,6 +476,14 @@ class ImportRuns:
     def finish(self, run_id: int, *, status: str, files: list[dict[str, Any]],
                counts: dict[str, int], errors: list[str]) -> None:
         finish_import(self._scope, run_id, status=status, files=files, counts=counts, errors=errors)
+
+    def record_files(self, run_id: int, files: list[dict[str, Any]]) -> None:
+        """The files of a running run so far, each added as its transaction commits."""
+        record_files(self._scope, run_id, files)
+
+    def interrupt_dead(self) -> list[int]:
+        """Mark runs whose process died `interrupted` (done by start, list and get too)."""
+        return interrupt_dead(self._scope)
 
     def list(self, limit: int = 50, *, kind: str | None = None,
              before: int | None = None) -> list[ImportRun]:

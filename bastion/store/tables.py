@@ -249,9 +249,12 @@ import_run = Table(
     Column("files", JSONType, nullable=False),
     Column("counts", JSONType, nullable=False),
     Column("errors", JSONType, nullable=False),
+    Column("pid", Integer),  # the process running the import, on `host` (revision 0009)
+    Column("host", String(255)),
     PrimaryKeyConstraint("tenant_id", "id"),
     ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
-    CheckConstraint("status IN ('running', 'succeeded', 'partial', 'failed')", name="status_domain"),
+    CheckConstraint("status IN ('running', 'succeeded', 'partial', 'failed', 'interrupted')",
+                    name="status_domain"),
     sqlite_with_rowid=False,
 )
 

@@ -20,6 +20,7 @@ help:
 	@echo "make test-deps       venv + pinned test dependencies"
 	@echo "make demo            run 'bastion demo' against BASTION_HOME=$(BASTION_HOME)"
 	@echo "make test            full test suite (SQLite and PostgreSQL); PYTEST_ARGS=... to narrow"
+	@echo "make reliability     tests/reliability at full size (BASTION_RELIABILITY_FULL=1)"
 	@echo "make bench           write-path benchmark"
 	@echo "make bench-import    scanner-import benchmark (nuclei findings/s, re-import, peak RSS)"
 	@echo "make datasets-check  tests against $(DATASETS_DIR), if present"
@@ -49,6 +50,12 @@ demo: venv
 test: test-deps
 	scripts/ensure-postgres
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --ignore=tests/datasets $(PYTEST_ARGS)
+
+# The reliability suite at the full sizes of issue 11 (`make test` runs it at small sizes).
+.PHONY: reliability
+reliability: test-deps
+	scripts/ensure-postgres
+	BASTION_RELIABILITY_FULL=1 $(BIN)/python -m pytest -q tests/reliability $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/write_path.py

@@ -3,7 +3,6 @@ which format an input is from its content."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import sys
@@ -163,11 +162,7 @@ class Opened:
         raw = io.BufferedReader(self.hashing, buffer_size=1 << 20)
         self.compressed = raw.peek(2)[:2] == GZIP_MAGIC
         # A gzip input is read through the limits on decompressed size and ratio.
-        self.stream: io.BufferedReader = (
-            io.BufferedReader(limits.Bounded(gzip.GzipFile(fileobj=raw, mode="rb"),
-                                             lambda: self.hashing.bytes),
-                              buffer_size=1 << 20)  # type: ignore[arg-type]
-            if self.compressed else raw)
+        self.stream: io.BufferedReader = limits.gunzip(raw) if self.compressed else raw
 
     def sample(self) -> Sample:
         try:

@@ -36,10 +36,10 @@ class Limits:
     depth: int = 100  # BASTION_MAX_DEPTH: nesting of JSON arrays/objects (and YAML collections)
     line: int = 16 * MiB  # BASTION_MAX_LINE: bytes of one line (JSON lines, CSV, text)
     field: int = 1 * MiB  # BASTION_MAX_FIELD: characters of one CSV field
-    string: int = 16 * MiB  # BASTION_MAX_STRING: bytes of one string in a streamed JSON document
+    string: int = 16 * MiB  # BASTION_MAX_STRING: bytes of one JSON string, XML tag or text
     decompressed: int = 16 * 1024 * MiB  # BASTION_MAX_DECOMPRESSED: bytes a gzip input expands to
     ratio: int = 200  # BASTION_MAX_RATIO: decompressed / compressed bytes of a gzip input …
-    ratio_after: int = 64 * MiB  # BASTION_MAX_RATIO_AFTER: … checked once this much is expanded
+    ratio_after: int = 4 * MiB  # BASTION_MAX_RATIO_AFTER: … checked once this much is expanded
     yaml_aliases: int = 0  # BASTION_MAX_YAML_ALIASES: alias uses (*name) in one YAML document
     excerpt: int = 80  # BASTION_MAX_EXCERPT: characters of an input value quoted in an error
 
@@ -121,6 +121,30 @@ class Bounded(Through):
                          f"at byte {self.bytes:,} (decompressed)", "ratio")
 
 
+class _Counting:
+    """A file object counting the bytes read from it: what the decompressor consumed."""
+
+    mode = "rb"
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.bytes = raw, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.bytes += len(data)
+        return data
+
+
+def gunzip(raw: BinaryIO, limits: Limits | None = None) -> io.BufferedReader:
+    """A gzip stream decompressed through `Bounded` (the ratio measured against the compressed
+    bytes the decompressor has consumed), buffered (peekable)."""
+    import gzip
+
+    counting = _Counting(raw)
+    return io.BufferedReader(Bounded(gzip.GzipFile(fileobj=counting, mode="rb"),  # type: ignore[arg-type]
+                                     lambda: counting.bytes, limits), buffer_size=1 << 20)
+
+
 # -- lines -----------------------------------------------------------------------------------
 
 
@@ -150,7 +174,7 @@ def json_events(source, limits: Limits | None = None, **options) -> Iterator[tup
 
     lim = limits or current()
     if hasattr(source, "read"):
-        source = io.BufferedReader(_Strings(source, lim.string), buffer_size=1 << 20)
+        source = tokens(source, b'"', "a JSON string or number", lim)
     options.setdefault("buf_size", 1 << 20)  # yajl joins a string across reads: fewer, larger
     return ijson.parse(_depth_checked(ijson.basic_parse(source, **options), lim.depth))
 
@@ -162,25 +186,33 @@ def json_items(source, prefix: str, limits: Limits | None = None, **options) -> 
     return ijson.items(json_events(source, limits, **options), prefix)
 
 
-class _Strings(Through):
-    """Reads through, refusing more than `cap` bytes without a `"`: a JSON string (or number)
-    that long, which ijson's C parser would join in time quadratic in its length (a 64 MiB
-    string took 21.6 s)."""
+class Tokens(Through):
+    """Reads through, refusing more than `cap` bytes without a `delimiter` byte: one token
+    (a JSON string or number between `"`, an XML tag or text between `<`) that long, which a
+    parser fed piece by piece joins (ijson) or rescans (expat) in time quadratic in its length
+    (a 64 MiB JSON string took 21.6 s, a 100 MB XML attribute more than 200 s)."""
 
-    def __init__(self, raw: BinaryIO, cap: int):
-        self.raw, self.cap, self.run, self.bytes = raw, cap, 0, 0
+    def __init__(self, raw: BinaryIO, cap: int, delimiter: bytes, what: str):
+        self.raw, self.cap, self.delimiter, self.what = raw, cap, delimiter, what
+        self.run = self.bytes = 0
 
     def seen(self, data: bytes) -> None:
         n = len(data)
-        first = data.find(b'"')
+        first = data.find(self.delimiter)
         if (self.run + (n if first < 0 else first)) > self.cap:
-            raise refuse(f"a JSON string or number longer than {self.cap:,} bytes",
+            raise refuse(f"{self.what} longer than {self.cap:,} bytes",
                          f"at byte {self.bytes + max(first, 0):,}", "string")
         if first >= 0:
-            self.run = n - data.rfind(b'"') - 1
+            self.run = n - data.rfind(self.delimiter) - 1
         else:
             self.run += n
         self.bytes += n
+
+
+def tokens(stream: BinaryIO, delimiter: bytes, what: str, limits: Limits | None = None):
+    """`stream` read through `Tokens` with the string limit, buffered (peekable)."""
+    return io.BufferedReader(Tokens(stream, (limits or current()).string, delimiter, what),
+                             buffer_size=1 << 20)
 
 
 def _depth_checked(events, cap: int):

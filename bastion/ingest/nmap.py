@@ -18,6 +18,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
+from bastion.ingest import limits
 from bastion.ingest.records import (Invalid, Malformed, Record, Sample, Unplaced, build,
                                     seen_time, severity_from_cvss)
 from bastion.schema import normalize as norm
@@ -25,7 +26,7 @@ from bastion.schema import normalize as norm
 NAME = "nmap"
 DESCRIPTION = "nmap XML (-oX); DTD entity declarations are refused"
 
-CHUNK = 64 * 1024
+CHUNK = 1 << 20
 _PROTOCOLS = ("tcp", "udp", "sctp")
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
 _CVE_LINE = re.compile(r"(CVE-\d{4}-\d{4,})\s+(\d+(?:\.\d+)?)", re.IGNORECASE)
@@ -46,6 +47,8 @@ def parse(stream) -> Iterator[Record | Invalid]:
     parser = DefusedXMLParser(target=target, forbid_dtd=False, forbid_entities=True,
                               forbid_external=True)
     target.parser = parser
+    # A tag or text beyond the string limit is refused before expat rescans it feed by feed.
+    stream = limits.tokens(stream, b"<", "an XML tag or text")
     try:
         while True:
             chunk = stream.read(CHUNK)

@@ -23,7 +23,6 @@ import gzip
 import io
 import math
 import os
-import sys
 import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -86,8 +85,7 @@ def _opened(source: Source, label: str | None = None) -> Iterator[tuple[str, io.
             raw = wrapper = io.BufferedReader(raw)
         stream: Any = raw
         if raw.peek(2)[:2] == b"\x1f\x8b":  # read through the limits on size and ratio
-            stream = io.BufferedReader(limits.Bounded(gzip.GzipFile(fileobj=raw, mode="rb"),
-                                                      lambda: _tell(raw)), buffer_size=1 << 20)
+            stream = limits.gunzip(raw)
         try:
             yield name, stream
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a cut-off or corrupt gzip
@@ -99,14 +97,6 @@ def _opened(source: Source, label: str | None = None) -> Iterator[tuple[str, io.
             raw.close()
         elif wrapper is not None:
             wrapper.detach()  # the caller's stream stays open
-
-
-def _tell(raw) -> int:
-    """Compressed bytes read so far (for the ratio limit); unknown on a pipe: no ratio limit."""
-    try:
-        return raw.tell()
-    except (OSError, ValueError):
-        return sys.maxsize
 
 
 def _head(name: str, stream, what: str) -> bytes:

@@ -84,7 +84,7 @@ def render(report: DemoReport, sess: Session) -> None:
                            title="Last events (entities)"))
     out.print(Group(
         Text("Try next:", style="bold"),
-        Text("  bastion list risks --where severity=critical --where severity=high"),
+        Text("  bastion list risks --where 'severity>=high' --sort priority"),
         Text("  bastion list assets --where criticality=critical"),
         Text(f"  bastion get '{report.triaged_key}'"),
         Text(f"  bastion history '{report.triaged_key}'"),

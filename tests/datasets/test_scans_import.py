@@ -184,11 +184,13 @@ def test_nuclei_v3_json_array_is_six_records(tenant):
     assert len(keys(tenant, "risk")) == 5
 
 
-def test_an_empty_file_is_rejected(tenant):
+def test_an_empty_file_is_a_clean_scan(tenant):
     path = SCANS / "nuclei" / "empty.jsonl"
     assert path.stat().st_size == 0
-    [f] = run(tenant, path).files
-    assert (f.status, f.errors) == ("rejected", [f"{path}: empty file"])
+    result = run(tenant, path)
+    [f] = result.files
+    assert (f.status, f.empty, f.records, f.findings, f.errors) == ("imported", True, 0, 0, [])
+    assert result.notes == [f"{path}: empty: imported as a clean scan (zero findings)"]
 
 
 # -- httpx ----------------------------------------------------------------------------------------
@@ -258,7 +260,8 @@ def test_both_folders_import_with_licences_ignored_and_again_change_nothing(tena
     assert {n for n, s in status.items() if s == "ignored"} == {
         n for n in on_disk if Path(n).name.startswith("LICENSE")}
     assert {n for n, s in status.items() if s == "rejected"} == {
-        "scans/nmap/libnmap/defused_et_local_includer.xml", "scans/nuclei/empty.jsonl"}
+        "scans/nmap/libnmap/defused_et_local_includer.xml"}
+    assert by_name["scans/nuclei/empty.jsonl"].empty  # a clean scan, imported
     assert first.status == "partial"
     semgrep = by_name["scans/sarif/semgrepowasp-benchmark-sample.sarif"]
     assert (semgrep.format, semgrep.records, semgrep.findings) == ("sarif", 1768, 1768)
@@ -269,7 +272,7 @@ def test_both_folders_import_with_licences_ignored_and_again_change_nothing(tena
     counts = tenant.counts()
     assert counts["asset"] >= 100 and counts["port"] >= 13 + 9 + 4 and counts["risk"] >= 1768 // 10
     assert first.totals()["created"] == sum(counts[k] for k in (
-        "asset", "port", "technology", "attribute", "risk"))
+        "asset", "port", "technology", "attribute", "risk", "seed"))  # BBOT's scan seeds
 
     events = len(tenant.events(limit=100000))
     again = run(tenant, SCANS, BBOT)

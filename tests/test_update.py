@@ -91,6 +91,20 @@ def test_bulk_update_by_where_and_risk_priorities(tenant):
     assert value(tenant, k["a2"], "criticality") is None  # a dry run writes nothing
 
 
+def test_bulk_update_normalizes_the_values_it_sets_before_ranking(tenant):
+    # `--set severity=HIGH` is stored as high; the priority must be that of high, not of an
+    # unknown severity (0), and a risk already high is not rewritten.
+    k = network(tenant)
+    res = edits.update(tenant, "risk", {"severity": " HIGH "}, where=["severity<=medium"],
+                       actor="ana", source="cli")
+    assert sorted(res.keys) == sorted([k["r_port"], k["r_out"]])
+    assert value(tenant, k["r_port"], "severity") == "high"
+    assert value(tenant, k["r_port"], "priority") == priority({"severity": "high"}, "unknown")
+    again = edits.update(tenant, "risk", {"severity": "High"}, where={"name": "ssh-weak-kex"},
+                         actor="ana", source="cli")
+    assert (again.matched, again.updated, again.keys) == (1, 0, [])
+
+
 @pytest.mark.parametrize("changes, where, cidr, message", [
     ({"identifier": "x"}, None, None, "part of the key"),
     ({"colour": "red"}, None, None, "no field 'colour'"),

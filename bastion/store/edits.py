@@ -203,9 +203,12 @@ def _typed(f, text: str, where: str) -> Any:
     return text
 
 
-def check_settable(kind: EntityKind, changes: dict[str, Any]) -> None:
+def check_settable(kind: EntityKind, changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes in the spelling the write path stores (`HIGH` → `high`), so what is compared
+    and scored (a risk's priority) is what will be stored; InvalidValue naming a bad field."""
     if not changes:
         raise InvalidValue("nothing to set: give at least one FIELD=VALUE")
+    out: dict[str, Any] = {}
     for name in changes:
         if name not in kind.field_names:
             raise InvalidValue(f"{kind.name} has no field {name!r}; fields: "
@@ -215,11 +218,16 @@ def check_settable(kind: EntityKind, changes: dict[str, Any]) -> None:
                                f"({', '.join(kind.key)}); add the entity under its new key instead")
         f = kind.field(name)
         value = changes[name]
-        if f.domain and value is not None:
-            value = f.normalize(value) if f.normalize is not None else value
-            if value not in f.domain:
-                raise InvalidValue(f"{kind.name}.{name} cannot be {value!r}; one of: "
-                                   + ", ".join(f.domain))
+        if value is not None and f.normalize is not None:
+            try:
+                value = f.normalize(value)
+            except InvalidValue as exc:
+                raise InvalidValue(f"{kind.name}.{name}: {exc}") from None
+        if f.domain and value is not None and value not in f.domain:
+            raise InvalidValue(f"{kind.name}.{name} cannot be {value!r}; one of: "
+                               + ", ".join(f.domain))
+        out[name] = value
+    return out
 
 
 def update(tenant, kind: str, changes: dict[str, Any], *, where=None,
@@ -233,7 +241,7 @@ def update(tenant, kind: str, changes: dict[str, Any], *, where=None,
     ek = REGISTRY.node_kinds.get(kind)
     if ek is None:
         raise InvalidValue(f"unknown kind {kind!r}; kinds: {', '.join(REGISTRY.node_kinds)}")
-    check_settable(ek, changes)
+    changes = check_settable(ek, changes)
     result = UpdateResult(kind)
     selected = [(r.key, r.version) for r in matching(tenant, kind, where, cidr)]
     result.matched = len(selected)

@@ -514,6 +514,49 @@ def test_rules_of_other_releases_and_domains_import_with_their_origin(store, ten
         {"T1562", "T1562.008", "T1070.001"}
 
 
+def test_an_import_with_an_ics_tag_takes_an_ics_history_point_and_drift_reads_its_domain(store, tenant,
+                                                                                           tmp_path):
+    from bastion.coverage.history import drift, history
+
+    attack.ensure_default_catalog(store, actor="tester")
+    _import(store, V181)
+    acct = "#cloud_account#other#default"
+    r = _import_rules(tenant, MIXED)
+    assert set(r.domain_snapshots) == {"enterprise"}  # no active ICS release: no ICS point
+    assert history(tenant, acct, domain="ics") == []
+
+    _import(store, ICS)
+    r = _import_rules(tenant, MIXED)
+    assert set(r.domain_snapshots) == {"enterprise", "ics"}  # no Mobile id: no Mobile point
+    assert r.domain_snapshots["enterprise"] == r.coverage_snapshots
+    (source, det), = r.snapshots.items()
+    ics, ent = history(tenant, acct, domain="ics"), history(tenant, acct)
+    assert [(s["id"], s["attack_domain"], s["attack_version"], s["detection_snapshot"], s["overall"])
+            for s in ics] == [(r.domain_snapshots["ics"][source], "ics", "18.1", det,
+                               {"covered": 1, "total": 3, "percent": 33.33})]
+    assert [s["attack_domain"] for s in ent] == ["enterprise", "enterprise"]
+    assert ent[-1]["id"] == r.coverage_snapshots[source]
+
+    r2 = _import_rules(tenant, MIXED)
+    ics = history(tenant, acct, domain="ics")
+    assert [s["detection_snapshot"] for s in ics] == [det, r2.snapshots[source]]
+    # drift ties each instant to the coverage snapshot of its own domain
+    d = drift(tenant, acct, domain="ics")
+    assert (d["attack_domain"], d["from"]["coverage_snapshot"], d["to"]["coverage_snapshot"]) == \
+        ("ics", ics[0]["id"], ics[1]["id"])
+    assert d["coverage_delta"]["overall"]["covered_after"] == 1
+    d = drift(tenant, acct, catalog=catalog.load(store.engine, "enterprise"))
+    assert (d["attack_domain"], d["from"]["coverage_snapshot"], d["to"]["coverage_snapshot"]) == \
+        ("enterprise", r.coverage_snapshots[source], r2.coverage_snapshots[source])
+
+    # the ICS tag gone: the ICS series goes on and records the drop
+    enterprise_only = tmp_path / "mixed_releases.yml"
+    enterprise_only.write_text(MIXED.read_text().replace("    - attack.t0855\n", ""))
+    r3 = _import_rules(tenant, enterprise_only)
+    assert set(r3.domain_snapshots) == {"enterprise", "ics"}
+    assert [s["overall"]["covered"] for s in history(tenant, acct, domain="ics")] == [1, 1, 0]
+
+
 def test_a_ctid_16_1_mapping_keeps_its_impair_defenses_ids_under_19(store, tenant, tmp_path):
     attack.ensure_default_catalog(store, actor="tester")
     f = tmp_path / "m.csv"
@@ -542,6 +585,14 @@ def test_coverage_commands_take_a_domain(cli):
     layer = json.loads(cli("coverage", "layer", "--domain", "ics", "-o", "-").stdout)
     assert layer["domain"] == "ics-attack" and layer["versions"]["attack"] == "18.1"
     cli("coverage", "check", "--domain", "ics", "--min-percent", "30")
+    # the import took an ICS history point besides the Enterprise one; each series is its own
+    acct = ("--account", "other/default")
+    ics = cli.json("coverage", "history", *acct, "--domain", "ics")
+    assert [(s["attack_domain"], s["overall"]["covered"]) for s in ics] == [("ics", 1)]
+    assert [s["attack_domain"] for s in cli.json("coverage", "history", *acct)] == ["enterprise"]
+    assert "ics 18.1" in cli("coverage", "history", *acct, "--domain", "ics").stdout
+    assert cli.json("coverage", "history", *acct, "--domain", "ics",
+                    "--where", "attack_domain=enterprise") == []
     res = cli("coverage", "check", "--domain", "ics", "--min-percent", "50", code=6)
     assert "overall (1/3) 33.33%" in res.stderr
     assert "unknown ATT&CK domain 'scada'" in one_error_line(cli("coverage", "report", "--domain", "scada", code=1))

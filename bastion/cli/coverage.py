@@ -286,7 +286,8 @@ def drift_cmd(
     to_id: Annotated[Optional[int], typer.Option("--to", metavar="ID", help="Newer detection snapshot.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """What changed between two detection inventories of an account, and the coverage delta."""
+    """What changed between two detection inventories of an account, and the coverage delta
+    (measured on --domain: its active release and its coverage snapshots)."""
     from bastion.coverage.history import drift
 
     tenant = session(ctx).tenant()
@@ -294,7 +295,7 @@ def drift_cmd(
         catalog = _catalog(tenant, domain)
     except NotFound:
         catalog = None
-    d = drift(tenant, account, from_id, to_id, catalog=catalog)
+    d = drift(tenant, account, from_id, to_id, catalog=catalog, domain=domain)
     if as_json:
         echo_json(d)
         return
@@ -360,19 +361,23 @@ HistoryWhere = rows_where_option(export.COVERAGE_HISTORY)
 def history_cmd(
     ctx: typer.Context,
     account: AccountOpt = None,
+    domain: Annotated[str, typer.Option(
+        "--domain", metavar="DOMAIN", help="Only the snapshots measured on this ATT&CK domain: "
+                                           "enterprise, ics or mobile.")] = "enterprise",
     method: Annotated[Optional[str], typer.Option("--method", metavar="METHOD", help="Only this method.")] = None,
     where: HistoryWhere = None,
     as_json: JsonOpt = False,
     fmt: FormatOpt = None,
 ) -> None:
-    """Coverage over time: one row per snapshot, with the ATT&CK version it was measured on
-    (json, csv and ndjson rows carry each snapshot's techniques too)."""
+    """Coverage over time on one ATT&CK domain: one row per snapshot, with the ATT&CK version
+    it was measured on (json, csv and ndjson rows carry each snapshot's techniques too)."""
     from bastion.coverage.history import history
 
     fmt = list_format(fmt, as_json)
     flt = filters.parse_rows(export.COVERAGE_HISTORY, where)
     tenant = session(ctx).tenant()
-    series = flt.select(history(tenant, account, method=method, techniques=fmt != "table"))
+    series = flt.select(history(tenant, account, method=method, domain=domain,
+                                techniques=fmt != "table"))
 
     def table(series):
         shortnames: list[str] = []

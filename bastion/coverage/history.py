@@ -21,7 +21,8 @@ Two coverage deltas, per tactic and overall:
   two instants (from the technique ids each snapshot keeps, measured on the given catalog and the
   account's platforms). Unavailable for snapshots taken before those ids were kept.
 - `coverage_delta`: the account's coverage at the two instants — the coverage snapshot taken
-  with each inventory (the latest tied to it, same method, taken before the account's next
+  with each inventory (the latest tied to it, same method and ATT&CK domain — an import ties
+  one per domain its detections map into — taken before the account's next
   inventory). When the newer inventory is the account's latest and has no coverage snapshot,
   its side is computed now (given a catalog); a side with neither is unavailable and the delta
   omitted. It includes what the account's other sources changed in between: those inventories
@@ -33,6 +34,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from bastion.coverage.attack import normalize_domain
 from bastion.coverage.catalog import Catalog
 from bastion.coverage.compute import (DEFAULT_MIN_CONFIDENCE, TENANT, Coverage, _account_arg, _Plan,
                                       compute)
@@ -63,12 +65,14 @@ def snapshot(tenant, catalog: Catalog, account=None, detection_snapshot_id: int 
         tactics=_tactics_json(cov), techniques=techniques)
 
 
-def history(tenant, account=None, *, method: str | None = None,
+def history(tenant, account=None, *, method: str | None = None, domain: str = "enterprise",
             techniques: bool = True) -> list[dict[str, Any]]:
-    """The coverage snapshots of one account (tenant-level without one), oldest first."""
+    """The coverage snapshots of one account (tenant-level without one) measured on one ATT&CK
+    domain, oldest first: a series never mixes domains."""
     acct = _account_arg(tenant, account)
-    return tenant.coverage.snapshots(account=acct.key if acct else TENANT,
-                                     method=method, with_techniques=techniques)
+    return tenant.coverage.snapshots(account=acct.key if acct else TENANT, method=method,
+                                     attack_domain=normalize_domain(domain),
+                                     with_techniques=techniques)
 
 
 def _resolve_pair(tenant, account, from_id, to_id) -> tuple[str, dict, dict]:
@@ -173,9 +177,12 @@ def _at_instant(covs: list[dict], listing: list[dict], snap: dict) -> dict | Non
 
 
 def drift(tenant, account=None, from_snapshot: int | None = None, to_snapshot: int | None = None,
-          *, catalog: Catalog | None = None, method: str = "default") -> dict[str, Any]:
+          *, catalog: Catalog | None = None, method: str = "default",
+          domain: str = "enterprise") -> dict[str, Any]:
     """Drift between two detection snapshots of an account (the same source), with the coverage
-    delta of that source alone and the account's coverage at the two instants."""
+    delta of that source alone and the account's coverage at the two instants, both measured
+    on one ATT&CK domain (`catalog`'s when given): the coverage snapshots of that domain only."""
+    domain = catalog.domain if catalog is not None else normalize_domain(domain)
     key, old, new = _resolve_pair(tenant, account, from_snapshot, to_snapshot)
     if old["source"] != new["source"]:
         raise InvalidValue(f"detection snapshots {old['id']} and {new['id']} are of different sources "
@@ -183,7 +190,7 @@ def drift(tenant, account=None, from_snapshot: int | None = None, to_snapshot: i
     if old["id"] > new["id"]:
         old, new = new, old
     changes = diff_inventories(old["detections"] or {}, new["detections"] or {})
-    covs = tenant.coverage.snapshots(account=key, method=method,
+    covs = tenant.coverage.snapshots(account=key, method=method, attack_domain=domain,
                                      detection_snapshot_ids=[old["id"], new["id"]],
                                      with_techniques=False)
     listing = tenant.coverage.detection_snapshots(account=key)
@@ -202,6 +209,7 @@ def drift(tenant, account=None, from_snapshot: int | None = None, to_snapshot: i
     return {
         "account": key,
         "source": new["source"],
+        "attack_domain": domain,
         "from": {"id": old["id"], "taken_at": old["taken_at"], "source": old["source"],
                  "coverage_snapshot": before["id"] if before else None,
                  "attack_version": before["attack_version"] if before else None},

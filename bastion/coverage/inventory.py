@@ -120,6 +120,8 @@ class ImportResult:
     files: list[FileResult]
     snapshots: dict[str, int] = field(default_factory=dict)  # source → snapshot id
     coverage_snapshots: dict[str, int] = field(default_factory=dict)  # source → coverage snapshot id
+    # ATT&CK domain → source → coverage snapshot id (the catalog's domain and the others measured)
+    domain_snapshots: dict[str, dict[str, int]] = field(default_factory=dict)
     removed: int = 0
     mappings_added: int = 0
     mappings_removed: int = 0
@@ -164,6 +166,7 @@ class ImportResult:
         return {"import": self.run_id, "account": self.account, "status": self.status,
                 "correlation_id": self.correlation_id,
                 "snapshots": self.snapshots, "coverage_snapshots": self.coverage_snapshots,
+                "domain_snapshots": self.domain_snapshots,
                 "totals": self.totals(), "other_providers": self.other_providers(),
                 "mappings_skipped": self.skip_reasons(), "notes": self.notes,
                 "files": [f.as_dict() for f in self.files]}
@@ -318,11 +321,29 @@ def _import(tenant, run: framework.Run, inputs: list[Input | tuple[str, str]], m
                         correlation_id=result.correlation_id, at=at) as session:
         _write(session, account, items, sources, blocked, options, catalog, result)
     if catalog is not None:  # the coverage this inventory gives, for `bastion coverage history`
-        from bastion.coverage import history
+        _history_points(tenant, catalog, account, items, result, at)
 
+
+def _history_points(tenant, catalog: Catalog, account: str, items: dict[str, "_Item"],
+                    result: ImportResult, at) -> None:
+    """One coverage snapshot per source and ATT&CK domain, tied to the source's new detection
+    snapshot: the catalog's domain (Enterprise) always; each other active domain the imported
+    detections map into, or that the account already has history in (so that its series goes on,
+    a drop included)."""
+    from bastion.coverage import history
+
+    domains = {catalog.domain_of(tid) for it in items.values() for tid in it.mappings}
+    if catalog.others:
+        domains |= {s["attack_domain"] for s in tenant.coverage.snapshots(
+            account=account, with_techniques=False)}
+    measured = [catalog] + [catalog.others[d] for d in sorted(domains & catalog.others.keys())
+                            if d != catalog.domain]
+    for cat in measured:
         for source, snapshot_id in sorted(result.snapshots.items()):
-            result.coverage_snapshots[source] = history.snapshot(
-                tenant, catalog, account, detection_snapshot_id=snapshot_id, at=at)
+            sid = history.snapshot(tenant, cat, account, detection_snapshot_id=snapshot_id, at=at)
+            result.domain_snapshots.setdefault(cat.domain, {})[source] = sid
+            if cat is catalog:
+                result.coverage_snapshots[source] = sid
 
 
 def _skip_mapping(fr: FileResult, reason: str) -> None:

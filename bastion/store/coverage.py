@@ -303,8 +303,10 @@ def add_coverage_snapshot(scope: Scope, *, account: str, taken_at: datetime, met
 
 def coverage_snapshots(scope: Scope, *, account: str | None = None, method: str | None = None,
                        detection_snapshot_ids: Iterable[int] | None = None,
-                       with_techniques: bool = True) -> list[dict[str, Any]]:
-    """Coverage snapshots in id order (oldest first), of one account (`*`: tenant-level)."""
+                       with_techniques: bool = True,
+                       attack_domain: str | None = None) -> list[dict[str, Any]]:
+    """Coverage snapshots in id order (oldest first), of one account (`*`: tenant-level), of
+    one ATT&CK domain when `attack_domain` is given."""
     c = coverage_snapshot
     cols = [c.c.id, c.c.account, c.c.taken_at, c.c.method, c.c.attack_domain, c.c.attack_version,
             c.c.detection_snapshot, c.c.overall, c.c.tactics,
@@ -314,6 +316,8 @@ def coverage_snapshots(scope: Scope, *, account: str | None = None, method: str 
         stmt = stmt.where(c.c.account == account)
     if method is not None:
         stmt = stmt.where(c.c.method == method)
+    if attack_domain is not None:
+        stmt = stmt.where(c.c.attack_domain == attack_domain)
     if detection_snapshot_ids is not None:
         stmt = stmt.where(c.c.detection_snapshot.in_(list(detection_snapshot_ids)))
     with scope.transaction() as conn:
@@ -399,11 +403,12 @@ class CoverageStore:
 
     def snapshots(self, *, account: str | None = None, method: str | None = None,
                   detection_snapshot_ids: Iterable[int] | None = None,
-                  with_techniques: bool = True) -> list[dict[str, Any]]:
+                  with_techniques: bool = True,
+                  attack_domain: str | None = None) -> list[dict[str, Any]]:
         """Coverage snapshots in id order (see `coverage_snapshots`)."""
         return coverage_snapshots(self._scope, account=account, method=method,
                                   detection_snapshot_ids=detection_snapshot_ids,
-                                  with_techniques=with_techniques)
+                                  with_techniques=with_techniques, attack_domain=attack_domain)
 
     def detection_snapshots(self, *, account: str | None = None, ids: Iterable[int] | None = None,
                             with_detections: bool = False) -> list[dict[str, Any]]:

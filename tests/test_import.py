@@ -173,6 +173,24 @@ def test_scanner_merges_into_stored_assets_without_resetting_analyst_fields(tena
     assert tenant.get(CVE_RISK).values["priority"] == 45.0
 
 
+def test_close_missing_is_skipped_when_a_record_could_not_be_read(tenant, tmp_path):
+    # --skip-invalid leaves out a record the run cannot read: what it observed is not known, so
+    # closing "what this run did not observe" would close the risk that record was about.
+    run(tenant, write(tmp_path, "full.jsonl", SCAN), source="weekly")
+    cut = SCAN[2][:40]  # the CVE finding, cut off
+    result = run(tenant, write(tmp_path, "again.jsonl", [SCAN[0], cut, SCAN[3]]),
+                 source="weekly", skip_invalid=True, close_missing=True)
+    assert (result.closed, result.status, result.files[0].skipped) == (0, "partial", 1)
+    assert any(n.startswith("--close-missing skipped: a record of") for n in result.notes)
+    assert tenant.get(CVE_RISK).values["status"] == "triage"
+    # A record skipped only because it names no target cannot be a stored risk: closing goes on.
+    unplaced = json.dumps({"template-id": "dns-x", "info": {"name": "x", "severity": "low"}})
+    result = run(tenant, write(tmp_path, "placed.jsonl", [SCAN[0], unplaced, SCAN[3]]),
+                 source="weekly", close_missing=True)
+    assert (result.closed, result.files[0].skipped) == (1, 1)
+    assert tenant.get(CVE_RISK).values["status"] == "remediated"
+
+
 def test_a_bad_record_rejects_its_file_and_nothing_of_it_is_written(tenant, tmp_path):
     good = write(tmp_path, "good.jsonl", SCAN[:1])
     bad = write(tmp_path, "bad.jsonl", [SCAN[2], "{oops", json.dumps({"host": "x.example.com"})])

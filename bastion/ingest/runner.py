@@ -85,6 +85,7 @@ class FileResult(files.FileResult):
     unchanged: int = 0
     reopened: int = 0
     reused_run: int | None = None  # the earlier run whose import of the same bytes stood for this one
+    unreadable: int = 0  # of those skipped, records that could not be read (--skip-invalid)
     empty: bool = False  # no records at all (a clean scan): imported as zero findings
 
 
@@ -172,6 +173,11 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
             if result.rejected:
                 result.notes.append("--close-missing skipped: a file was rejected, so what this run "
                                     "did not observe is not known")
+            elif unread := [f.name for f in result.files if f.unreadable]:
+                # a record left out unread may be about any stored risk: it must not be closed
+                result.notes.append(f"--close-missing skipped: a record of {', '.join(unread)} could "
+                                    "not be read (--skip-invalid), so what this run did not "
+                                    "observe is not known")
             else:
                 if empty:
                     sources.update(_empty_scan_sources(tenant, empty, options.source, result.notes))
@@ -306,6 +312,7 @@ class _File:
                 if skip or (rec.unplaced and not strict):
                     fr.problem(rec.where, f"skipped: {rec.reason}")
                     fr.skipped += 1
+                    fr.unreadable += not rec.unplaced
                     continue
                 fr.problem(rec.where, rec.reason)
                 failing = True

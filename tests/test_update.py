@@ -105,6 +105,25 @@ def test_bulk_update_normalizes_the_values_it_sets_before_ranking(tenant):
     assert (again.matched, again.updated, again.keys) == (1, 0, [])
 
 
+def test_bulk_update_of_a_risk_status_follows_the_lifecycle_rules(tenant):
+    # As `risk set-status`: deleting needs a reason, a reason fits only a closed state, and a
+    # risk set back to an open state loses the reason it was closed for.
+    k = network(tenant)
+    count = len(tenant.events())
+    for changes, message in [({"status": "deleted"}, "needs --reason"),
+                             ({"status": "open", "reason": "duplicate"}, "a reason is given only"),
+                             ({"reason": "duplicate"}, "a reason is given only")]:
+        with pytest.raises(InvalidValue, match=message):
+            edits.update(tenant, "risk", changes, where={"name": "open-redirect"},
+                         actor="ana", source="cli")
+    assert len(tenant.events()) == count
+    edits.update(tenant, "risk", {"status": "remediated", "reason": "not_observed"},
+                 where={"name": "open-redirect"}, actor="ana", source="cli")
+    edits.update(tenant, "risk", {"status": "open"}, where={"name": "open-redirect"},
+                 actor="ana", source="cli")
+    assert (value(tenant, k["r_out"], "status"), value(tenant, k["r_out"], "reason")) == ("open", None)
+
+
 @pytest.mark.parametrize("changes, where, cidr, message", [
     ({"identifier": "x"}, None, None, "part of the key"),
     ({"colour": "red"}, None, None, "no field 'colour'"),

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import orjson
 
 from bastion.errors import InvalidValue, NotFound
+from bastion.risks.lifecycle import check_transition
 from bastion.risks.priority import asset_of, priority
 from bastion.schema.batch import Batch, Entity, key_for
 from bastion.schema.keys import kind_of, parse_key
@@ -242,6 +243,10 @@ def update(tenant, kind: str, changes: dict[str, Any], *, where=None,
     if ek is None:
         raise InvalidValue(f"unknown kind {kind!r}; kinds: {', '.join(REGISTRY.node_kinds)}")
     changes = check_settable(ek, changes)
+    if kind == "risk" and "status" in changes:
+        # as `risk set-status`: a reason only with a closed state, none kept from before
+        changes["status"], changes["reason"] = check_transition(changes["status"] or "",
+                                                                changes.get("reason"))
     result = UpdateResult(kind)
     selected = [(r.key, r.version) for r in matching(tenant, kind, where, cidr)]
     result.matched = len(selected)
@@ -259,6 +264,11 @@ def update(tenant, kind: str, changes: dict[str, Any], *, where=None,
                 if rec is None or rec.version != version:
                     raise NotFound(f"{key} was deleted or changed during the update; run it again")
                 values = {**rec.values, **changes}
+                if kind == "risk" and "reason" in changes and "status" not in changes:
+                    try:
+                        check_transition(values["status"], values["reason"])
+                    except InvalidValue as exc:
+                        raise InvalidValue(f"{key}: {exc}") from None
                 if kind == "risk":
                     values["priority"] = priority(values, exposure.get(asset_of(values.get("target"))))
                 if values == rec.values:

@@ -150,15 +150,10 @@ def matching(tenant, kind: str, where=None, cidr: str | None = None) -> Iterator
     see bastion.store.filters, or FIELD → value); `cidr` keeps the assets/ports whose address
     lies in that network."""
     inside = in_network(kind, cidr) if cidr else None
-    after = None
-    while True:
-        page = tenant.list(kind, where=where or None, after=after, limit=PAGE)
-        for rec in page.records:
-            if inside is None or inside(rec):
-                yield rec
-        if page.next_cursor is None:
-            return
-        after = page.next_cursor
+    # parsed once (TenantStore.iterate): a relative time (`first_seen>=-7d`) stays one instant
+    for rec in tenant.iterate(kind, where=where or None, page_size=PAGE):
+        if inside is None or inside(rec):
+            yield rec
 
 
 def parse_assignments(kind: str, items: list[str]) -> dict[str, Any]:

@@ -71,3 +71,27 @@ def test_cli_add_keeps_what_an_import_wrote(cli, tmp_path):
     assert (after["exposure"], after["properties"]) == ("unknown", None)
     one_error_line(cli("add", "asset", "--identifier", "x.example", "--merge", "--replace", code=1))
     assert "--replace" in cli("add", "asset", "--help").stdout
+
+
+def test_a_risk_status_given_to_put_follows_the_lifecycle_rules(tenant):
+    # Merging `status=open` into a risk closed as not_observed must not keep that reason, and a
+    # status is checked as `risk set-status` checks it (deleting needs a reason).
+    from bastion.errors import InvalidValue
+    from bastion.risks.lifecycle import set_status
+
+    b = Batch()
+    asset = b.add("asset", identifier="203.0.113.10")
+    key = b.add("risk", target=asset, name="exposed-git", severity="high")
+    tenant.apply(b, actor="nuclei", source="import")
+    set_status(tenant, key, "remediated", reason="not_observed", comment=None, actor="ana")
+    risk = {"target": asset, "name": "exposed-git"}
+    edits.put(tenant, "risk", {**risk, "status": "open"}, actor="ana", source="cli")
+    rec = tenant.get(key)
+    assert (rec.values["status"], rec.values["reason"], rec.values["severity"]) == (
+        "open", None, "high")
+    version = rec.version
+    for values, message in [({"status": "deleted"}, "needs --reason"),
+                            ({"status": "open", "reason": "duplicate"}, "a reason is given only")]:
+        with pytest.raises(InvalidValue, match=message):
+            edits.put(tenant, "risk", {**risk, **values}, actor="ana", source="cli")
+    assert tenant.get(key).version == version

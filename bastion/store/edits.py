@@ -20,7 +20,7 @@ from bastion.risks.lifecycle import check_transition
 from bastion.risks.priority import asset_of, priority
 from bastion.schema.batch import Batch, Entity, key_for
 from bastion.schema.keys import kind_of, parse_key
-from bastion.schema.kinds import REGISTRY
+from bastion.schema.kinds import REGISTRY, RISK_STATES
 from bastion.schema.registry import EntityKind, FieldType
 from bastion.store import writer
 
@@ -65,6 +65,11 @@ def put_batch(tenant, kind: str, values: dict[str, Any], properties: dict[str, A
     ek = REGISTRY.node_kinds.get(kind)
     if ek is None:
         raise InvalidValue(f"unknown kind {kind!r}; kinds: {', '.join(REGISTRY.node_kinds)}")
+    if kind == "risk" and str(values.get("status")).strip().lower() in RISK_STATES:
+        # as `risk set-status`: a reason only with a closed state, none kept from before (an
+        # unknown state is the write path's validation error, as for any field)
+        values = {**values}
+        values["status"], values["reason"] = check_transition(values["status"], values.get("reason"))
     if not replace:
         current = tenant.get(key_of_partial(ek, values))
         values, properties = merged(current, values, properties)

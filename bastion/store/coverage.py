@@ -30,10 +30,9 @@ import orjson
 from sqlalchemy import (Column, MetaData, String, Table, and_, any_, case, delete, func, insert,
                         literal, or_, select)
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
 
 from bastion.schema.keys import node_id
-from bastion.store.query import Scope
+from bastion.store.query import Scope, insert_numbered
 from bastion.store.tables import coverage_snapshot, detection_snapshot, edge, node, typed
 
 LEVEL_RANK = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
@@ -285,20 +284,10 @@ def add_coverage_snapshot(scope: Scope, *, account: str, taken_at: datetime, met
                           detection_snapshot_id: int | None, overall: dict, tactics: dict,
                           techniques: dict) -> int:
     """Store one coverage snapshot; its id is the tenant's next snapshot number."""
-    for _attempt in range(5):  # two snapshots taken at once may pick the same number
-        try:
-            with scope.transaction(write=True) as conn:
-                next_id = conn.execute(select(func.coalesce(func.max(coverage_snapshot.c.id), 0) + 1)
-                                       .where(scope.where(coverage_snapshot))).scalar_one()
-                conn.execute(insert(coverage_snapshot).values(
-                    tenant_id=scope.tenant_id, id=next_id, account=account, taken_at=taken_at,
-                    method=method, attack_domain=attack_domain, attack_version=attack_version,
-                    detection_snapshot=detection_snapshot_id, overall=overall, tactics=tactics,
-                    techniques=techniques))
-            return next_id
-        except IntegrityError:
-            continue
-    raise RuntimeError("could not allocate a coverage snapshot id")
+    return insert_numbered(scope, coverage_snapshot, "a coverage snapshot", account=account,
+                           taken_at=taken_at, method=method, attack_domain=attack_domain,
+                           attack_version=attack_version, detection_snapshot=detection_snapshot_id,
+                           overall=overall, tactics=tactics, techniques=techniques)
 
 
 def coverage_snapshots(scope: Scope, *, account: str | None = None, method: str | None = None,

@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import (BigInteger, Connection, Engine, String, and_, any_, func, literal, select,
                         text, tuple_, update)
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql import ColumnElement
 
 from bastion.store.engine import APP_ROLE, Holder, busy, first_wait, resolve_lock_timeout
@@ -192,3 +192,18 @@ class Scope:
         return select(*cols).where(
             self.where(edge), self.id_in(edge.c.source_id, ids) | self.id_in(edge.c.target_id, ids)
         )
+
+
+def insert_numbered(scope: "Scope", table, what: str, **values) -> int:
+    """Insert one row of `table` whose id is the tenant's next number (max + 1), in a transaction
+    of its own; two writers picking the same number at once retry. `what` names it in the error."""
+    for _attempt in range(5):
+        try:
+            with scope.transaction(write=True) as conn:
+                next_id = conn.execute(select(func.coalesce(func.max(table.c.id), 0) + 1)
+                                       .where(scope.where(table))).scalar_one()
+                conn.execute(table.insert().values(tenant_id=scope.tenant_id, id=next_id, **values))
+            return next_id
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not allocate {what} id")

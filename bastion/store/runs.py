@@ -33,11 +33,10 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, exists, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import NotFound
 from bastion.store import writer
-from bastion.store.query import Scope
+from bastion.store.query import Scope, insert_numbered
 from bastion.store.tables import (edge, event, import_file, import_file_edge, import_file_node,
                                   import_run, node, setting)
 
@@ -79,21 +78,12 @@ def start_import(scope: Scope, *, source: str, actor: str, correlation_id: str,
     options = {"kind": kind, **options}
     lease = _Lease.take(scope, correlation_id)  # before the row: a visible run has its lock
     try:
-        for _attempt in range(5):  # two imports starting at once may pick the same number
-            try:
-                with scope.transaction(write=True) as conn:
-                    next_id = conn.execute(select(func.coalesce(func.max(import_run.c.id), 0) + 1)
-                                           .where(scope.where(import_run))).scalar_one()
-                    conn.execute(insert(import_run).values(
-                        tenant_id=scope.tenant_id, id=next_id, source=source, actor=actor,
-                        status="running", started_at=started_at, correlation_id=correlation_id,
-                        options=options, files=[], counts={}, errors=[], pid=os.getpid(),
-                        host=_HOST))
-                lease.keep(next_id)
-                return next_id
-            except IntegrityError:
-                continue
-        raise RuntimeError("could not allocate an import run id")
+        run_id = insert_numbered(scope, import_run, "an import run", source=source, actor=actor,
+                                 status="running", started_at=started_at,
+                                 correlation_id=correlation_id, options=options, files=[],
+                                 counts={}, errors=[], pid=os.getpid(), host=_HOST)
+        lease.keep(run_id)
+        return run_id
     except BaseException:
         lease.release()
         raise

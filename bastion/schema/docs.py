@@ -149,6 +149,18 @@ def _classification(registry: Registry) -> list[str]:
         out += ["| Field | Description |", "|---|---|"]
         out += [f"| `{k.name}.{f.name}` | {_cell(f.description)} |" for k, f in fields]
         out.append("")
+    out += ["### Properties and values classified by record", "",
+            "The free-form `properties` of an entity take their kind's class; named members may "
+            "differ. An attribute whose name says it holds a secret (password, token, API key, "
+            "cookie …) has a restricted `value`.", "",
+            "| Kind | `properties` | Members that differ |", "|---|---|---|"]
+    for k in registry.entities.values():
+        if k.properties_classification is Classification.INTERNAL and not k.property_classes:
+            continue
+        members = ", ".join(f"`{n}` {c.value}" for n, c in k.property_classes) or "none"
+        out.append(f"| `{k.name}` | {k.properties_classification.value} | {members} |")
+    out += ["", "Every other kind's properties are internal. Who sees which class: "
+            "[api.md](api.md#masking).", ""]
     return out
 
 

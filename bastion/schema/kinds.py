@@ -5,6 +5,7 @@ Adding a kind is a declaration here plus an Alembic revision (see docs/design.md
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bastion.errors import InvalidValue
@@ -220,8 +221,18 @@ TECHNOLOGY = EntityKind(
     ),
 )
 
+# An attribute whose name says it holds a secret keeps its value restricted (masked below admin).
+SECRET_NAME = re.compile(r"pass(word|wd|phrase)?|secret|token|api[-_]?key|private[-_]?key|credential"
+                         r"|auth(orization)?|cookie|session", re.I)
+
+
+def _classify_attribute(values: dict[str, Any]) -> dict[str, C]:
+    return {"value": C.RESTRICTED} if SECRET_NAME.search(str(values.get("name") or "")) else {}
+
+
 ATTRIBUTE = EntityKind(
     name="attribute",
+    classify=_classify_attribute,
     description="A name/value fact about any entity (a tag, a banner, a cloud label …).",
     key=("name", "value", "parent"),
     implies=ImpliedEdge("parent", "HAS_ATTRIBUTE"),
@@ -236,6 +247,9 @@ ATTRIBUTE = EntityKind(
 
 RISK = EntityKind(
     name="risk",
+    # A scanner's extra output: template metadata is internal; what it matched or sent is not.
+    property_classes=(("meta", C.RESTRICTED), ("request", C.RESTRICTED), ("response", C.RESTRICTED),
+                      ("curl-command", C.RESTRICTED), ("extracted-results", C.CONFIDENTIAL)),
     description="A finding on an entity: a vulnerability, misconfiguration or exposure.",
     key=("group", "name"),
     prepare=_prepare_risk,
@@ -324,6 +338,7 @@ JOB = EntityKind(
 
 INTEGRATION = EntityKind(
     name="integration",
+    properties_classification=C.RESTRICTED,  # an integration's configuration
     description="A connection to an external system (cloud account, ticketing, SIEM …).",
     key=("type", "name"),
     fields=(

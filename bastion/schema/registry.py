@@ -81,6 +81,13 @@ class EntityKind:
     implies: ImpliedEdge | None = None
     # The tenant kind describes the tenant table itself and is not stored as a graph node.
     node: bool = True
+    # How sensitive the free-form `properties` are (a scanner's extra output), and the class of
+    # named members that differ (credentials a template matched, request and response bodies).
+    properties_classification: Classification = Classification.INTERNAL
+    property_classes: tuple[tuple[str, Classification], ...] = ()
+    # Fields whose class depends on the record (the value of an attribute named `password`):
+    # values → {field: class}, over the declared classes.
+    classify: Callable[[Mapping[str, Any]], Mapping[str, Classification]] | None = None
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]
@@ -106,6 +113,16 @@ class EntityKind:
     @property
     def has_status(self) -> bool:
         return any(f.name == "status" for f in self.fields)
+
+    def classes(self, values: Mapping[str, Any]) -> dict[str, Classification]:
+        """Each field's class for one record (declared, raised by `classify`)."""
+        out = {f.name: f.classification for f in self.fields}
+        if self.classify is not None:
+            out.update(self.classify(values))
+        return out
+
+    def property_class(self, name: str) -> Classification:
+        return dict(self.property_classes).get(name, self.properties_classification)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,17 @@ class Store:
     def tenant(self, name: str = DEFAULT_TENANT) -> "TenantStore":
         return TenantStore(Scope(self.engine, self._tenant_row(name).id), name)
 
+    def tenant_by_id(self, tenant_id: int, name: str = "") -> "TenantStore":
+        """A tenant known by id (an authenticated API key's): no lookup; row-level security
+        still binds every transaction to it."""
+        return TenantStore(Scope(self.engine, tenant_id), name or str(tenant_id))
+
+    def authenticator(self):
+        """Checks API keys for the server (bastion.store.keys.Authenticator)."""
+        from bastion.store.keys import Authenticator
+
+        return Authenticator(self.engine)
+
 
 def _record(kind: str, row) -> Record:
     # By column, not name: a kind's field may share a name with a node column (`version`).
@@ -347,6 +358,13 @@ class TenantStore:
         from bastion.store.runs import ImportRuns
 
         return ImportRuns(self.scope)
+
+    @property
+    def keys(self):
+        """The tenant's API keys: create, list, get, revoke (bastion.store.keys.Keys)."""
+        from bastion.store.keys import Keys
+
+        return Keys(self.scope)
 
     def settings(self) -> dict[str, Any]:
         """The tenant's settings (SLA days, the state new risks start in …) by name."""

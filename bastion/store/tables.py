@@ -35,6 +35,7 @@ from sqlalchemy.types import TypeDecorator
 from bastion.schema.keys import MAX_KEY_BYTES
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import EntityKind, Field, FieldType
+from bastion.schema.roles import ROLES as KEY_ROLES
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -323,6 +324,30 @@ setting = Table(
     sqlite_with_rowid=False,
 )
 
+# API keys of the server (bastion.store.keys): the token's secret is kept only as its SHA-256; a
+# key's name is the actor of the events it writes, unique among a tenant's keys not revoked.
+
+api_key = Table(
+    "api_key",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("id", String(16), nullable=False),  # the token's public part
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    CheckConstraint(f"role IN ({_quoted(KEY_ROLES)})", name="role_domain"),
+    Index("uq_api_key_live_name", "tenant_id", "name", unique=True,
+          sqlite_where=text("revoked_at IS NULL"), postgresql_where=text("revoked_at IS NULL")),
+    sqlite_with_rowid=False,
+)
+
 # -- detection coverage -------------------------------------------------------------------------
 # The ATT&CK catalog is reference data shared by every tenant (no tenant_id): releases per domain
 # and version side by side, exactly one active per domain; their objects (tactics, techniques,
@@ -430,4 +455,4 @@ coverage_snapshot = Table(
 # Tables whose rows belong to one tenant: row-level security and the query layer's filter.
 TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, import_run, import_file,
                                      import_file_node, import_file_edge, setting,
-                                     detection_snapshot, coverage_snapshot, *typed.values())
+                                     detection_snapshot, coverage_snapshot, api_key, *typed.values())

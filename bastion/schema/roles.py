@@ -1,0 +1,154 @@
+"""Who may do what, and what each role may see: the roles of API keys, the permissions routes
+require, and the masking of field values by their declared classification.
+
+The server checks permissions per route and masks every entity and event it returns with
+`mask_record` / `mask_event`; the CLI's JSON output uses the same functions (`--as-role`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from bastion.errors import InvalidValue
+from bastion.schema.kinds import REGISTRY
+from bastion.schema.registry import Classification as C
+
+ROLES = ("admin", "analyst", "uploader", "reader")
+
+# Permissions, from least to most: what a route needs.
+READ = "read"  # every read (entities, coverage, graph, events, runs)
+IMPORT = "import"  # upload scanner files, inventories, catalogs, KEV/EPSS
+TRIAGE = "triage"  # risk status and comments, mapping validation, gap decisions, edits
+ADMIN = "admin"  # keys, tenant settings
+PERMISSIONS = (READ, IMPORT, TRIAGE, ADMIN)
+
+GRANTS: dict[str, frozenset[str]] = {
+    "admin": frozenset(PERMISSIONS),
+    "analyst": frozenset((READ, IMPORT, TRIAGE)),
+    "uploader": frozenset((IMPORT,)),
+    "reader": frozenset((READ,)),
+}
+
+# The classes a role sees in clear; the others are masked.
+VISIBLE: dict[str, frozenset[C]] = {
+    "admin": frozenset(C),
+    "analyst": frozenset((C.PUBLIC, C.INTERNAL, C.CONFIDENTIAL)),
+    "uploader": frozenset((C.PUBLIC, C.INTERNAL)),
+    "reader": frozenset((C.PUBLIC, C.INTERNAL)),
+}
+
+# Record members that are no field of the kind: always shown.
+_RECORD_MEMBERS = frozenset(("key", "kind", "entity_version", "first_seen", "last_seen",
+                             "updated_at", "masked"))
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidValue(f"unknown role {role!r}: choose one of {', '.join(ROLES)}", "role")
+    return role
+
+
+def allowed(role: str, permission: str) -> bool:
+    return permission in GRANTS.get(role, frozenset())
+
+
+def sees_everything(role: str | None) -> bool:
+    return role is None or role == "admin"
+
+
+def mask_record(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
+    """An entity as `Record.as_dict()` gives it, with each value the role may not see replaced
+    by None and its name listed under `masked` (fields, and `properties.<name>` for members of
+    the free-form properties). `role` None or admin: returned unchanged."""
+    out = dict(values)
+    if sees_everything(role):
+        return out
+    visible = VISIBLE[role]
+    kind = REGISTRY.entities.get(out.get("kind") or "")
+    if kind is None:
+        return out
+    masked: list[str] = []
+    for name, cls in kind.classes(out).items():
+        if cls not in visible and out.get(name) is not None:
+            out[name] = None
+            masked.append(name)
+    props = out.get("properties")
+    if isinstance(props, dict) and props:
+        kept = {}
+        for name, value in props.items():
+            if kind.property_class(name) in visible:
+                kept[name] = value
+            else:
+                kept[name] = None
+                masked.append(f"properties.{name}")
+        out["properties"] = kept
+    if masked:
+        out["masked"] = masked
+    return out
+
+
+def mask_event(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
+    """An event as `Event.as_dict()` gives it, its diff masked like the entity's fields (a
+    diff's `[old, new]` of a field the role may not see becomes None)."""
+    out = dict(values)
+    if sees_everything(role):
+        return out
+    visible = VISIBLE[role]
+    kind = REGISTRY.entities.get(out.get("entity_kind") or "")
+    diff = out.get("diff")
+    if not isinstance(diff, dict) or kind is None:  # settings, keys: no fields to classify
+        return out
+    names = set(kind.field_names)
+    values_now = {k: (v[1] if isinstance(v, list) and len(v) == 2 else v) for k, v in diff.items()}
+    classes = kind.classes({**values_now, **_key_values(out)})
+    masked, clean = [], {}
+    for name, change in diff.items():
+        if name in names:
+            cls = classes[name]
+        elif name == "properties" and isinstance(change, (list, dict)):
+            clean[name], hidden = _mask_properties_change(kind, change, visible)
+            masked += hidden
+            continue
+        else:
+            cls = C.INTERNAL
+        if cls in visible:
+            clean[name] = change
+        else:
+            clean[name] = None
+            masked.append(name)
+    out["diff"] = clean
+    if masked:
+        out["masked"] = masked
+    return out
+
+
+def _key_values(ev: Mapping[str, Any]) -> dict[str, Any]:
+    """The name of an attribute from its key, so a secret's value is masked in its events."""
+    if ev.get("entity_kind") == "attribute":
+        from bastion.schema.keys import parse_key
+
+        try:
+            return dict(parse_key(ev["entity_key"]).parts)
+        except InvalidValue:  # an unparsable key: the declared classes only
+            return {}
+    return {}
+
+
+def _mask_properties_change(kind, change, visible):
+    masked: list[str] = []
+
+    def clean(props):
+        if not isinstance(props, dict):
+            return props
+        out = {}
+        for name, value in props.items():
+            if kind.property_class(name) in visible:
+                out[name] = value
+            else:
+                out[name] = None
+                masked.append(f"properties.{name}")
+        return out
+
+    if isinstance(change, list):
+        return [clean(p) for p in change], sorted(set(masked))
+    return clean(change), sorted(set(masked))

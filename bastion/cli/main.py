@@ -27,6 +27,7 @@ from bastion.cli import enrich as enrich_cmd
 from bastion.cli import graph as graph_cmd
 from bastion.cli import ingest as ingest_cmd
 from bastion.cli import read as read_cmd
+from bastion.cli import server as server_cmd
 from bastion.cli import setup as setup_cmd
 from bastion.cli import update as update_cmd
 from bastion.cli import write as write_cmd
@@ -38,7 +39,7 @@ class BastionGroup(TyperGroup):
 
     ORDER = ("init", "demo", "tenant", "db", "schema", "add", "import", "imports", "risk", "enrich",
              "link", "unlink", "update", "delete", "changes", "get", "list", "history", "stats",
-             "graph", "attack", "account", "detections", "map", "coverage")
+             "graph", "attack", "account", "detections", "map", "coverage", "serve", "key")
 
     def list_commands(self, ctx) -> list[str]:
         # Help lists commands in workflow order (Typer would put sub-groups such as `add` last).
@@ -132,6 +133,7 @@ graph_cmd.register(app)  # `bastion graph` (Read)
 attack_cmd.register(app)  # `bastion attack …` (Coverage)
 detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
 coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
+server_cmd.register(app)  # `bastion serve`, `bastion key …` (Serve)
 
 
 def run() -> None:

@@ -13,7 +13,6 @@ the rest counted — and what the importer counts); the run keeps them all with 
 
 from __future__ import annotations
 
-import uuid
 import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Iterator, Protocol
 
 from bastion.ingest import limits
 from bastion.ingest.inputs import Input, Opened, check_exist, expand
+from bastion.store.writer import new_correlation_id
 
 MAX_PROBLEMS = 50  # listed per file; the rest are counted
 MAX_PROBLEM_CHARS = 300  # of one problem's place and reason (limits.excerpt)
@@ -98,7 +98,7 @@ class Run:
         self.tenant, self.kind, self.actor, self.progress = tenant, kind, actor, progress
         self.result = result  # the importer's FileResult class
         self.at = at or datetime.now(timezone.utc)
-        self.correlation_id = uuid.uuid4().hex
+        self.correlation_id = new_correlation_id()
         self.files: list[FileResult] = []
         self.notes: list[str] = []
         self.counts: dict[str, Any] | None = None  # the run's totals; by default summed per file

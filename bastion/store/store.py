@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -428,7 +427,7 @@ class TenantStore:
         The session takes the tenant's write lock (its event counter) before anything else, so
         every read a write of the session depends on is made under that lock: a change another
         writer committed before is read, none can commit in between (a bounded wait: Busy)."""
-        cid = correlation_id or uuid.uuid4().hex
+        cid = correlation_id or writer.new_correlation_id()
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         with self.scope.transaction(write=True) as conn:
             self.scope.lock_event_seq(conn)

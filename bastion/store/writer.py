@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import uuid
 from collections import Counter
+from contextvars import ContextVar
 from operator import itemgetter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from bastion.errors import ConflictError, Problem, ValidationFailed
 from bastion.risks.priority import ASSET_INPUTS, priority
 from bastion.schema.batch import (Batch, PreparedBatch, PreparedEdge, PreparedEntity, content_hash,
                                   validate)
-from bastion.schema.keys import kind_of, node_id
+from bastion.schema.keys import node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import FieldType
 from bastion.store.query import Scope, chunks
@@ -57,7 +58,7 @@ class DependentsExist(ConflictError):
         what = deleted[0] if len(deleted) == 1 else f"{len(deleted)} entities"
         n = len(dependents)
         super().__init__(f"cannot delete {what}: {n} {'entity depends' if n == 1 else 'entities depend'}"
-                         f" on it ({shown}); delete with cascade (--cascade) to delete "
+                         f" on it ({shown}); delete with cascade (--cascade, cascade=true) to delete "
                          f"{'it' if n == 1 else 'them'} too")
 
 
@@ -93,6 +94,14 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list]:
 def _edge_diff(e: PreparedEdge, old_props: Any, new_props: Any) -> dict[str, Any]:
     return {"relationship": e.kind, "target": e.target, "properties": [old_props, new_props]}
 
+# A server request's id, set for the request: the correlation id of every change it makes
+# without one of its own (so a request's events are found by its X-Request-Id).
+request_correlation: ContextVar[str | None] = ContextVar("bastion_correlation_id", default=None)
+
+
+def new_correlation_id() -> str:
+    return request_correlation.get() or uuid.uuid4().hex
+
 
 def apply(scope: Scope, batch: Batch | PreparedBatch, *, actor: str, source: str,
           correlation_id: str | None = None, at: datetime | None = None,
@@ -110,7 +119,7 @@ def apply(scope: Scope, batch: Batch | PreparedBatch, *, actor: str, source: str
     with paused_gc():
         pb = batch if isinstance(batch, PreparedBatch) else validate(batch)
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
-        cid = correlation_id or uuid.uuid4().hex
+        cid = correlation_id or new_correlation_id()
         if conn is not None:
             return _Apply(scope, conn, pb, at, _Events(at, actor, source, cid), observed, cascade).run()
         with scope.transaction(write=True) as conn:
@@ -153,7 +162,7 @@ def record_event(scope: Scope, conn: Connection, *, key: str, kind: str, event_t
                  at: datetime | None = None, correlation_id: str | None = None) -> None:
     """One event for a change made outside the entity write path (a tenant setting …)."""
     ev = _Events((at or datetime.now(timezone.utc)).astimezone(timezone.utc), actor, source,
-                 correlation_id or uuid.uuid4().hex)
+                 correlation_id or new_correlation_id())
     ev.add(key, kind, None, event_type, diff, note)
     append_events(scope, conn, lock_event_seq(scope, conn), ev.rows)
 

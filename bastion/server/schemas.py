@@ -1,0 +1,56 @@
+"""Response models shared by several routes (what /openapi.json promises and schemathesis checks)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EntityOut(BaseModel):
+    """An entity: its key, kind and version, the kind's fields, properties and times. Values the
+    key's role may not see are null and named in `masked`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    kind: str
+    entity_version: int
+    properties: dict[str, Any] | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    updated_at: datetime | None = None
+    masked: list[str] | None = None
+
+
+class EntityPage(BaseModel):
+    items: list[EntityOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+class EventOut(BaseModel):
+    """One change, as the event log keeps it (diff values the role may not see are null)."""
+
+    seq: int
+    occurred_at: datetime
+    entity_key: str
+    entity_kind: str
+    entity_version: int | None = None
+    event_type: str
+    diff: dict[str, Any]
+    actor: str
+    source: str
+    correlation_id: str
+    note: str | None = None
+    masked: list[str] | None = None
+
+
+class WriteResult(BaseModel):
+    key: str | None = None
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+    events: int
+    correlation_id: str

@@ -348,6 +348,70 @@ api_key = Table(
     sqlite_with_rowid=False,
 )
 
+# -- change feed (bastion.store.feed, bastion.feed) ---------------------------------------------
+# Webhook subscriptions of a tenant: where to POST which events, signed with the secret (kept in
+# clear: the relay needs it to sign); `cursor` is the last event sequence handled (delivered, or
+# not matching the filter), so delivery resumes there after any restart (at least once).
+WEBHOOK_STATES = ("active", "paused")
+
+webhook = Table(
+    "webhook",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("url", String(2000), nullable=False),
+    Column("events", String(1000), nullable=False),  # the filter: "risk.*,coverage.*" ("*": all)
+    Column("secret", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),  # consecutive failed attempts
+    Column("next_attempt_at", UTCDateTime),  # backoff: not before this instant
+    Column("last_error", Text),
+    Column("paused_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    CheckConstraint(f"state IN ({_quoted(WEBHOOK_STATES)})", name="state_domain"),
+    sqlite_with_rowid=False,
+)
+
+# One row per attempt to deliver a batch of events to a subscription (the delivery log).
+webhook_delivery = Table(
+    "webhook_delivery",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("webhook_id", Integer, nullable=False),
+    Column("id", BigInteger, nullable=False, autoincrement=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("seq_from", BigInteger, nullable=False),
+    Column("seq_to", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),  # 1 for the first try of this batch
+    Column("status_code", Integer),  # the receiver's answer; NULL when none came
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "webhook_id", "id"),
+    ForeignKeyConstraint(["tenant_id", "webhook_id"], ["webhook.tenant_id", "webhook.id"],
+                         ondelete="CASCADE"),
+    sqlite_with_rowid=False,
+)
+
+# Where the relay stands per tenant and sink (e.g. "nats"): the last event sequence the sink
+# acknowledged; a restarted relay resumes after it.
+relay_cursor = Table(
+    "relay_cursor",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("sink", String(200), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "sink"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
+    sqlite_with_rowid=False,
+)
+
 # -- detection coverage -------------------------------------------------------------------------
 # The ATT&CK catalog is reference data shared by every tenant (no tenant_id): releases per domain
 # and version side by side, exactly one active per domain; their objects (tactics, techniques,
@@ -455,4 +519,5 @@ coverage_snapshot = Table(
 # Tables whose rows belong to one tenant: row-level security and the query layer's filter.
 TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, import_run, import_file,
                                      import_file_node, import_file_edge, setting,
-                                     detection_snapshot, coverage_snapshot, api_key, *typed.values())
+                                     detection_snapshot, coverage_snapshot, api_key, webhook,
+                                     webhook_delivery, relay_cursor, *typed.values())

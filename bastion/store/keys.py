@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from bastion.errors import ConflictError, InvalidValue, NotFound
 from bastion.schema.roles import check_role
@@ -30,6 +30,7 @@ from bastion.store.query import Scope
 from bastion.store.tables import api_key
 
 PREFIX = "bst"
+NO_SUCH_TENANT = "P0002"  # bastion_set_tenant(id) of a tenant that does not exist
 # `last_used_at` is written at most this often per key (seconds): not one write per request.
 LAST_USE_EVERY = 60.0
 
@@ -86,7 +87,8 @@ def _key(row) -> Key:
 def parse_token(token: str) -> tuple[int, str, str]:
     """(tenant id, key id, secret) of a token; Unauthenticated when it is not one."""
     parts = token.split("_", 3)
-    if len(parts) != 4 or parts[0] != PREFIX or not parts[1].isdigit() or not parts[3]:
+    if len(parts) != 4 or parts[0] != PREFIX or not parts[1].isdigit() or len(parts[1]) > 9 \
+            or not parts[3] or len(token) > 200:
         raise Unauthenticated("not a Bastion API key")
     return int(parts[1]), parts[2], parts[3]
 
@@ -178,20 +180,28 @@ class Authenticator:
         tenant_id, key_id, secret = parse_token(token)
         scope = Scope(self.engine, tenant_id)
         now = datetime.now(timezone.utc)
-        with scope.transaction() as conn:
-            row = conn.execute(select(api_key.c.name, api_key.c.role, api_key.c.secret_hash,
-                                      api_key.c.expires_at, api_key.c.revoked_at)
-                               .where(scope.where(api_key), api_key.c.id == key_id)).first()
-            # Compared even for an unknown id, so timing does not tell which ids exist.
-            stored = row.secret_hash if row is not None else "0" * 64
-            if not hmac.compare_digest(_hash(secret), stored) or row is None:
-                raise Unauthenticated(f"unknown key {key_id} of tenant {tenant_id} or wrong secret")
-            if row.revoked_at is not None:
-                raise Unauthenticated(f"key {key_id} ({row.name}) is revoked")
-            if row.expires_at is not None and row.expires_at <= now:
-                raise Unauthenticated(f"key {key_id} ({row.name}) expired")
+        try:
+            row = self._lookup(scope, key_id)
+        except ProgrammingError as exc:  # PostgreSQL: bastion_set_tenant knows no such tenant
+            if getattr(exc.orig, "sqlstate", None) == NO_SUCH_TENANT:
+                raise Unauthenticated(f"unknown tenant {tenant_id}") from None
+            raise
+        # Compared even for an unknown id, so timing does not tell which ids exist.
+        stored = row.secret_hash if row is not None else "0" * 64
+        if not hmac.compare_digest(_hash(secret), stored) or row is None:
+            raise Unauthenticated(f"unknown key {key_id} of tenant {tenant_id} or wrong secret")
+        if row.revoked_at is not None:
+            raise Unauthenticated(f"key {key_id} ({row.name}) is revoked")
+        if row.expires_at is not None and row.expires_at <= now:
+            raise Unauthenticated(f"key {key_id} ({row.name}) expired")
         self._touch(scope, key_id, now)
         return Principal(tenant_id, key_id, row.name, row.role)
+
+    def _lookup(self, scope: Scope, key_id: str):
+        with scope.transaction() as conn:
+            return conn.execute(select(api_key.c.name, api_key.c.role, api_key.c.secret_hash,
+                                      api_key.c.expires_at, api_key.c.revoked_at)
+                               .where(scope.where(api_key), api_key.c.id == key_id)).first()
 
     def _touch(self, scope: Scope, key_id: str, now: datetime) -> None:
         """Record the key's last use, at most every LAST_USE_EVERY seconds; a writer holding

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion.errors import InvalidValue
-from bastion.graph import jsonformat
+from bastion.graph import answers, jsonformat
 from bastion.graph.render import to_dot, to_mermaid
 from bastion.schema.keys import kind_of, parse_key
 from bastion.schema.kinds import REGISTRY
@@ -130,10 +130,7 @@ def neighbors(
 ) -> None:
     found = _graph_of(ctx).neighbors(_key(key), direction.value, _kinds(kind))
     if as_json:
-        echo_json({"key": key, "direction": direction.value, "kinds": _kinds(kind),
-                   "nodes": [{"key": n.key, "kind": n.kind, "distance": 1,
-                              "relationship": n.relationship, "direction": n.direction}
-                             for n in found]})
+        echo_json(answers.neighbors(key, direction.value, _kinds(kind), found))
         return
     if not found:
         _none(f"no neighbors of {key}")
@@ -161,10 +158,8 @@ def reach(
 ) -> None:
     hops = _graph_of(ctx).reach(_key(key), depth, _kinds(kind), direction.value)
     if as_json:
-        echo_json({"key": key, "depth": depth if depth is not None else DEFAULTS.max_depth,
-                   "direction": direction.value, "kinds": _kinds(kind),
-                   "nodes": [{"key": h.key, "kind": h.kind, "distance": h.distance}
-                             for h in hops]})
+        echo_json(answers.reach(key, depth if depth is not None else DEFAULTS.max_depth,
+                                direction.value, _kinds(kind), hops))
         return
     _heading(f"Reachable from {key}: {len(hops)}")
     table = Table("Distance", key_column(), "Kind")
@@ -189,17 +184,7 @@ def provenance(
     found = _graph_of(ctx).provenance(_key(key), depth)
     depth_used = depth if depth is not None else DEFAULTS.max_depth
     if as_json:
-        echo_json({"key": key, "found_on": found.found_on, "tools": list(found.tools),
-                   "runs": [{"id": r.id, "source": r.source, "status": r.status,
-                             "started_at": r.started_at, "correlation_id": r.correlation_id,
-                             "files": list(r.files), "formats": list(r.formats)}
-                            for r in found.runs],
-                   "seed_reachable": found.seed_reachable, "stranded": found.stranded,
-                   "truncated": found.truncated, "chains": [
-            {"path": [s.key for s in chain],
-             "steps": [{"position": i, "key": s.key, "kind": s.kind,
-                        "capabilities": list(s.capabilities)} for i, s in enumerate(chain)]}
-            for chain in found.chains]})
+        echo_json(answers.provenance(key, found))
         return
     out = console()
     _heading(f"Provenance of {key}")
@@ -252,14 +237,10 @@ def path(
     graph = _graph_of(ctx)
     _key(source)
     _key(target)
-    if all_paths:
-        paths = graph.simple_paths(source, target, _kinds(kind), direction.value, depth, max_paths)
-    else:
-        one = graph.shortest_path(source, target, _kinds(kind), direction.value, depth)
-        paths = [one] if one is not None else []
+    paths = answers.find_paths(graph, source, target, _kinds(kind), direction.value, depth,
+                               all_paths, max_paths)
     if as_json:
-        echo_json({"from": source, "to": target, "paths": [
-            {"length": len(p) - 1, "path": p} for p in paths]})
+        echo_json(answers.paths(source, target, paths))
         return
     _print_paths(paths, f"no path from {source} to {target} within depth "
                         f"{depth if depth is not None else DEFAULTS.max_depth}")
@@ -298,14 +279,9 @@ def attack_paths(
     limit: Annotated[int, typer.Option(metavar="N", min=1, help="Show at most N paths.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
-    graph = _graph_of(ctx)
-    found = graph.attack_paths(to, depth, limit)
-    jewels = len(graph.crown_jewels(to)) if not found else None
+    found, jewels = answers.find_attack_paths(_graph_of(ctx), to, depth, limit)
     if as_json:
-        echo_json({"to": to, **({"crown_jewels": jewels} if jewels is not None else {}), "paths": [
-            {"entry": a.entry, "crown_jewel": a.crown_jewel, "length": len(a.path) - 1,
-             "worst_severity": a.worst_severity, "risks": a.risks, "path": a.path}
-            for a in found]})
+        echo_json(answers.attack_paths(to, found, jewels))
         return
     if jewels == 0 and to:
         _none(f"no attack paths: no asset matches --to {to}")
@@ -343,9 +319,7 @@ def blast_radius(
     assets, jewels = _graph_of(ctx).blast_radius(_key(risk_key), depth)
     crown = set(jewels)
     if as_json:
-        echo_json({"risk": risk_key, "nodes": [
-            {"key": h.key, "kind": h.kind, "distance": h.distance, "crown_jewel": h.key in crown}
-            for h in assets], "crown_jewels": jewels})
+        echo_json(answers.blast_radius(risk_key, assets, jewels))
         return
     if not assets:
         _none(f"nothing reachable from {risk_key}")

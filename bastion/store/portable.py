@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 import orjson
-from sqlalchemy import Connection, Engine, LargeBinary, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, LargeBinary, delete, func, insert, select, text, update
+
+from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import ConfigError, InvalidValue, Malformed
 from bastion.store import migrate
@@ -315,7 +317,18 @@ def _import_tenant(engine: Engine, lines: _Lines, info: Any, done: Imported,
     if not isinstance(info, dict) or not info.get("name"):
         raise lines.error("a tenant line needs the tenant's name")
     name = rename or info["name"]
-    tenant_id = _create_tenant(engine, name, info, lines)
+    tenant_id, created = _create_tenant(engine, name, info, lines)
+    try:
+        return _import_rows(engine, lines, info, done, name, tenant_id)
+    except BaseException:
+        if created:  # all or nothing: the tenant made for the import goes too (it holds nothing)
+            with engine.begin() as conn:
+                conn.execute(delete(tenant).where(tenant.c.id == tenant_id))
+        raise
+
+
+def _import_rows(engine: Engine, lines: _Lines, info: dict, done: Imported, name: str,
+                 tenant_id: int) -> Any:
     pg = engine.dialect.name == "postgresql"
     tables = {t.name: t for t in tenant_tables()}
     digests = done.digests.setdefault(name, {})
@@ -348,7 +361,11 @@ def _import_tenant(engine: Engine, lines: _Lines, info: Any, done: Imported,
                 if table is event and max(r["seq"] for r in chunk) > top:
                     raise lines.error(f"event {max(r['seq'] for r in chunk)} is past the tenant's "
                                       f"exported event counter {top}")
-                conn.execute(insert(table), chunk)
+                try:
+                    conn.execute(insert(table), chunk)
+                except IntegrityError as exc:
+                    reason = str(exc.orig).strip().splitlines()[0]
+                    raise lines.error(f"table {table.name}: rows this database refuses ({reason})") from None
                 done.rows[table.name] = done.rows.get(table.name, 0) + len(chunk)
                 if table is event:
                     events += len(chunk)
@@ -357,8 +374,8 @@ def _import_tenant(engine: Engine, lines: _Lines, info: Any, done: Imported,
     return item
 
 
-def _create_tenant(engine: Engine, name: str, info: dict, lines: _Lines) -> int:
-    """The tenant's id: created as exported (display name, creation time) or, when a tenant of
+def _create_tenant(engine: Engine, name: str, info: dict, lines: _Lines) -> tuple[int, bool]:
+    """(the tenant's id, whether it was created now): created as exported (display name, creation time) or, when a tenant of
     that name exists, that one if it is empty."""
     created = info.get("created_at")
     try:
@@ -373,11 +390,11 @@ def _create_tenant(engine: Engine, name: str, info: dict, lines: _Lines) -> int:
                                                    created_at=created_at))
             except Exception as exc:  # the CHECK on names
                 raise InvalidValue(f"cannot create tenant {name!r}: {str(exc).splitlines()[0]}") from None
-            return conn.execute(select(tenant.c.id).where(tenant.c.name == name)).scalar_one()
+            return conn.execute(select(tenant.c.id).where(tenant.c.name == name)).scalar_one(), True
     if row.event_seq or count_rows(engine, row.id):
         raise ConfigError(f"tenant {name!r} already exists with data: import it under another "
                           "name (--as NAME)")
-    return row.id
+    return row.id, False
 
 
 def count_rows(engine: Engine, tenant_id: int) -> int:

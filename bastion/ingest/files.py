@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Protocol
 
 from bastion.ingest import limits
-from bastion.ingest.inputs import Input, Opened, check_exist, expand
+from bastion.ingest.inputs import Input, Opened, check_exist, expand, shown
 from bastion.store.writer import new_correlation_id
 
 MAX_PROBLEMS = 50  # listed per file; the rest are counted
@@ -107,6 +107,8 @@ class Run:
         opts = dict(options or {})
         if paths is not None:
             opts.setdefault("paths", list(paths))
+        if isinstance(opts.get("paths"), list):  # as the user knows them (inputs.named)
+            opts["paths"] = [shown(p) if isinstance(p, str) else p for p in opts["paths"]]
         self.id = tenant.runs.start(kind=kind, source=source, actor=actor,
                                     correlation_id=self.correlation_id, options=opts,
                                     started_at=self.at)

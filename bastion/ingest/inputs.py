@@ -7,10 +7,12 @@ import hashlib
 import io
 import sys
 import zlib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Mapping
 
 import orjson
 
@@ -39,6 +41,28 @@ class Input:
         return self.path is None
 
 
+# What an input is called where its path is not what the user knows it by: the server stores
+# each uploaded file under a temporary path, and its runs, results and messages name the file
+# as it was uploaded. Path given → name shown; a directory's files are named under its name.
+input_names: ContextVar[Mapping[str, str] | None] = ContextVar("bastion_input_names", default=None)
+
+
+@contextmanager
+def named(names: Mapping[str, str]) -> Iterator[None]:
+    """Inputs given by a path of `names` are called by its name inside the block."""
+    token = input_names.set(names)
+    try:
+        yield
+    finally:
+        input_names.reset(token)
+
+
+def shown(raw: str) -> str:
+    """The name an input given as `raw` is shown by (`named`); `raw` itself by default."""
+    names = input_names.get()
+    return names.get(raw, raw) if names else raw
+
+
 def check_exist(paths: list[str]) -> None:
     """Refuse a run naming a path that is not there (a typo), before anything is recorded."""
     for raw in paths:
@@ -53,19 +77,20 @@ def expand(paths: list[str]) -> Iterator[Input | tuple[str, str]]:
         if raw == STDIN:
             yield Input("<stdin>", None)
             continue
-        path = Path(raw)
+        path, name = Path(raw), shown(raw)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file()
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
-                yield (raw, "directory has no files")
-            yield from (Input(str(p), p, in_directory=True) for p in found)
+                yield (name, "directory has no files")
+            yield from (Input(str(Path(name) / p.relative_to(path)), p, in_directory=True)
+                        for p in found)
         elif path.is_file():
-            yield Input(raw, path)
+            yield Input(name, path)
         elif path.exists():
-            yield (raw, "not a regular file")
+            yield (name, "not a regular file")
         else:
-            yield (raw, "no such file or directory")
+            yield (name, "no such file or directory")
 
 
 _stdin: io.BufferedReader | None = None

@@ -37,7 +37,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -72,6 +72,13 @@ class Options:
     reuse: bool = True  # an unchanged file imported before stands for itself (see the module doc)
     repository: str | None = None  # SARIF: the repository of logs that name none
     replace: bool = False  # JSON graph: replace stored nodes instead of merging
+    # Told the run's id once it is recorded (the server answers 202 with it, importing on)
+    started: Callable[[int], None] | None = None
+    # The `source` of the events written; default "import:<tool>[:<source>]" (the server: "api")
+    event_source: str | None = None
+
+    def events_source(self, source: str) -> str:
+        return self.event_source or f"import:{source}"
 
 
 @dataclass
@@ -159,6 +166,8 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
                             "strict": options.strict, "reuse": options.reuse,
                             "repository": options.repository}) as run:
         result = ImportResult(run.id, "running", run.correlation_id, run.files, notes=run.notes)
+        if options.started is not None:
+            options.started(run.id)
         sources: set[str] = set()
         empty: list[FileResult] = []  # empty files that name no tool
         for item in run.inputs(paths):
@@ -183,7 +192,8 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
                     sources.update(_empty_scan_sources(tenant, empty, options.source, result.notes))
                 for source in sorted(sources):
                     result.closed += _close_missing(tenant, source, run.at, run.correlation_id,
-                                                    run.id, options.actor)
+                                                    run.id, options.actor,
+                                                    options.events_source(source))
         run.counts = result.totals()
     result.status = run.status
     return result
@@ -254,7 +264,7 @@ class _File:
         source = risk_source(module.NAME, self.options.source)
         if self.options.reuse and size is not None and self._reused(module.NAME, source, size):
             return
-        with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
+        with self.tenant.writing(actor=self.options.actor, source=self.options.events_source(source),
                                  correlation_id=self.cid, at=self.at) as session:
             members = None
             if size is not None:
@@ -287,7 +297,7 @@ class _File:
                 digest.update(chunk)
         ident = self._identity(digest.hexdigest(), size, fmt, source)
         try:
-            with self.tenant.writing(actor=self.options.actor, source=f"import:{source}",
+            with self.tenant.writing(actor=self.options.actor, source=self.options.events_source(source),
                                      correlation_id=self.cid, at=self.at) as session:
                 counts = session.runs.reuse_file(ident, run_id=self.run_id, name=self.item.name,
                                                  at=self.at)
@@ -536,9 +546,10 @@ def _merge_finding(a: Finding, b: Finding) -> Finding:
         {**(a.properties or {}), **(b.properties or {})} or None)
 
 
-def _close_missing(tenant, source: str, at: datetime, cid: str, run_id: int, actor: str) -> int:
+def _close_missing(tenant, source: str, at: datetime, cid: str, run_id: int, actor: str,
+                   events_source: str) -> int:
     """Remediate (reason not_observed) the open risks of `source` this run did not observe."""
-    with tenant.writing(actor=actor, source=f"import:{source}", correlation_id=cid, at=at) as session:
+    with tenant.writing(actor=actor, source=events_source, correlation_id=cid, at=at) as session:
         stale = session.open_risks_not_seen(source)
         if not stale:
             return 0

@@ -31,6 +31,8 @@ from bastion.cli import server as server_cmd
 from bastion.cli import setup as setup_cmd
 from bastion.cli import update as update_cmd
 from bastion.cli import write as write_cmd
+from bastion.cli import relay as relay_cmd
+from bastion.cli import webhook as webhook_cmd
 from bastion.cli.common import Session, default_actor, print_error
 
 
@@ -39,7 +41,7 @@ class BastionGroup(TyperGroup):
 
     ORDER = ("init", "demo", "tenant", "db", "schema", "add", "import", "imports", "risk", "enrich",
              "link", "unlink", "update", "delete", "changes", "get", "list", "history", "stats",
-             "graph", "attack", "account", "detections", "map", "coverage", "serve", "key")
+             "graph", "attack", "account", "detections", "map", "coverage", "serve", "key", "webhook", "relay")
 
     def list_commands(self, ctx) -> list[str]:
         # Help lists commands in workflow order (Typer would put sub-groups such as `add` last).
@@ -134,6 +136,8 @@ attack_cmd.register(app)  # `bastion attack …` (Coverage)
 detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
 coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
 server_cmd.register(app)  # `bastion serve`, `bastion key …` (Serve)
+webhook_cmd.register(app)  # `bastion webhook …` (Feed)
+relay_cmd.register(app)  # `bastion relay` (Feed)
 
 
 def run() -> None:

@@ -365,6 +365,14 @@ class TenantStore:
 
         return Keys(self.scope)
 
+    @property
+    def feed(self):
+        """The tenant's webhook subscriptions, delivery log and relay cursors
+        (bastion.store.feed.Feed)."""
+        from bastion.store.feed import Feed
+
+        return Feed(self.scope)
+
     def settings(self) -> dict[str, Any]:
         """The tenant's settings (SLA days, the state new risks start in …) by name."""
         from bastion.store import runs

@@ -12,6 +12,7 @@ import os
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from bastion import __version__
 from bastion.server import problems
@@ -60,6 +61,17 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext, max_body=settings.max_body, max_upload=settings.max_upload,
                        upload_paths=UPLOAD_PATHS)
     return app
+
+
+def route_table() -> list[tuple[str, str, str | None, APIRoute]]:
+    """(method, path, permission, route) of every /v1 route: what the authorization matrix test
+    and docs/api.md enumerate."""
+    from bastion.server.context import permission_of
+    from bastion.server.routes import ROUTERS
+
+    return [(method, "/v1" + route.path, permission_of(route), route)
+            for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)
+            for method in sorted(route.methods - {"HEAD"})]
 
 
 def app_from_env() -> FastAPI:

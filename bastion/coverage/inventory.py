@@ -72,6 +72,7 @@ class Options:
     skip_invalid: bool = False
     keep_missing: bool = False
     indicators: list[str] | None = None  # extra indicator files
+    event_source: str | None = None  # the source of the events (default detections:import)
 
 
 @dataclass
@@ -317,7 +318,7 @@ def _import(tenant, run: framework.Run, inputs: list[Input | tuple[str, str]], m
     if not any(f.status == "imported" for f in result.files):
         return  # refused whole: nothing is written (no account, no snapshot)
     at = run.at
-    with tenant.writing(actor=options.actor, source="detections:import",
+    with tenant.writing(actor=options.actor, source=options.event_source or "detections:import",
                         correlation_id=result.correlation_id, at=at) as session:
         _write(session, account, items, sources, blocked, options, catalog, result)
     if catalog is not None:  # the coverage this inventory gives, for `bastion coverage history`

@@ -333,11 +333,13 @@ class EnrichResult:
         return asdict(self)
 
 
-def import_file(tenant, catalog: str, path: str, actor: str, *, progress=None) -> EnrichResult:
+def import_file(tenant, catalog: str, path: str, actor: str, *, progress=None,
+                events_source: str | None = None) -> EnrichResult:
     """Read `path` (a file, `-` for standard input) as the KEV catalog (`catalog` "kev") or
     EPSS scores ("epss") and apply it to every risk of `tenant` with a CVE, recorded as an
     import run of that kind. A file that cannot be read as one is refused (InvalidValue, one
-    line naming it) and the run records why."""
+    line naming it) and the run records why. `events_source`: the source of the events
+    written (default enrich:kev or enrich:epss; the server's is api)."""
     from pathlib import Path
 
     from bastion.ingest.files import FileResult, Run
@@ -360,7 +362,8 @@ def import_file(tenant, catalog: str, path: str, actor: str, *, progress=None) -
                     raise
             if fr.status != "imported":  # it could not be read
                 raise InvalidValue(fr.errors[0])
-            result = apply(tenant, data, actor, at=run.at, correlation_id=run.correlation_id)
+            result = apply(tenant, data, actor, at=run.at, correlation_id=run.correlation_id,
+                           events_source=events_source)
             result.run_id = run.id
             run.counts = {**run.totals(), "records": len(data), "matched": result.matched,
                           "updated": result.updated}
@@ -369,7 +372,7 @@ def import_file(tenant, catalog: str, path: str, actor: str, *, progress=None) -
 
 
 def apply_kev(tenant, kev: Catalog, actor: str, *, at: datetime | None = None,
-              correlation_id: str | None = None) -> EnrichResult:
+              correlation_id: str | None = None, events_source: str | None = None) -> EnrichResult:
     """Set kev, kev_due and kev_ransomware (and priority) on every risk of `tenant` (a
     TenantStore) that names a CVE; a CVE not in the catalog gets kev false, no due date."""
 
@@ -380,11 +383,12 @@ def apply_kev(tenant, kev: Catalog, actor: str, *, at: datetime | None = None,
         return hit is not None
 
     label = f"KEV catalog {kev.version}" if kev.version else f"KEV catalog {kev.name}"
-    return _enrich(tenant, "kev", kev, actor, KEV_SOURCE, label, update, at, correlation_id)
+    return _enrich(tenant, "kev", kev, actor, events_source or KEV_SOURCE, label, update, at,
+                   correlation_id)
 
 
 def apply_epss(tenant, epss: Catalog, actor: str, *, at: datetime | None = None,
-               correlation_id: str | None = None) -> EnrichResult:
+               correlation_id: str | None = None, events_source: str | None = None) -> EnrichResult:
     """Set epss and epss_percentile (and priority) on every risk of `tenant` whose CVE the
     scores list; the others keep theirs (their priority is still brought up to date)."""
 
@@ -397,7 +401,8 @@ def apply_epss(tenant, epss: Catalog, actor: str, *, at: datetime | None = None,
     label = " ".join(["EPSS scores", *(p for p in (epss.version, epss.date) if p)])
     if not (epss.version or epss.date):
         label += f" {epss.name}"
-    return _enrich(tenant, "epss", epss, actor, EPSS_SOURCE, label, update, at, correlation_id)
+    return _enrich(tenant, "epss", epss, actor, events_source or EPSS_SOURCE, label, update, at,
+                   correlation_id)
 
 
 def _enrich(tenant, kind: str, catalog: Catalog, actor: str, source: str, note: str,

@@ -250,7 +250,8 @@ def test_detection_inventory_upload(api):
     assert run["kind"] == "detections" and run["status"] == "succeeded"
     assert run["files"][0]["name"] == "simple.csv" and run["summary"]["account"]
     assert api.tenant.count("detection") == run["counts"]["detections"] > 0
-    assert {e.correlation_id for e in _events(api, run["id"])} == {"detections-1"}
+    assert {(e.actor, e.source, e.correlation_id) for e in _events(api, run["id"])} == {
+        ("uploader-key", "api", "detections-1")}
     bad = _upload(api, (FIXTURES / "detections" / "bad" / "invalid.yml").read_bytes(),
                   name="rule.yml", path="/v1/detections/imports", data={"format": "sigma"})
     assert bad.status_code == 422, bad.text
@@ -259,11 +260,13 @@ def test_detection_inventory_upload(api):
 
 
 def test_kev_and_epss_uploads(api):
-    assert _upload(api, _nuclei("a.example.com")).status_code == 201
+    assert _upload(api, _nuclei("a.example.com", template="CVE-2021-44228")).status_code == 201
     kev = _upload(api, (FIXTURES / "enrich" / "kev.json").read_bytes(), name="kev.json",
                   path="/v1/enrich/kev", field="file")
     assert kev.status_code == 201, kev.text
     assert kev.json()["kind"] == "kev" and kev.json()["summary"]["entries"] == 3
+    assert {(e.actor, e.source) for e in _events(api, kev.json()["id"])} == {("uploader-key", "api")}
+    assert _risk(api, "a.example.com").values["kev"] is True
     epss = _upload(api, gzip.compress((FIXTURES / "enrich" / "epss.csv").read_bytes()),
                    name="epss.csv.gz", path="/v1/enrich/epss", field="file", role="analyst")
     assert epss.status_code == 201 and epss.json()["files"][0]["name"] == "epss.csv.gz"

@@ -265,7 +265,8 @@ def post_detections(
         keep_missing: bool = Form(default=False, description="Keep detections this import lacks"),
         ctx: Context = Depends(IMPORT)) -> Any:
     options = DetectionOptions(actor=ctx.actor, format=fmt, account=account, source=source,
-                               skip_invalid=skip_invalid, keep_missing=keep_missing)
+                               skip_invalid=skip_invalid, keep_missing=keep_missing,
+                               event_source=ctx.source)
     saved = _save(ctx, files)
     try:
         with inputs.named(saved.names):
@@ -318,7 +319,8 @@ def _enrich(ctx: Context, response: Response, catalog: str, upload: UploadFile) 
     saved = _save(ctx, [upload])
     try:
         with inputs.named(saved.names):
-            result = enrich.import_file(ctx.tenant, catalog, saved.paths[0], ctx.actor)
+            result = enrich.import_file(ctx.tenant, catalog, saved.paths[0], ctx.actor,
+                                        events_source=ctx.source)
     except InvalidValue as exc:
         raise _as_rejected(exc, saved) from None
     finally:

@@ -535,8 +535,18 @@ def _counting(values: dict[str, Any], mappings: dict[str, tuple[float, str]]) ->
                   and (conf >= DEFAULT_MIN_CONFIDENCE or validation == "validated"))
 
 
+def _stated_health(values: dict[str, Any], p: Parsed, old, at) -> None:
+    """Health a source states replaces the stored one; last_validated moves only when it
+    changed, so that the same inventory again writes nothing."""
+    issues = list(p.health_issues) if p.health_issues else None
+    if old is None or (old.values.get("health"), old.values.get("health_issues")) != (p.health, issues):
+        values.update(health=p.health, health_issues=issues, last_validated=at)
+
+
 def _write(session, account: str, items: dict[str, _Item], sources: list[str], blocked: set,
-           options: Options, catalog: Catalog | None, result: ImportResult) -> None:
+           options: Options, catalog: Catalog | None, result: ImportResult,
+           keep: frozenset[str] = frozenset()) -> None:
+    """`keep`: detections never removed here (a discovery's part that could not be read)."""
     previous = {s: session.coverage.latest_snapshot(account=account, source=s) for s in sources}
     missing: dict[str, set[str]] = {}
     for s, snap in previous.items():
@@ -569,6 +579,8 @@ def _write(session, account: str, items: dict[str, _Item], sources: list[str], b
                 values["owner"] = ov.get("owner")
         else:
             values["health"] = "unknown"
+        if it.parsed.health is not None:  # the source established it (bastion.discovery)
+            _stated_health(values, it.parsed, old, session.at)
         written[key] = values
         props = {**((old.properties or {}) if old else {}), "source": it.source}
         batch.entities.append(Entity("detection", values, props, None, (values, key)))
@@ -592,6 +604,7 @@ def _write(session, account: str, items: dict[str, _Item], sources: list[str], b
     removable = {k for s, keys in missing.items() if s not in blocked for k in keys} & stored.keys()
     if options.keep_missing:
         removable = set()
+    removable -= keep
     for s in sources:
         if s in blocked and missing.get(s):
             result.notes.append(f"removals skipped for source {s!r}: a file was rejected, so its "

@@ -96,6 +96,10 @@ class Parsed:
     provider: str | None = None  # the cloud provider the rule runs in, when it says (logsource.product)
     mappings: list[Mapped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # skipped parts worth listing (not errors)
+    # Health the source itself establishes (discovery's chains, an alert policy that is off):
+    # None keeps the stored health (a file import never knows it).
+    health: str | None = None
+    health_issues: list[str] | None = None
 
     @property
     def content_hash(self) -> str:

@@ -104,7 +104,7 @@ def backup(store: Store, path: str | Path, *, portable_format: bool = False) -> 
     revision = store.revision()
     if portable_format:
         tmp = path.with_name(path.name + ".partial")
-        with portable.gzip_writer(tmp) as out:
+        with portable.gzip_writer(tmp, path.name.endswith(".gz")) as out:
             done = portable.export(store.engine, out, portable.tenant_ids(store.engine, None))
         os.replace(tmp, path)
         kind, tables = "portable", _flatten(done.tables)

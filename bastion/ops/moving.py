@@ -18,7 +18,7 @@ def export_tenant(store: Store, name: str, path: str | Path, *, shared: bool = T
     found = portable.tenant_ids(store.engine, [name.strip().lower()])
     tmp = path.with_name(path.name + ".partial")
     try:
-        with portable.gzip_writer(tmp) as out:
+        with portable.gzip_writer(tmp, path.name.endswith(".gz")) as out:
             done = portable.export(store.engine, out, found, shared=shared)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

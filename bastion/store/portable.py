@@ -406,8 +406,8 @@ def count_rows(engine: Engine, tenant_id: int) -> int:
                    .scalar_one() for t in tenant_tables())
 
 
-def gzip_writer(path: str | Path) -> IO[bytes]:
-    """A writer for the export: gzip when the name ends in .gz."""
-    if str(path).endswith(".gz"):
+def gzip_writer(path: str | Path, compress: bool) -> IO[bytes]:
+    """A writer for the export, gzip-compressed or not."""
+    if compress:
         return gzip.open(path, "wb", compresslevel=6)
     return io.BufferedWriter(io.FileIO(str(path), "w"))

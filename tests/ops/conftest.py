@@ -10,6 +10,10 @@ import pytest
 
 from bastion.store import migrate
 from bastion.store.store import Store
+from cli_harness import cli, runner
+from reliability.test_app_role import owned  # a database of a non-superuser owner
+
+__all__ = ["cli", "runner", "owned", "make_database", "other_engine"]  # fixtures
 
 _n = itertools.count()
 

@@ -5,7 +5,9 @@ inputs the CLI refuses, through the upload; the upload size limit; the 202 path.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -292,3 +294,41 @@ def test_attack_bundle_upload_needs_admin(api):
                   path="/v1/attack/imports", field="file", role="admin")
     assert bad.status_code == 422 and "empty.json" in bad.json()["detail"]
     assert "bastion-upload" not in bad.text
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_sigma_rules_zip_upload(api):
+    from bastion.coverage import detections as ops
+
+    ops.add_account(api.tenant, actor="test", provider="aws", identifier="123456789012")
+    rules = sorted((FIXTURES / "sigma").glob("aws_*.yml"))
+    content = _zip({f"rules/cloud/aws/{p.name}": p.read_bytes() for p in rules})
+    res = _upload(api, content, name="sigma.zip", path="/v1/detections/imports",
+                  data={"format": "sigma", "account": "aws:123456789012"})
+    assert res.status_code == 201, res.text
+    run = res.json()
+    assert [f["name"] for f in run["files"]] == [f"sigma.zip/rules/cloud/aws/{p.name}" for p in rules]
+    assert run["options"]["paths"] == ["sigma.zip"]
+    assert api.tenant.count("detection") == run["counts"]["detections"] > 0
+
+
+@pytest.mark.parametrize("members, needles", [
+    ({"../escape.yml": b"title: x\n"}, ("../escape.yml", "outside the archive")),
+    ({"bomb.yml": b"\n" * (8 * MiB)}, ("bomb.yml", "expands more than 200 times", "BASTION_MAX_RATIO=200")),
+])
+def test_hostile_zip_refused(api, members, needles):
+    before = _all_events(api.tenant)
+    res = _upload(api, _zip(members), name="rules.zip", path="/v1/detections/imports")
+    assert res.status_code == 422, res.text
+    detail = res.json()["detail"]
+    assert detail.startswith("rules.zip: ") and "\n" not in detail, detail
+    for needle in needles:
+        assert needle in detail, detail
+    assert _all_events(api.tenant) == before and api.tenant.count("detection") == 0

@@ -30,7 +30,7 @@ from bastion.coverage import attack as attack_lib
 from bastion.coverage.inventory import Options as DetectionOptions
 from bastion.coverage.inventory import active_catalog, import_detections
 from bastion.errors import ImportRejected, InvalidValue
-from bastion.ingest import FORMAT_NAMES, inputs
+from bastion.ingest import FORMAT_NAMES, archive, inputs
 from bastion.ingest.runner import Options, import_inputs
 from bastion.risks import enrich
 from bastion.server import problems
@@ -202,7 +202,7 @@ def _import_in_background(ctx: Context, saved: Uploaded, options: Options) -> di
 @router.post("/imports", response_model=RunOut, status_code=201,
              summary="Import scanner output (nuclei, nmap, httpx, naabu, subfinder, BBOT, SARIF) "
                      "or Bastion's JSON graph",
-             responses={**responses(413), 202: {"model": RunOut, "description": "Accepted: "
+             responses={**responses(413, 503), 202: {"model": RunOut, "description": "Accepted: "
                         "imported in the background; the run (`running`) is at Location"}})
 def post_import(
         request: Request, response: Response,
@@ -250,8 +250,8 @@ def post_import(
 
 
 @router.post("/detections/imports", response_model=RunOut, status_code=201,
-             summary="Import a detection inventory (Sigma rules, CTID mappings, Navigator layers, "
-                     "CSV/JSON) as a snapshot of an account's detections",
+             summary="Import a detection inventory (Sigma rules, also zipped; CTID mappings, "
+                     "Navigator layers, CSV/JSON) as a snapshot of an account's detections",
              responses=responses(404, 413))
 def post_detections(
         request: Request, response: Response,
@@ -269,6 +269,7 @@ def post_detections(
                                event_source=ctx.source)
     saved = _save(ctx, files)
     try:
+        _unzip(saved)
         with inputs.named(saved.names):
             result = import_detections(ctx.tenant, saved.paths, options,
                                        catalog=active_catalog(ctx.tenant))
@@ -282,6 +283,17 @@ def post_detections(
         return _rejected(request, run, result.rejected)
     response.headers["Location"] = f"/v1/imports/{run['id']}"
     return run
+
+
+def _unzip(saved: Uploaded) -> None:
+    """A zip archive (a Sigma rules release) is imported as the directory it unpacks to; its
+    files are named under the archive's name (`rules.zip/rules/cloud/aws/x.yml`)."""
+    for i, path in enumerate(saved.paths):
+        if archive.is_zip(path):
+            folder = f"{path}.unpacked"
+            archive.unzip(path, folder, saved.names[path])
+            saved.paths[i] = folder
+            saved.names[folder] = saved.names[path]
 
 
 @router.post("/attack/imports", response_model=RunOut, status_code=201,

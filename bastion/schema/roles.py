@@ -11,7 +11,8 @@ from typing import Any, Mapping
 
 from bastion.errors import InvalidValue
 from bastion.schema.kinds import REGISTRY
-from bastion.schema.registry import Classification as C
+from bastion.schema.keys import escape, parse_key
+from bastion.schema.registry import Classification as C, FieldType
 
 ROLES = ("admin", "analyst", "uploader", "reader")
 
@@ -84,7 +85,52 @@ def mask_record(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
         out["properties"] = kept
     if masked:
         out["masked"] = masked
+        out["key"] = _mask_key(out.get("key"), kind, masked)
     return out
+
+
+def _mask_key(key: str | None, kind, masked: list[str]) -> str | None:
+    """A key whose own components include a masked value (an attribute's key holds its value)
+    shows `***` in that component's place: a role that may not see the value cannot read it
+    from the key either."""
+    hidden = [f for f in kind.key if f in masked and kind.field(f).type is not FieldType.KEY]
+    if not key or not hidden:
+        return key
+    try:
+        parts = parse_key(key).parts
+    except InvalidValue:
+        return key
+    for name in hidden:
+        component = escape(str(parts.get(name, "")))
+        if component:
+            key = key.replace(f"#{component}#", "#***#", 1) if not key.endswith(f"#{component}") \
+                else key[: -len(component)] + "***"
+    return key
+
+
+def mask_key(key: str, role: str | None) -> str:
+    """Any entity key as the role may see it (edges, links and graph nodes name other entities
+    by key): the components of values it may not see become `***`."""
+    if sees_everything(role) or not isinstance(key, str) or not key.startswith("#"):
+        return key
+    try:
+        parsed = parse_key(key)
+    except InvalidValue:
+        return key
+    kind = REGISTRY.entities.get(parsed.kind)
+    if kind is None:
+        return key
+    visible = VISIBLE[role]
+    hidden = [n for n, c in kind.classes(parsed.parts).items() if c not in visible and n in kind.key]
+    return _mask_key(key, kind, hidden) if hidden else key
+
+
+def _mask_keys_in(value: Any, role: str) -> Any:
+    if isinstance(value, str):
+        return mask_key(value, role)
+    if isinstance(value, list):
+        return [_mask_keys_in(v, role) for v in value]
+    return value
 
 
 def mask_event(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
@@ -96,7 +142,10 @@ def mask_event(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
     visible = VISIBLE[role]
     kind = REGISTRY.entities.get(out.get("entity_kind") or "")
     diff = out.get("diff")
-    if not isinstance(diff, dict) or kind is None:  # settings, keys: no fields to classify
+    if not isinstance(diff, dict):
+        return out
+    if kind is None:  # settings, keys: no fields to classify, but keys they name
+        out["diff"] = {k: _mask_keys_in(v, role) for k, v in diff.items()}
         return out
     names = set(kind.field_names)
     values_now = {k: (v[1] if isinstance(v, list) and len(v) == 2 else v) for k, v in diff.items()}
@@ -112,21 +161,20 @@ def mask_event(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
         else:
             cls = C.INTERNAL
         if cls in visible:
-            clean[name] = change
+            clean[name] = _mask_keys_in(change, role)
         else:
             clean[name] = None
             masked.append(name)
     out["diff"] = clean
     if masked:
         out["masked"] = masked
+        out["entity_key"] = _mask_key(out.get("entity_key"), kind, masked)
     return out
 
 
 def _key_values(ev: Mapping[str, Any]) -> dict[str, Any]:
     """The name of an attribute from its key, so a secret's value is masked in its events."""
     if ev.get("entity_kind") == "attribute":
-        from bastion.schema.keys import parse_key
-
         try:
             return dict(parse_key(ev["entity_key"]).parts)
         except InvalidValue:  # an unparsable key: the declared classes only

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from bastion.errors import ConflictError, InvalidValue, NotFound
 from bastion.graph import jsonformat
 from bastion.schema.kinds import REGISTRY
+from bastion.schema.roles import mask_key
 from bastion.server.context import ADMIN, READ, TRIAGE, Context
 from bastion.server.problems import PreconditionFailed, responses
 from bastion.server.schemas import EntityOut, EntityPage, EventOut, WriteResult
@@ -112,7 +113,8 @@ class LinkOut(BaseModel):
 def entity_links(key: str = Query(), direction: Literal["both", "in", "out"] = "both",
                  ctx: Context = Depends(READ)) -> list[dict[str, Any]]:
     _get(ctx, key)
-    return [link.__dict__ for link in ctx.tenant.links(key, direction)]
+    return [{**link.__dict__, "source": mask_key(link.source, ctx.role),
+             "target": mask_key(link.target, ctx.role)} for link in ctx.tenant.links(key, direction)]
 
 
 class EntityIn(BaseModel):

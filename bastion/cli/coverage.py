@@ -439,24 +439,12 @@ def check(
     ignore: IgnoreOpt = None,
 ) -> None:
     """CI gate: exit 0 at or above --min-percent, exit 6 below (one line says what)."""
+    from bastion.coverage.gate import check as gate_check
+
     _t, _c, cov = _compute(ctx, account, method, "count", min_confidence, include, ignore,
                            domain=domain)
-    checked: list[tuple[str, float]] = []
-    if tactic:
-        for ref in tactic:
-            t = cov.tactic(ref)
-            if t is None:
-                raise InvalidValue(f"unknown tactic {ref!r} (or not counted under these scopes)")
-            checked.append((f"tactic {t.shortname} ({t.covered}/{t.total})", t.percent))
-    else:
-        o = cov.overall
-        checked.append((f"overall ({o['covered']}/{o['total']})", o["percent"]))
-    below = [(what, pct) for what, pct in checked if pct < min_percent]
-    if below:
-        text = "; ".join(f"{what} {pct:.2f}%" for what, pct in below)
-        console(stderr=True).print(Text(f"FAIL: coverage below {min_percent:g}%: {text}", style="red"),
-                                   soft_wrap=True)
+    gate = gate_check(cov, min_percent, tactic)
+    if not gate.passed:
+        console(stderr=True).print(Text(gate.message, style="red"), soft_wrap=True)
         raise typer.Exit(GATE_FAILED)
-    text = "; ".join(f"{what} {pct:.2f}%" for what, pct in checked)
-    console().print(Text(f"OK: coverage at or above {min_percent:g}%: {text}", style="green"),
-                    soft_wrap=True)
+    console().print(Text(gate.message, style="green"), soft_wrap=True)

@@ -99,7 +99,8 @@ def add_mapping(tenant, detection: str, technique: str, *, actor: str, confidenc
                   version=old.version if old else None)
 
 
-def set_validation(tenant, key: str, state: str, *, actor: str, rationale: str | None = None):
+def set_validation(tenant, key: str, state: str, *, actor: str, rationale: str | None = None,
+                   source: str = SOURCE):
     """validated | disputed | pending, with the reason kept on the event (and in the rationale
     when given)."""
     if state not in ("pending", "validated", "disputed"):
@@ -109,7 +110,7 @@ def set_validation(tenant, key: str, state: str, *, actor: str, rationale: str |
     if rationale:
         values["rationale"] = rationale[:2000]
     return _write(tenant, "mapping", key, values, rec.properties, actor=actor, version=rec.version,
-                  note=f"{state} by {actor}" + (f": {rationale}" if rationale else ""))
+                  note=f"{state} by {actor}" + (f": {rationale}" if rationale else ""), source=source)
 
 
 # -- health -------------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def gaps(tenant, catalog: Catalog, *, account=None, min_confidence: float = DEFA
 
 
 def set_gap_status(tenant, account, technique: str, status: str, *, comment: str | None = None,
-                   actor: str, catalog: Catalog | None = None):
+                   actor: str, catalog: Catalog | None = None, source: str = "cli"):
     """Record an analyst's decision on a gap (an event; the comment is its note)."""
     status = (status or "").strip().lower()
     if status not in GAP_STATES:
@@ -164,7 +164,7 @@ def set_gap_status(tenant, account, technique: str, status: str, *, comment: str
     batch = Batch()
     batch.add("gap", account=acct.key, technique=tid, status=status, comment=comment,
               note=note, expected_version=old.version if old else None)
-    tenant.apply(batch, actor=actor, source="cli", observed=False)
+    tenant.apply(batch, actor=actor, source=source, observed=False)
     return tenant.get(key)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bastion.errors import InvalidValue
+from bastion.errors import ConflictError, InvalidValue
 from bastion.schema.kinds import RISK_REASONS, RISK_STATES, SEVERITIES
 
 OPEN_STATES = ("triage", "open")
@@ -102,16 +102,19 @@ def check_transition(status: str, reason: str | None) -> tuple[str, str | None]:
 
 
 def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str | None,
-               actor: str):
+               actor: str, source: str = "cli", expected_version: int | None = None):
     """An analyst's transition of one risk, written as an event (the comment is its note).
 
-    The analyst gives no version: the risk is read and the new status applied on top of it.
+    With `expected_version` (the API's If-Match) the change applies only to that version of
+    the risk: any other version is a StaleVersion (a ConflictError) naming both, and nothing
+    is written.
+    Without it the risk is read and the new status applied on top of it.
     When the risk changed between that read and the write (a scanner's evidence, a KEV or EPSS
     update), it is read again and the status applied on top of what is there now — unless its
     status was changed in between by someone else, which makes this change moot: then a
     ConflictError says who changed it, when, and to what (from the event log), and nothing is
     written."""
-    from bastion.errors import ConflictError, NotFound
+    from bastion.errors import NotFound
     from bastion.schema.batch import Batch, Entity
     from bastion.schema.keys import kind_of
 
@@ -121,6 +124,8 @@ def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str
     rec = tenant.get(key)
     if rec is None:
         raise NotFound(f"no risk {key}")
+    if expected_version is not None and rec.version != expected_version:
+        raise StaleVersion(stale_version(key, rec.version, expected_version))
     seen = rec
     for _attempt in range(10):
         values = {**rec.values, "status": status, "reason": reason}
@@ -129,8 +134,12 @@ def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str
         batch = Batch()
         batch.entities.append(Entity("risk", values, rec.properties, rec.version, note=comment))
         try:
-            tenant.apply(batch, actor=actor, source="cli", observed=False)
+            tenant.apply(batch, actor=actor, source=source, observed=False)
         except ConflictError:  # written in between: read it again
+            if expected_version is not None:  # the version asked for is gone
+                now = tenant.get(key)
+                raise StaleVersion(stale_version(key, now.version if now else None,
+                                                 expected_version)) from None
             rec = tenant.get(key)
             if rec is None:
                 raise NotFound(f"no risk {key}: it was deleted while being changed") from None
@@ -141,6 +150,15 @@ def set_status(tenant, key: str, state: str, *, reason: str | None, comment: str
         return tenant.get(key)
     raise ConflictError(f"{key} kept changing while its status was being set; nothing was "
                         "written: try again")
+
+
+class StaleVersion(ConflictError):
+    """The risk is no longer at the version the change was made for (If-Match)."""
+
+
+def stale_version(key: str, current: int | None, expected: int) -> str:
+    now = "deleted" if current is None else f"at version {current}"
+    return f"{key} is {now}, not version {expected}; nothing was written: read it again"
 
 
 def status_changed_since(tenant, key: str, version: int, wanted: str) -> str:

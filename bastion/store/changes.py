@@ -31,11 +31,13 @@ def _instant(value: datetime | str | None, what: str) -> datetime | None:
 
 def changes(tenant, *, run: int | None = None, correlation_id: str | None = None,
             since: datetime | str | None = None, until: datetime | str | None = None,
-            kind: str | None = None, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+            kind: str | None = None, after_seq: int = 0, limit: int = 1000,
+            event_type: str | None = None) -> list[Event]:
     """The tenant's events in order (by sequence number), those of one import run or one
     correlation id, from `since` (inclusive) to `until` (exclusive), of one entity kind (or
-    `edge`, `setting`): at most `limit` after `after_seq`; page on by passing the last event's
-    seq back. Times are datetimes or text (ISO 8601, or relative: `-7d`, `-12h`)."""
+    `edge`, `setting`), of one event type (`*` matches any text: `risk.*`): at most `limit`
+    after `after_seq`; page on by passing the last event's seq back. Times are datetimes or
+    text (ISO 8601, or relative: `-7d`, `-12h`)."""
     if not 1 <= limit <= 10000:
         raise InvalidValue("limit must be between 1 and 10000")
     if kind is not None and kind not in EVENT_KINDS:
@@ -55,9 +57,20 @@ def changes(tenant, *, run: int | None = None, correlation_id: str | None = None
         stmt = stmt.where(event.c.occurred_at < end)
     if kind is not None:
         stmt = stmt.where(event.c.entity_kind == kind)
+    if event_type is not None:
+        stmt = stmt.where(_event_type_matches(event_type))
     stmt = stmt.order_by(event.c.seq).limit(limit)
     with scope.transaction() as conn:
         return [_event(r) for r in conn.execute(stmt)]
+
+
+def _event_type_matches(pattern: str):
+    if "*" not in pattern:
+        return event.c.event_type == pattern
+    # A glob as LIKE: the event types' own `_` (status_changed) and any `%` match literally.
+    like = (pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            .replace("*", "%"))
+    return event.c.event_type.like(like, escape="\\")
 
 
 @dataclass

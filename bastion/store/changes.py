@@ -65,6 +65,9 @@ def changes(tenant, *, run: int | None = None, correlation_id: str | None = None
 
 
 def _event_type_matches(pattern: str):
+    # Event types are lower case; so is the pattern, so SQLite's case-blind LIKE and
+    # PostgreSQL's case-sensitive one agree.
+    pattern = pattern.lower()
     if "*" not in pattern:
         return event.c.event_type == pattern
     # A glob as LIKE: the event types' own `_` (status_changed) and any `%` match literally.

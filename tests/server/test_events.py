@@ -71,6 +71,8 @@ def test_filters_by_kind_and_event_type(api):
         "api_key"] * len(ROLES) + ["asset", "risk"]
     assert [e["event_type"] for e in feed(api, event_type="risk.status_changed")["events"]] == [
         "risk.status_changed"]
+    assert [e["event_type"] for e in feed(api, event_type="RISK.*")["events"]] == [
+        "risk.created", "risk.status_changed"]
     # `_` and `%` are no wildcards: only `*` is
     assert feed(api, event_type="risk_*")["events"] == []
     assert feed(api, event_type="%")["events"] == []

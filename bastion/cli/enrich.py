@@ -13,7 +13,8 @@ from bastion.cli.common import console, echo_json, session
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Enrich risks with known-exploited (CISA KEV) and exploit-probability (FIRST EPSS) data.\n\n"
+    help="Enrich risks with known-exploited (CISA KEV) and exploit-probability (FIRST EPSS) data, "
+         "and with the ATT&CK techniques of their CVE (CTID KEV mappings).\n\n"
          "Every risk that names a CVE gets the file's values and its priority recomputed; only "
          "risks whose values changed are written, each with a `risk.updated` event (source "
          "`enrich:kev` or `enrich:epss`), all in one transaction. Running a command again with "
@@ -69,6 +70,33 @@ def epss_command(
     day = f" of {result.date[:10]}" if result.date else ""
     what = f"EPSS scores{model}{day}" if (model or day) else f"EPSS scores {result.file}"
     _summary(what, result, ("has a score", "have a score"))
+
+
+@app.command("techniques", help=(
+    "Set the ATT&CK techniques of risks with a CVE from the CTID KEV mappings.\n\n"
+    "Each risk whose CVE the file maps gets the property `techniques`: the exploitation, "
+    "primary and secondary impact techniques, resolved to the active ATT&CK release through the "
+    "crosswalk (the file maps ATT&CK 16.1). Other CVEs keep what they had. `bastion exposures` "
+    "reads them."))
+def techniques_command(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(
+        metavar="FILE", show_default=False,
+        help="CTID Mappings Explorer KEV file (kev-…_attack-16.1-enterprise.json).")],
+    as_json: JsonOpt = False,
+) -> None:
+    from bastion.risks import techniques
+
+    sess = session(ctx)
+    result = techniques.import_file(sess.tenant(), file, sess.actor)
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    line = (f"CTID KEV mappings {result.file} (ATT&CK {result.attack_version}, {result.cves:,} CVEs): "
+            f"{result.matched:,} of {result.risks:,} risks with a CVE mapped; {result.updated:,} updated")
+    if result.unresolved:
+        line += f"; not in the active release: {', '.join(result.unresolved)}"
+    console().print(line, soft_wrap=True, markup=False)
 
 
 def _json(result: enrich.EnrichResult) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from bastion.cli import coverage as coverage_cmd
 from bastion.cli import detections as detections_cmd
 from bastion.cli import discover as discover_cmd
 from bastion.cli import enrich as enrich_cmd
+from bastion.cli import exposures as exposures_cmd
 from bastion.cli import graph as graph_cmd
 from bastion.cli import ingest as ingest_cmd
 from bastion.cli import read as read_cmd
@@ -137,6 +138,7 @@ attack_cmd.register(app)  # `bastion attack …` (Coverage)
 detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
 coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
 discover_cmd.register(app)  # `bastion discover aws|reference` (Coverage)
+exposures_cmd.register(app)  # `bastion exposures` (Coverage)
 server_cmd.register(app)  # `bastion serve`, `bastion key …` (Serve)
 webhook_cmd.register(app)  # `bastion webhook …` (Feed)
 relay_cmd.register(app)  # `bastion relay` (Feed)

@@ -28,6 +28,7 @@ from bastion.cli import enrich as enrich_cmd
 from bastion.cli import exposures as exposures_cmd
 from bastion.cli import graph as graph_cmd
 from bastion.cli import ingest as ingest_cmd
+from bastion.cli import ops as ops_cmd
 from bastion.cli import read as read_cmd
 from bastion.cli import server as server_cmd
 from bastion.cli import setup as setup_cmd
@@ -137,6 +138,7 @@ graph_cmd.register(app)  # `bastion graph` (Read)
 attack_cmd.register(app)  # `bastion attack …` (Coverage)
 detections_cmd.register(app)  # `bastion account|detections|map …` (Coverage)
 coverage_cmd.register(app)  # `bastion coverage …` (Coverage)
+ops_cmd.register(app)  # `bastion backup|restore|retention`, `tenant export|import`, `db health`
 discover_cmd.register(app)  # `bastion discover aws|reference` (Coverage)
 exposures_cmd.register(app)  # `bastion exposures` (Coverage)
 server_cmd.register(app)  # `bastion serve`, `bastion key …` (Serve)

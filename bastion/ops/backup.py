@@ -105,13 +105,13 @@ def backup(store: Store, path: str | Path, *, portable_format: bool = False) -> 
     if portable_format:
         tmp = path.with_name(path.name + ".partial")
         with portable.gzip_writer(tmp, path.name.endswith(".gz")) as out:
-            done = portable.export(store.engine, out, portable.tenant_ids(store.engine, None))
+            done = portable.export(store, out, portable.tenant_ids(store, None))
         os.replace(tmp, path)
         kind, tables = "portable", _flatten(done.tables)
     elif store.dialect == "sqlite":
-        kind, tables = "sqlite", native.sqlite_backup(store.engine, path)
+        kind, tables = "sqlite", native.sqlite_backup(store, path)
     else:
-        kind, tables = "pg_custom", native.pg_backup(store.engine, path)
+        kind, tables = "pg_custom", native.pg_backup(store, path)
     manifest = Manifest(kind, store.dialect, revision,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         file_sha256(path), path.stat().st_size, tables)
@@ -136,20 +136,20 @@ def restore(store: Store, path: str | Path, *, replace: bool = False) -> Restore
     if kind == "portable":
         store.require_head(store.url)
         with portable.open_export(path) as stream:
-            done = portable.import_export(store.engine, stream, str(path))
+            done = portable.import_export(store, stream, str(path))
         return Restored(kind, store.revision(), list(done.tenants))
     expected = "sqlite" if kind == "sqlite" else "postgresql"
     if store.dialect != expected:
         raise ConfigError(f"{path} is a {expected} backup and cannot be restored into "
                           f"{store.dialect}; move between engines with a portable backup "
                           "(`bastion backup --portable`) or `bastion tenant export`")
-    if not replace and native.has_tenants(store.engine):
+    if not replace and native.has_tenants(store):
         raise ConfigError(f"database {store.url} holds tenants: restoring replaces all of it; "
                           "give --replace to do so")
     if kind == "sqlite":
-        native.sqlite_restore(store.engine, path)
+        native.sqlite_restore(store, path)
     else:
-        native.pg_restore(store.engine, path)
+        native.pg_restore(store, path)
         store.apply_grants("bastion restore")  # the dump carries no grants (--no-privileges)
     return Restored(kind, store.revision())
 
@@ -213,7 +213,7 @@ def verify(path: str | Path, *, store: Store | None = None) -> Verification:
     if store is None or store.dialect != "postgresql":
         raise ConfigError(f"{path} is a PostgreSQL dump: verify it against a PostgreSQL server "
                           "(--db postgresql://…), where a scratch database is created and dropped")
-    with native.scratch_database(store.engine) as scratch:
+    with native.scratch_database(store) as scratch:
         try:
             native.pg_restore(scratch, path)
             integrity = "ok"
@@ -230,16 +230,16 @@ def _verify_portable(path: Path) -> Verification:
     with tempfile.TemporaryDirectory(prefix="bastion-verify-") as tmp:
         scratch = Store(f"sqlite:///{Path(tmp) / 'scratch.db'}")
         try:
-            migrate.upgrade(scratch.engine)
+            migrate.upgrade(scratch)
             try:
                 with portable.open_export(path) as stream:
-                    done = portable.import_export(scratch.engine, stream, str(path))
+                    done = portable.import_export(scratch, stream, str(path))
                 integrity = "ok"
             except (BastionError, IntegrityError) as exc:  # a damaged file: what verify is for
                 return Verification(str(path), "portable", None, str(exc).splitlines()[0], [])
             expected = _flatten(done.digests)
-            found = _flatten({"": native.shared_digests(scratch.engine),
-                              **{name: native.tenant_digests_by_name(scratch.engine, name)
+            found = _flatten({"": native.shared_digests(scratch),
+                              **{name: native.tenant_digests_by_name(scratch, name)
                                  for name in done.tenants}})
         finally:
             scratch.close()

@@ -15,11 +15,11 @@ def export_tenant(store: Store, name: str, path: str | Path, *, shared: bool = T
     """Write tenant `name` (and, with `shared`, the ATT&CK catalogs its coverage was measured
     on) to `path`, gzip-compressed when the name ends in .gz; one consistent read per section."""
     path = Path(path)
-    found = portable.tenant_ids(store.engine, [name.strip().lower()])
+    found = portable.tenant_ids(store, [name.strip().lower()])
     tmp = path.with_name(path.name + ".partial")
     try:
         with portable.gzip_writer(tmp, path.name.endswith(".gz")) as out:
-            done = portable.export(store.engine, out, found, shared=shared)
+            done = portable.export(store, out, found, shared=shared)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -36,5 +36,5 @@ def import_tenant(store: Store, path: str | Path, *, rename: str | None = None) 
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     with stream:
-        return portable.import_export(store.engine, stream, str(path),
+        return portable.import_export(store, stream, str(path),
                                       rename=rename.strip().lower() if rename else None)

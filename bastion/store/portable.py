@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
 from sqlalchemy import Connection, Engine, LargeBinary, delete, func, insert, select, text, update
@@ -46,6 +46,9 @@ from bastion.store import migrate
 from bastion.store.backup import TableDigest, canonical, ordered_rows
 from bastion.store.query import bind_tenant
 from bastion.store.tables import UTCDateTime, attack_release, event, metadata, tenant
+
+if TYPE_CHECKING:
+    from bastion.store.store import Store
 
 FORMAT = "bastion-export"
 VERSION = 1
@@ -99,10 +102,10 @@ def _read(engine: Engine, tenant_id: int | None) -> Iterator[Connection]:
     pg = engine.dialect.name == "postgresql"
     opts = {"isolation_level": "REPEATABLE READ"} if pg else {}
     with engine.connect().execution_options(**opts) as conn, conn.begin():
-        if pg:
+        if pg and tenant_id is not None:  # (binding writes a temporary table: not READ ONLY)
+            bind_tenant(conn, tenant_id)
+        elif pg:
             conn.execute(text("SET TRANSACTION READ ONLY"))
-            if tenant_id is not None:
-                bind_tenant(conn, tenant_id)
         yield conn
 
 
@@ -120,8 +123,9 @@ def _section(conn: Connection, out: IO[bytes], kind: str, table, where=None) -> 
     return done
 
 
-def tenant_ids(engine: Engine, names: list[str] | None) -> list[tuple[int, str]]:
+def tenant_ids(engine: "Store | Engine", names: list[str] | None) -> list[tuple[int, str]]:
     """(id, name) of the named tenants (all when None), as the owner sees them."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     with engine.connect() as conn:
         rows = conn.execute(select(tenant.c.id, tenant.c.name).order_by(tenant.c.name)).all()
     known = {r.name: r.id for r in rows}
@@ -133,9 +137,10 @@ def tenant_ids(engine: Engine, names: list[str] | None) -> list[tuple[int, str]]
     return [(known[n], n) for n in names]
 
 
-def export(engine: Engine, out: IO[bytes], tenants: list[tuple[int, str]], *,
+def export(engine: "Store | Engine", out: IO[bytes], tenants: list[tuple[int, str]], *,
            shared: bool = True) -> Exported:
     """Write the export of `tenants` ((id, name) pairs) and, with `shared`, the reference data."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     done = Exported([name for _, name in tenants])
     header = {"format": FORMAT, "version": VERSION, "revision": migrate.current(engine),
               "engine": engine.dialect.name, "exported_at": canonical(datetime.now(timezone.utc))}
@@ -227,11 +232,12 @@ def read_header(lines: _Lines) -> dict:
     return header
 
 
-def import_export(engine: Engine, stream: IO[bytes], name: str, *,
+def import_export(engine: "Store | Engine", stream: IO[bytes], name: str, *,
                   rename: str | None = None) -> Imported:
     """Import every section of an export. `rename`: the tenant's name in this database (an
     export of one tenant only). Tenants are created as the owner; their rows are written in a
     transaction bound to each (row-level security). A tenant that exists must be empty."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     lines = _Lines(stream, name)
     read_header(lines)
     done = Imported()
@@ -397,8 +403,9 @@ def _create_tenant(engine: Engine, name: str, info: dict, lines: _Lines) -> tupl
     return row.id, False
 
 
-def count_rows(engine: Engine, tenant_id: int) -> int:
+def count_rows(engine: "Store | Engine", tenant_id: int) -> int:
     """Rows the tenant has in its tables (0: empty)."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     with engine.connect() as conn, conn.begin():
         if engine.dialect.name == "postgresql":
             bind_tenant(conn, tenant_id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import orjson
 from sqlalchemy import Connection, Engine, MetaData, String, Table, Text, create_engine, inspect, select, text
@@ -28,6 +28,9 @@ from sqlalchemy.engine import make_url
 
 from bastion.errors import ConfigError
 from bastion.store.tables import metadata
+
+if TYPE_CHECKING:
+    from bastion.store.store import Store
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_CUSTOM_MAGIC = b"PGDMP"
@@ -109,23 +112,26 @@ def tenant_digests(conn: Connection, tenant_id: int) -> dict[str, TableDigest]:
             for t in metadata.sorted_tables if "tenant_id" in t.c}
 
 
-def shared_digests(engine: Engine) -> dict[str, TableDigest]:
+def shared_digests(engine: "Store | Engine") -> dict[str, TableDigest]:
     """Every declared table shared by all tenants (no tenant_id; the tenant list aside)."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     with _snapshot(engine) as conn:
         return {t.name: table_digest(conn, t) for t in metadata.sorted_tables
                 if "tenant_id" not in t.c and t.name != "tenant"}
 
 
-def tenant_digests_by_name(engine: Engine, name: str) -> dict[str, TableDigest]:
+def tenant_digests_by_name(engine: "Store | Engine", name: str) -> dict[str, TableDigest]:
     """tenant_digests of the tenant called `name`, read as the owner."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     with _snapshot(engine) as conn:
         tenant_id = conn.execute(text("SELECT id FROM tenant WHERE name = :n"), {"n": name}).scalar_one()
         return tenant_digests(conn, tenant_id)
 
 
-def database_digests(engine: Engine) -> dict[str, TableDigest]:
+def database_digests(engine: "Store | Engine") -> dict[str, TableDigest]:
     """Digests of the whole database in one consistent read (as the owner: on PostgreSQL an
     unbound transaction of the table owner sees every tenant's rows)."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     with _snapshot(engine) as conn:
         return digests(conn)
 
@@ -150,9 +156,10 @@ def sqlite_path(engine: Engine) -> Path:
     return Path(database).expanduser()
 
 
-def sqlite_backup(engine: Engine, target: Path) -> dict[str, TableDigest]:
+def sqlite_backup(engine: "Store | Engine", target: Path) -> dict[str, TableDigest]:
     """Copy the live database to `target` with SQLite's online backup API (writers may go on;
     the copy is one consistent instant) and return the copy's digests."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     tmp = target.with_name(target.name + ".partial")
     tmp.unlink(missing_ok=True)
     source = sqlite3.connect(sqlite_path(engine))
@@ -189,9 +196,10 @@ def sqlite_integrity(path: Path) -> str:
         conn.close()
 
 
-def sqlite_restore(engine: Engine, source: Path) -> None:
+def sqlite_restore(engine: "Store | Engine", source: Path) -> None:
     """Replace the live database's content with the backup's, through the backup API (it takes
     the database's locks, so no reader sees half of it)."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     engine.dispose()
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
@@ -205,8 +213,9 @@ def sqlite_restore(engine: Engine, source: Path) -> None:
         src.close()
 
 
-def has_tenants(engine: Engine) -> bool:
+def has_tenants(engine: "Store | Engine") -> bool:
     """Whether the database holds any tenant (what a restore would replace)."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     with engine.connect() as conn:
         if "tenant" not in inspect(conn).get_table_names():
             return False
@@ -257,9 +266,10 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> None:
         raise ConfigError(f"{what} failed: {reason}")
 
 
-def pg_backup(engine: Engine, target: Path) -> dict[str, TableDigest]:
+def pg_backup(engine: "Store | Engine", target: Path) -> dict[str, TableDigest]:
     """`pg_dump -Fc` of the database, taken from the same snapshot the digests are read in
     (an exported snapshot: the dump and its digests describe one instant)."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     dump = pg_tool("pg_dump", server_major(engine))
     conninfo, env = libpq(engine)
     tmp = target.with_name(target.name + ".partial")
@@ -274,9 +284,10 @@ def pg_backup(engine: Engine, target: Path) -> dict[str, TableDigest]:
     return found
 
 
-def pg_restore(engine: Engine, source: Path, database: str | None = None) -> None:
+def pg_restore(engine: "Store | Engine", source: Path, database: str | None = None) -> None:
     """Restore a custom-format dump into the database (or `database` on the same server), all or
     nothing, owned by the connecting login; grants are re-applied by the caller."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     restore = pg_tool("pg_restore", server_major(engine))
     conninfo, env = libpq(engine, database)
     engine.dispose()
@@ -285,8 +296,9 @@ def pg_restore(engine: Engine, source: Path, database: str | None = None) -> Non
 
 
 @contextmanager
-def scratch_database(engine: Engine) -> Iterator[Engine]:
+def scratch_database(engine: "Store | Engine") -> Iterator[Engine]:
     """An empty database on the same PostgreSQL server, dropped afterwards."""
+    engine = engine.engine  # a Store, or an Engine (whose .engine is itself)
     name = f"bastion_verify_{os.getpid()}_{os.urandom(4).hex()}"
     admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
     try:

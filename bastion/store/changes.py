@@ -9,7 +9,7 @@ run's correlation id (bastion.store.runs), so both questions are reads of the `e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -26,7 +26,18 @@ MAX_KEYS = 1000  # keys listed per category of a run summary (the counts are alw
 
 
 def _instant(value: datetime | str | None, what: str) -> datetime | None:
-    return None if value is None else parse_time(value, what)
+    if value is None:
+        return None
+    try:  # in UTC, as stored; an offset may push the year past 9999
+        return parse_time(value, what).astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidValue(f"{what}: {value!s} is out of range") from None
+
+
+def _text(value: str | None, what: str) -> str | None:
+    if value is not None and "\x00" in value:  # PostgreSQL text cannot hold it: nothing matches
+        raise InvalidValue(f"{what} {value!r} contains a NUL character")
+    return value
 
 
 def changes(tenant, *, run: int | None = None, correlation_id: str | None = None,
@@ -40,6 +51,8 @@ def changes(tenant, *, run: int | None = None, correlation_id: str | None = None
     text (ISO 8601, or relative: `-7d`, `-12h`)."""
     if not 1 <= limit <= 10000:
         raise InvalidValue("limit must be between 1 and 10000")
+    correlation_id = _text(correlation_id, "correlation id")
+    event_type = _text(event_type, "event type")
     if kind is not None and kind not in EVENT_KINDS:
         raise InvalidValue(f"unknown kind {kind!r}; one of: {', '.join(EVENT_KINDS)}")
     if run is not None:

@@ -131,6 +131,8 @@ class Graph(Traversal):
         """Assets marked critical (criticality, or a tag attribute), or those a selector names:
         a key, `field=value` on asset fields, or `tag=VALUE`."""
         asset, attribute = typed["asset"], typed["attribute"]
+        if selector and "\x00" in selector:  # PostgreSQL text cannot hold it: nothing matches
+            raise InvalidValue(f"crown-jewel selector {selector!r} contains a NUL character")
         if selector and selector.startswith("#"):
             return set(self._require(conn, selector))
         field_name, value = ("criticality", "critical")

@@ -116,5 +116,10 @@ def test_bad_requests(api):
     assert api.get("/v1/events", "reader", params={"after": -1}).status_code == 422
     r = api.get("/v1/events", "reader", params={"run": 999})
     assert r.status_code == 404 and "999" in r.json()["detail"]
+    # what PostgreSQL cannot compare is refused on both engines, never a 500
+    for params in ({"correlation_id": "a\x00"}, {"event_type": "risk.\x00*"},
+                   {"since": "9999-12-31T23:59:59-23:59"}):
+        r = api.get("/v1/events", "reader", params=params)
+        assert r.status_code == 400, (params, r.text)
     assert api.get("/v1/events", "uploader").status_code == 403
     assert api.get("/v1/events", None).status_code == 401

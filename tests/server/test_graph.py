@@ -174,6 +174,9 @@ def test_bad_input_and_other_tenants(api):
     assert r.status_code == 422
     r = api.get("/v1/graph/attack-paths", "reader", params={"to": "colour=red"})
     assert r.status_code == 400 and "colour" in r.json()["detail"]
+    for selector in ("tag=\x00", "criticality=\x00"):
+        r = api.get("/v1/graph/attack-paths", "reader", params={"to": selector})
+        assert r.status_code == 400 and "NUL" in r.json()["detail"]
     # globex's own key sees its own graph, not acme's
     r = api.client.get("/v1/graph/reach", params={"key": k["www"]},
                        headers={"Authorization": f"Bearer {api.other_token}"})

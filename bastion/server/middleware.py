@@ -8,6 +8,8 @@ import re
 import time
 import uuid
 
+import orjson
+
 from bastion.store.writer import request_correlation
 
 log = logging.getLogger("bastion.server.access")
@@ -36,31 +38,42 @@ class RequestContext:
         status = {"code": 500}
         limit = self.max_upload if scope["path"].startswith(self.upload_paths) else self.max_body
 
+        over = {"limit": False, "sent": False}
+
         async def send_with_id(message):
+            if over["limit"]:  # the app saw the body cut short: answer 413 in its place, once
+                if not over["sent"]:
+                    over["sent"] = True
+                    await _too_large(scope, send, rid, limit)
+                return
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                return await _too_large(scope, send_with_id, rid, limit)
+                status["code"] = 413
+                return await _too_large(scope, send, rid, limit)
             received = {"n": 0}
 
             async def counted_receive():
                 message = await receive()
                 if message["type"] == "http.request":
                     received["n"] += len(message.get("body", b""))
-                    if received["n"] > limit:
+                    if received["n"] > limit:  # a body without Content-Length, counted as it comes
+                        over["limit"] = True
+                        status["code"] = 413
                         raise _BodyTooLarge(limit)
                 return message
 
             try:
                 await self.app(scope, counted_receive, send_with_id)
             except _BodyTooLarge:
-                return await _too_large(scope, send_with_id, rid, limit)
+                if not over["sent"]:
+                    over["sent"] = True
+                    await _too_large(scope, send, rid, limit)
         finally:
             request_correlation.reset(token)
             state = scope.get("state", {})
@@ -73,13 +86,12 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(scope, send, rid: str, limit: int) -> None:
-    import orjson
-
     body = orjson.dumps({"type": "https://bastion.dev/problems/too-large", "title": "Content too large",
                          "status": 413, "detail": f"the body is over the limit of {limit} bytes "
                          "(BASTION_MAX_BODY, or BASTION_MAX_UPLOAD for uploads)",
                          "instance": scope["path"], "request_id": rid})
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())]})
+                            (b"content-length", str(len(body)).encode()),
+                            (b"x-request-id", rid.encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -137,8 +137,10 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception):
         rid = getattr(request.state, "request_id", None)
         log.exception("request %s %s %s failed", rid, request.method, request.url.path)
+        # Outside the middleware (Starlette answers 500s from its outermost layer): the
+        # request id header is set here.
         return problem(request, 500, f"an internal error, logged under request id {rid}",
-                       slug="internal")
+                       slug="internal", headers={"X-Request-Id": rid} if rid else None)
 
     for cls in (BastionError, Unauthenticated, Forbidden, PreconditionFailed, TooLarge, RateLimited):
         app.add_exception_handler(cls, known)

@@ -50,7 +50,9 @@ def check_role(role: str) -> str:
 
 
 def allowed(role: str, permission: str) -> bool:
-    return permission in GRANTS.get(role, frozenset())
+    """`permission` may name alternatives: `read|import` (a run's status, for its uploader)."""
+    grants = GRANTS.get(role, frozenset())
+    return any(p in grants for p in permission.split("|"))
 
 
 def sees_everything(role: str | None) -> bool:

@@ -99,7 +99,7 @@ class Context:
 def needs(permission: str) -> Callable[..., Context]:
     """The dependency of a route that needs `permission`: authenticates the Bearer key (401),
     checks its role (403) and its rate (429), and gives the request's Context."""
-    if permission not in roles.PERMISSIONS:
+    if not all(p in roles.PERMISSIONS for p in permission.split("|")):
         raise ValueError(permission)
 
     def dependency(request: Request,
@@ -123,6 +123,8 @@ READ = needs(roles.READ)
 IMPORT = needs(roles.IMPORT)
 TRIAGE = needs(roles.TRIAGE)
 ADMIN = needs(roles.ADMIN)
+# What an uploader may read: the runs it started (CI polls the run a 202 names).
+READ_OR_IMPORT = needs(f"{roles.READ}|{roles.IMPORT}")
 
 
 def permission_of(route) -> str | None:

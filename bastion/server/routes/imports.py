@@ -34,7 +34,7 @@ from bastion.ingest import FORMAT_NAMES, archive, inputs
 from bastion.ingest.runner import Options, import_inputs
 from bastion.risks import enrich
 from bastion.server import problems
-from bastion.server.context import ADMIN, IMPORT, READ, Context, _size
+from bastion.server.context import ADMIN, IMPORT, READ, READ_OR_IMPORT, Context, _size
 from bastion.server.problems import responses
 from bastion.server.schemas import EventOut
 from bastion.store import changes as changes_lib
@@ -391,7 +391,7 @@ def list_imports(
 
 @router.get("/imports/{run_id}", response_model=RunOut, summary="One import run with its files",
             responses=responses(404))
-def get_import(run_id: int, ctx: Context = Depends(READ)) -> dict[str, Any]:
+def get_import(run_id: int, ctx: Context = Depends(READ_OR_IMPORT)) -> dict[str, Any]:
     return _run(ctx, run_id)
 
 

@@ -280,6 +280,8 @@ def import_runs(scope: Scope, limit: int = 50, *, kind: str | None = None,
 
 
 def get_import(scope: Scope, run_id: int) -> ImportRun:
+    if not 0 < run_id < 2**31:  # run ids are 32-bit: a larger one names no run on either engine
+        raise NotFound(f"no import run {run_id} (see `bastion imports list`)")
     interrupt_dead(scope)
     stmt = select(import_run).where(scope.where(import_run), import_run.c.id == run_id)
     with scope.transaction() as conn:

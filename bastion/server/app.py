@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from bastion import __version__
-from bastion.server import problems
+from bastion.server import metrics, problems
 from bastion.server.context import RateLimit, Settings
 from bastion.server.middleware import RequestContext
 from bastion.store.store import Store
@@ -58,6 +58,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
+    metrics.install(app, store)
     app.add_middleware(RequestContext, max_body=settings.max_body, max_upload=settings.max_upload,
                        upload_paths=UPLOAD_PATHS)
     return app

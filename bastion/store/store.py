@@ -174,6 +174,12 @@ class Store:
         except NotFound:
             return self.add_tenant(name)
 
+    def event_counters(self) -> dict[int, int]:
+        """Each tenant's event counter (events written so far), as far as the connecting role
+        may see tenants (metrics)."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(tenant.c.id, tenant.c.event_seq)).all())
+
     def tenants(self) -> list[Tenant]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(tenant).order_by(tenant.c.name)).all()

@@ -34,6 +34,7 @@ from bastion.ingest import FORMAT_NAMES, archive, inputs
 from bastion.ingest.runner import Options, import_inputs
 from bastion.risks import enrich
 from bastion.server import problems
+from bastion.server import metrics
 from bastion.server.context import ADMIN, IMPORT, READ, READ_OR_IMPORT, Context, _size
 from bastion.server.problems import responses
 from bastion.server.schemas import EventOut
@@ -239,6 +240,7 @@ def post_import(
         finally:
             saved.discard()
     run = _run(ctx, result.run_id, {"notes": getattr(result, "notes", [])})
+    metrics.imported(run["kind"], run["status"], int((run.get("counts") or {}).get("records", 0)))
     rejected = getattr(result, "rejected", None)
     if rejected:
         return _rejected(request, run, rejected)

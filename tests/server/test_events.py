@@ -45,6 +45,9 @@ def test_the_feed_in_order_resumable_and_by_correlation_id(api):
             break
     assert seen == whole["events"]
     assert feed(api, after=after) == {"events": [], "next_after": after, "more": False}
+    # times as the CLI takes them: ISO 8601 or relative
+    assert feed(api, after=start, since="-1h")["events"] == whole["events"]
+    assert feed(api, after=start, until="2000-01-01")["events"] == []
 
     mine = feed(api, correlation_id=ids[1])["events"]
     assert [(e["entity_key"], e["event_type"]) for e in mine] == [
@@ -118,7 +121,7 @@ def test_bad_requests(api):
     assert r.status_code == 404 and "999" in r.json()["detail"]
     # what PostgreSQL cannot compare is refused on both engines, never a 500
     for params in ({"correlation_id": "a\x00"}, {"event_type": "risk.\x00*"},
-                   {"since": "9999-12-31T23:59:59-23:59"}):
+                   {"since": "9999-12-31T23:59:59-23:59"}, {"until": "0.5"}):
         r = api.get("/v1/events", "reader", params=params)
         assert r.status_code == 400, (params, r.text)
     assert api.get("/v1/events", "uploader").status_code == 403

@@ -4,7 +4,6 @@ key's role."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -42,8 +41,11 @@ def events(
                                            "request's X-Request-Id, an import's id)"),
         run: int | None = Query(default=None, ge=1, le=2**62,
                                 description="Only the events of this import run"),
-        since: datetime | None = Query(default=None, description="From this instant (inclusive)"),
-        until: datetime | None = Query(default=None, description="Before this instant"),
+        since: str | None = Query(default=None, max_length=100, description="From this time "
+                                  "(inclusive): ISO 8601 (UTC unless it names a zone) or relative "
+                                  "(`-7d`, `-12h`)"),
+        until: str | None = Query(default=None, max_length=100, description="Before this time: "
+                                  "ISO 8601 or relative"),
         limit: int | None = Query(default=None, ge=1, le=10000, description="Page size (capped)"),
         ctx: Context = Depends(READ)) -> dict[str, Any]:
     size = min(ctx.limit(limit), 10000 - 1)

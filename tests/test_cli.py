@@ -381,6 +381,13 @@ def test_demo_runs_twice_and_the_second_run_changes_nothing(runner, tmp_path):
         assert len(tenant.events()) == events  # a re-run writes no event at all
         risk = tenant.get("#risk#203.0.113.10#CVE-2021-41773")
         assert risk.values["status"] == "open" and risk.version == 2
+        # ... and it ends with how to serve the data, with an admin key kept for the re-runs
+        key_file = home / "demo-admin.key"
+        assert f"BASTION_HOME={home} .venv/bin/bastion serve" in again.stdout
+        assert str(key_file) in again.stdout and oct(key_file.stat().st_mode & 0o777) == "0o600"
+        principal = store.authenticator().authenticate(key_file.read_text().strip())
+        assert (principal.name, principal.role) == ("demo-admin", "admin")
+        assert [k.name for k in tenant.keys.list()] == ["demo-admin"]
 
 
 # -- issue 10 (13) ------------------------------------------------------------------------------

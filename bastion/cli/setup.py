@@ -201,8 +201,45 @@ def demo(ctx: typer.Context) -> None:
     store = sess.store()
     _print_catalog(initialize(store, actor=sess.actor, tenants=(DEFAULT_TENANT, sess.tenant_name),
                               command="bastion demo"))
-    report = sample.run(store.tenant(sess.tenant_name), actor=sess.actor)
+    tenant = store.tenant(sess.tenant_name)
+    report = sample.run(tenant, actor=sess.actor)
     render(report, sess)
+    _serve_hint(store, tenant, sess)
+
+
+DEMO_KEY = "demo-admin"
+
+
+def _serve_hint(store, tenant, sess) -> None:
+    """How to serve the demo data, with an admin key kept in $BASTION_HOME/demo-admin.key (mode
+    600): made on the first run, reused while it works, replaced when it no longer does."""
+    from bastion.store.engine import bastion_home
+    from bastion.store.keys import Unauthenticated
+
+    path = bastion_home() / "demo-admin.key"
+    token = path.read_text().strip() if path.exists() else ""
+    try:
+        if not token or store.authenticator().authenticate(token).tenant_id != tenant.tenant_id:
+            raise Unauthenticated("no usable demo key")
+    except Unauthenticated:
+        if any(k.name == DEMO_KEY and k.state == "active" for k in tenant.keys.list()):
+            tenant.keys.revoke(DEMO_KEY, actor=sess.actor, source="cli")
+        token = tenant.keys.create(DEMO_KEY, "admin", actor=sess.actor, source="cli")[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(token + "\n")
+    out = console()
+    import os
+
+    home = os.environ.get("BASTION_HOME")
+    env = f"BASTION_HOME={home} " if home and not sess.url else ""
+    db = f" --db '{sess.display_url}'" if sess.url else ""
+    out.print(Text("Serve it", style="bold"))
+    out.print(f"  {env}.venv/bin/bastion{db} serve --port 8080      # the HTTP API; docs at http://127.0.0.1:8080/docs",
+              soft_wrap=True, highlight=False)
+    out.print(f"  an admin key for tenant {sess.tenant_name} is in {path}:", soft_wrap=True)
+    out.print(f"  curl -H \"Authorization: Bearer $(cat {path})\" "
+              "'http://127.0.0.1:8080/v1/risks?limit=5'", soft_wrap=True, highlight=False)
 
 
 def register(root: typer.Typer) -> None:

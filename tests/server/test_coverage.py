@@ -64,14 +64,18 @@ def catalog(api, domain="enterprise"):
 
 
 def test_accounts_with_their_detection_counts(api, cov):
-    body = api.get("/v1/coverage/accounts", "reader").json()
+    body = api.get("/v1/coverage/accounts", "analyst").json()
     assert [(a["key"], a["detections"]) for a in body["items"]] == [(cov["aws"], 7), (cov["gcp"], 1)]
+    # the identifier is confidential: masked for a reader, in the key too
+    body = api.get("/v1/coverage/accounts", "reader").json()
+    assert [(a["key"], a["detections"]) for a in body["items"]] == [
+        ("#cloud_account#aws#***", 7), ("#cloud_account#gcp#***", 1)]
     assert body["items"][0]["identifier"] is None and body["items"][0]["masked"] == ["identifier"]
     assert body["items"][0]["platforms"] == ["IaaS"]
     shown = api.get("/v1/coverage/accounts", "analyst", params={"where": "name=prod-aws"}).json()
     assert [a["identifier"] for a in shown["items"]] == ["111122223333"]
-    page = api.get("/v1/coverage/accounts", "reader", params={"limit": 1}).json()
-    rest = api.get("/v1/coverage/accounts", "reader", params={"cursor": page["next_cursor"]}).json()
+    page = api.get("/v1/coverage/accounts", "analyst", params={"limit": 1}).json()
+    rest = api.get("/v1/coverage/accounts", "analyst", params={"cursor": page["next_cursor"]}).json()
     assert [a["key"] for a in page["items"] + rest["items"]] == [cov["aws"], cov["gcp"]]
     globex = api.client.get("/v1/coverage/accounts", headers={"Authorization": f"Bearer {api.other_token}"})
     assert [a["key"] for a in globex.json()["items"]] == [cov["globex"]]
@@ -85,7 +89,7 @@ def test_accounts_with_their_detection_counts(api, cov):
     {"account": "prod-aws", "include": ["initial-access", "T1098"], "ignore": ["T1190"]},
 ])
 def test_report_equals_the_library(api, cov, params):
-    r = api.get("/v1/coverage/report", "reader", params=params)
+    r = api.get("/v1/coverage/report", "analyst", params=params)
     assert r.status_code == 200, r.text
     lib = compute(api.tenant, catalog(api), account=params.get("account"),
                   method=params.get("method", "default"), aggregation=params.get("aggregation", "count"),
@@ -102,12 +106,15 @@ def test_the_report_of_a_default_account(api, cov):
     # d1, d2 cover T1078.004 (rolled up to T1078); d6 covers T1535; d3 disabled, d4 broken, d5
     # below the confidence floor: not counted
     assert body["overall"]["covered"] == 3
-    assert body["accounts"] == [cov["aws"]] and body["platforms"] == ["IaaS"]
+    assert body["accounts"] == ["#cloud_account#aws#***"] and body["platforms"] == ["IaaS"]
+    assert body["account"] == "#cloud_account#aws#***"  # the reader's view
+    body = api.get("/v1/coverage/report", "analyst", params={"account": "prod-aws"}).json()
+    assert body["account"] == cov["aws"] and body["accounts"] == [cov["aws"]]
 
 
 def test_techniques_with_the_detections_behind_them(api, cov):
     lib = compute(api.tenant, catalog(api), account="prod-aws", details=True)
-    body = api.get("/v1/coverage/techniques", "reader", params={"account": "prod-aws"}).json()
+    body = api.get("/v1/coverage/techniques", "analyst", params={"account": "prod-aws"}).json()
     assert body["techniques"] == [TechniqueOut.model_validate(t.as_dict()).model_dump(mode="json")
                                   for t in lib.techniques.values()]
     assert body["next_cursor"] is None
@@ -116,6 +123,7 @@ def test_techniques_with_the_detections_behind_them(api, cov):
     assert [t["id"] for t in covered] == ["T1078", "T1078.004", "T1535"]
     behind = {d["rule_id"]: d for d in covered[1]["detections"]}
     assert set(behind) == {"d1", "d2"}  # d7 is broken
+    assert behind["d1"]["account"] == "#cloud_account#aws#***"  # the reader's view
     assert (behind["d1"]["confidence"], behind["d1"]["health"], behind["d1"]["validation"]) == \
         (0.9, "healthy", "pending")
     # the CLI's row filter, and paging by technique id
@@ -162,15 +170,19 @@ def test_gaps_and_a_gap_decision(api, cov):
 
 def test_gaps_of_the_tenant_page_and_hide_an_unnamed_accounts_identifier(api, cov):
     lib = gaps(api.tenant, catalog(api))
-    seen, cursor = [], None
-    while True:
+    seen, cursor, cursors = [], None, []
+    while True:  # the reader's pages: its cursors do not carry the masked identifier
         body = api.get("/v1/coverage/gaps", "reader",
                        params={"limit": 100, **({"cursor": cursor} if cursor else {})}).json()
         seen += body["gaps"]
         if not (cursor := body["next_cursor"]):
             break
-    assert [(g["account"], g["technique"]) for g in seen] == [(g.account, g.technique) for g in lib.gaps]
-    gcp = [g for g in seen if g["account"] == cov["gcp"]]
+        cursors.append(cursor)
+    assert [(g["account"].split("#")[2], g["technique"]) for g in seen] == [
+        (g.account.split("#")[2], g.technique) for g in lib.gaps]
+    assert cursors and not any("111122223333" in c or "acme-secret" in c for c in cursors)
+    assert {g["account"] for g in seen} == {"#cloud_account#aws#***", "#cloud_account#gcp#***"}
+    gcp = [g for g in seen if g["account"] == "#cloud_account#gcp#***"]
     assert gcp and all(g["account_name"] is None and "account_name" in g["masked"] for g in gcp)
     analyst = api.get("/v1/coverage/gaps", "analyst", params={"account": cov["gcp"]}).json()["gaps"]
     assert analyst[0]["account_name"] == "gcp/acme-secret-project"
@@ -195,7 +207,7 @@ def test_gap_decisions_need_triage_and_stay_in_the_tenant(api, cov):
 
 def test_overlaps_equal_the_library(api, cov):
     lib = overlaps(api.tenant, catalog(api), account="prod-aws")
-    body = api.get("/v1/coverage/overlaps", "reader", params={"account": "prod-aws"}).json()
+    body = api.get("/v1/coverage/overlaps", "analyst", params={"account": "prod-aws"}).json()
     assert body["overlaps"] == [o.as_dict() for o in lib]
     [o] = body["overlaps"]  # d1, d2 count on T1078.004 beside the broken d7
     assert (o["technique"], o["classification"]) == ("T1078.004", "conflicting")
@@ -206,8 +218,10 @@ def test_overlaps_equal_the_library(api, cov):
 
 def test_the_navigator_layer_equals_the_library(api, cov):
     lib = layer(compute(api.tenant, catalog(api), account="prod-aws", details=True), name="prod")
-    body = api.get("/v1/coverage/layer", "reader", params={"account": "prod-aws", "name": "prod"}).json()
+    body = api.get("/v1/coverage/layer", "analyst", params={"account": "prod-aws", "name": "prod"}).json()
     assert body == json.loads(json.dumps(lib))
+    masked = api.get("/v1/coverage/layer", "reader", params={"account": "prod-aws"}).json()
+    assert "111122223333" not in json.dumps({k: v for k, v in masked.items() if k != "techniques"})
     assert body["versions"]["layer"] == "4.5" and body["domain"] == "enterprise-attack"
 
 
@@ -249,14 +263,14 @@ def test_history_and_drift_equal_the_library(api, cov, tmp_path):
     import_detections(api.tenant, [str(first)], Options(**opts), catalog=cat)
     snapshot(api.tenant, cat, cov["aws"])
 
-    hist = api.get("/v1/coverage/history", "reader", params={"account": "prod-aws", "techniques": True})
+    hist = api.get("/v1/coverage/history", "analyst", params={"account": "prod-aws", "techniques": True})
     lib = history(api.tenant, "prod-aws", techniques=True)
     assert len(lib) >= 2
     assert hist.json() == [HistoryPoint.model_validate(p).model_dump(mode="json") for p in lib]
     plain = api.get("/v1/coverage/history", "reader", params={"account": "prod-aws", "method": "plain"})
     assert plain.json() == []
 
-    d = api.get("/v1/coverage/drift", "reader", params={"account": "prod-aws"})
+    d = api.get("/v1/coverage/drift", "analyst", params={"account": "prod-aws"})
     assert d.status_code == 200, d.text
     lib = drift(api.tenant, "prod-aws", catalog=cat)
     assert d.json() == DriftOut.model_validate(lib).model_dump(mode="json", by_alias=True)
@@ -264,7 +278,7 @@ def test_history_and_drift_equal_the_library(api, cov, tmp_path):
     assert body["source"] == "siem" and body["counts"]["added"] == 1 and body["counts"]["removed"] == 1
     assert body["from"]["id"] < body["to"]["id"]
     again = api.get("/v1/coverage/drift", "reader", params={"from": body["from"]["id"], "to": body["to"]["id"]})
-    assert again.json()["changes"] == body["changes"]
+    assert again.json()["changes"] == body["changes"] and again.json()["account"] == "#cloud_account#aws#***"
     none = api.get("/v1/coverage/drift", "reader", params={"account": cov["gcp"]})
     assert none.status_code == 404 and "two detection snapshots" in none.json()["detail"]
 

@@ -78,6 +78,8 @@ def test_open_risks_in_priority_order_as_the_store_lists_them(api, risks):
     assert [r["key"] for r in high["items"]] == [risks["crit"], risks["high"]]
     text = api.get("/v1/risks", "reader", params={"q": "tls"}).json()
     assert [r["key"] for r in text["items"]] == [risks["med"]]
+    only_open = api.get("/v1/risks", "reader", params={"where": "status=open"}).json()
+    assert [r["key"] for r in only_open["items"]] == [risks["high"]]
     # an accepted risk is not open, even when asked for by name
     assert api.get("/v1/risks", "reader", params={"where": "status=accepted"}).json()["items"] == []
 

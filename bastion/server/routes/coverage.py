@@ -4,6 +4,7 @@ validation, per account and ATT&CK domain, with the options of `bastion coverage
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Literal
@@ -37,6 +38,7 @@ ACCOUNT = Query(default=None, max_length=300, description="Account key, provider
                 "identifier or name; default: the whole tenant")
 WHERE = Query(default=[], description="Filters on the rows, as the CLI's `--where`; repeat for AND")
 LIMIT = Query(default=None, ge=1, le=10000, description="Page size (capped by the server)")
+MAX_ID = 2**31 - 1  # snapshot ids are 32-bit
 
 
 @dataclass
@@ -63,6 +65,11 @@ def _compute(ctx: Context, o: Options, details: bool = False):
     return compute(ctx.tenant, _catalog(ctx, o.domain), account=o.account, method=o.method,
                    aggregation=o.aggregation, min_confidence=o.min_confidence,
                    include=o.include or None, ignore=o.ignore or None, details=details)
+
+
+def _key(ctx: Context, key: str) -> str:
+    """An account key as the role may see it (its identifier is confidential: `***`)."""
+    return roles.mask_key(key, ctx.role)
 
 
 def _page(rows: Iterable[dict[str, Any]], ident: Callable[[dict[str, Any]], str],
@@ -140,7 +147,9 @@ class ReportOut(BaseModel):
 @router.get("/report", response_model=ReportOut, summary="Coverage per tactic and overall",
             responses=responses(404))
 def report(o: Options = Depends(), ctx: Context = Depends(READ)) -> dict[str, Any]:
-    return {**_compute(ctx, o).as_dict(), "attribution": ATTRIBUTION}
+    out = _compute(ctx, o).as_dict()
+    out["account"], out["accounts"] = _key(ctx, out["account"]), [_key(ctx, a) for a in out["accounts"]]
+    return {**out, "attribution": ATTRIBUTION}
 
 
 class DetectionRow(BaseModel):
@@ -198,7 +207,10 @@ def techniques(o: Options = Depends(), covered: bool = Query(default=False, desc
     cov = _compute(ctx, o, details=True)
     rows = flt.select(r.as_dict() for r in cov.techniques.values() if r.covered or not covered)
     page, nxt = _page(rows, lambda r: r["id"], cursor, ctx.limit(limit, 1000))
-    return {"account": cov.account, "method": cov.method, "aggregation": cov.aggregation,
+    for r in page:
+        for d in r.get("detections") or ():
+            d["account"] = _key(ctx, d["account"])
+    return {"account": _key(ctx, cov.account), "method": cov.method, "aggregation": cov.aggregation,
             "attack": {"domain": cov.domain, "version": cov.version}, "techniques": page,
             "next_cursor": nxt, "attribution": ATTRIBUTION}
 
@@ -233,9 +245,15 @@ class GapsOut(BaseModel):
     attribution: str
 
 
+def _gap_id(g) -> str:
+    """An opaque cursor for a gap: its account's key may be masked for the role."""
+    return hashlib.sha256(f"{g.account}|{g.technique}".encode()).hexdigest()[:24]
+
+
 def _mask_gap(ctx: Context, g: dict[str, Any], unnamed: set[str]) -> dict[str, Any]:
     out = roles.mask_record({**g, "kind": "gap"}, ctx.role)
     out.pop("kind")
+    out["account"] = _key(ctx, g["account"])
     if g["account"] in unnamed:  # the label is provider/identifier
         shown = roles.mask_record({"kind": "cloud_account", "identifier": g["account_name"]}, ctx.role)
         if shown.get("masked"):
@@ -258,8 +276,10 @@ def gaps_route(account: str | None = ACCOUNT, domain: Domain = "enterprise",
                include=include or None, ignore=ignore or None)
     unnamed = {a.key for a in ctx.tenant.coverage.accounts() if not a.name}
     # masked before filtering: a filter on a masked value matches nothing
-    rows = list(flt.select(_mask_gap(ctx, g.as_dict(), unnamed) for g in rep.gaps))
-    page, nxt = _page(rows, lambda g: f"{g['account']}|{g['technique']}", cursor, ctx.limit(limit, 50))
+    masked = [_mask_gap(ctx, g.as_dict(), unnamed) for g in rep.gaps]
+    ids = {id(row): _gap_id(g) for row, g in zip(masked, rep.gaps)}
+    rows = list(flt.select(masked))
+    page, nxt = _page(rows, lambda row: ids[id(row)], cursor, ctx.limit(limit, 50))
     return {"gaps": page, "remediated": [_mask_gap(ctx, g.as_dict(), unnamed) for g in rep.remediated],
             "total": len(rows), "risk": rep.as_dict()["risk"], "next_cursor": nxt,
             "attribution": ATTRIBUTION}
@@ -316,7 +336,7 @@ def overlaps_route(account: str | None = ACCOUNT, domain: Domain = "enterprise",
     flt = filters.parse_rows(export.OVERLAPS, where or None)
     found = overlaps(ctx.tenant, _catalog(ctx, domain), account=account,
                      min_confidence=min_confidence, max_same=max_same)
-    return {"overlaps": list(flt.select(o.as_dict() for o in found)),
+    return {"overlaps": list(flt.select({**o.as_dict(), "account": _key(ctx, o.account)} for o in found)),
             "rules": {k: v.format(max_same=max_same) for k, v in OVERLAP_RULES.items()}}
 
 
@@ -360,14 +380,15 @@ class DriftOut(BaseModel):
             summary="What changed between two detection inventories of an account, and the "
             "coverage delta", responses=responses(404))
 def drift_route(account: str | None = ACCOUNT, domain: Domain = "enterprise",
-                from_id: int | None = Query(default=None, alias="from", ge=1, description="Older detection snapshot"),
-                to_id: int | None = Query(default=None, alias="to", ge=1, description="Newer detection snapshot"),
+                from_id: int | None = Query(default=None, alias="from", ge=1, le=MAX_ID, description="Older detection snapshot"),
+                to_id: int | None = Query(default=None, alias="to", ge=1, le=MAX_ID, description="Newer detection snapshot"),
                 ctx: Context = Depends(READ)) -> dict[str, Any]:
     try:
         catalog = _catalog(ctx, domain)
     except NotFound:
         catalog = None
-    return drift(ctx.tenant, account, from_id, to_id, catalog=catalog, domain=domain)
+    out = drift(ctx.tenant, account, from_id, to_id, catalog=catalog, domain=domain)
+    return {**out, "account": _key(ctx, out["account"])}
 
 
 class TacticPoint(Figures):
@@ -397,8 +418,9 @@ def history_route(account: str | None = ACCOUNT, domain: Domain = "enterprise",
                   techniques: bool = Query(default=False, description="Each snapshot's techniques too"),
                   ctx: Context = Depends(READ)) -> list[dict[str, Any]]:
     flt = filters.parse_rows(export.COVERAGE_HISTORY, where or None)
-    return list(flt.select(history(ctx.tenant, account, method=method, domain=domain,
-                                   techniques=techniques)))
+    return [{**p, "account": _key(ctx, p["account"])}
+            for p in flt.select(history(ctx.tenant, account, method=method, domain=domain,
+                                        techniques=techniques))]
 
 
 # -- layer and gate -----------------------------------------------------------------------------
@@ -423,7 +445,13 @@ class LayerOut(BaseModel):
 def layer_route(o: Options = Depends(), name: str | None = Query(default=None, max_length=200,
                                                                     description="Layer name"),
                 ctx: Context = Depends(READ)) -> dict[str, Any]:
-    return layer(_compute(ctx, o, details=True), name=name)
+    cov = _compute(ctx, o, details=True)
+    masked = _key(ctx, cov.account)
+    out = layer(cov, name=name, account_label=masked if masked != cov.account else None)
+    for item in out["metadata"]:
+        if item.get("name") == "account":
+            item["value"] = masked
+    return out
 
 
 class Checked(BaseModel):
@@ -470,7 +498,7 @@ def check_post(min_percent: float = MIN_PERCENT, tactic: list[str] = TACTIC, o: 
 
 
 class ValidationIn(BaseModel):
-    key: str = Field(description="The mapping's key")
+    key: str = Field(max_length=2000, description="The mapping's key")
     validation: Literal["validated", "disputed", "pending"]
     rationale: str | None = Field(default=None, max_length=2000, description="Why (kept on the "
                                   "mapping and its event)")

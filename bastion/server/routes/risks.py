@@ -76,7 +76,8 @@ def _overdue_after(cursor: str | None) -> tuple[datetime, str] | None:
         return None
     try:
         first_seen, key = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(first_seen), str(key)
+        at = datetime.fromisoformat(first_seen)
+        return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)), str(key)
     except (ValueError, TypeError):
         raise InvalidValue(f"invalid page cursor {cursor!r}", "cursor") from None
 
@@ -97,7 +98,7 @@ def overdue(where: list[str] = WHERE, q: str | None = TEXT,
 
 
 class StatusIn(BaseModel):
-    key: str = Field(description="The risk's key")
+    key: str = Field(max_length=2000, description="The risk's key")
     status: Literal[RISK_STATES]  # type: ignore[valid-type]
     reason: Literal[RISK_REASONS] | None = Field(  # type: ignore[valid-type]
         default=None, description="Why it is closed: only with remediated or deleted (deleted needs one)")

@@ -59,6 +59,23 @@ def sees_everything(role: str | None) -> bool:
     return role is None or role == "admin"
 
 
+def check_filterable(kind: str, conditions, role: str | None) -> None:
+    """Refuse a filter on a field the role sees masked: which entities it selects would tell the
+    value (`comment~password`). `conditions`: objects with `field` and `source` (a parsed
+    bastion.store.filters.Filter's)."""
+    if sees_everything(role):
+        return
+    ek = REGISTRY.entities.get(kind)
+    if ek is None:
+        return
+    classes = ek.classes({})
+    for c in conditions:
+        cls = classes.get(c.field) if c.field else None
+        if cls is not None and cls not in VISIBLE[role]:
+            raise InvalidValue(f"{c.source}: the {role} role may not filter on {c.field} "
+                               f"({cls.value})", c.field)
+
+
 def mask_record(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
     """An entity as `Record.as_dict()` gives it, with each value the role may not see replaced
     by None and its name listed under `masked` (fields, and `properties.<name>` for members of
@@ -87,7 +104,11 @@ def mask_record(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
         out["properties"] = kept
     if masked:
         out["masked"] = masked
-        out["key"] = _mask_key(out.get("key"), kind, masked)
+    # Keys name other entities (and embed them): masked wherever they appear.
+    out["key"] = mask_key(out.get("key"), role)
+    for f in kind.fields:
+        if f.type is FieldType.KEY and isinstance(out.get(f.name), str):
+            out[f.name] = mask_key(out[f.name], role)
     return out
 
 
@@ -124,7 +145,35 @@ def mask_key(key: str, role: str | None) -> str:
         return key
     visible = VISIBLE[role]
     hidden = [n for n, c in kind.classes(parsed.parts).items() if c not in visible and n in kind.key]
+    if parsed.ref is not None:  # the key it embeds (a detection's account, a port's asset …)
+        inner = _ref_key(key, parsed)
+        if inner:
+            masked_inner = mask_key(inner, role)
+            if masked_inner != inner:
+                key = key.replace(inner, masked_inner, 1)
     return _mask_key(key, kind, hidden) if hidden else key
+
+
+def _ref_key(key: str, parsed) -> str | None:
+    """The embedded key's text, as it appears inside `key`."""
+    inner = _render(parsed.ref)
+    return inner if inner and inner in key else None
+
+
+def _render(parsed) -> str | None:
+    kind = REGISTRY.entities.get(parsed.kind)
+    if kind is None:
+        return None
+    text = f"#{parsed.kind}"
+    for name in kind.key:
+        if kind.field(name).type is FieldType.KEY:
+            inner = _render(parsed.ref) if parsed.ref is not None else None
+            if inner is None:
+                return None
+            text += inner
+        else:
+            text += "#" + escape(str(parsed.parts.get(name, "")))
+    return text
 
 
 def _mask_keys_in(value: Any, role: str) -> Any:
@@ -148,6 +197,7 @@ def mask_event(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
         return out
     if kind is None:  # settings, keys: no fields to classify, but keys they name
         out["diff"] = {k: _mask_keys_in(v, role) for k, v in diff.items()}
+        out["entity_key"] = mask_key(out.get("entity_key"), role)
         return out
     names = set(kind.field_names)
     values_now = {k: (v[1] if isinstance(v, list) and len(v) == 2 else v) for k, v in diff.items()}
@@ -170,7 +220,7 @@ def mask_event(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
     out["diff"] = clean
     if masked:
         out["masked"] = masked
-        out["entity_key"] = _mask_key(out.get("entity_key"), kind, masked)
+    out["entity_key"] = mask_key(out.get("entity_key"), role)
     return out
 
 

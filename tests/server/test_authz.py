@@ -135,3 +135,10 @@ def test_the_route_table_matches_the_grants(api, role):
     if role == "reader":
         assert all(roles.READ in permission_of(r).split("|") for r, m in cases()
                    if (m, r.path) in allowed)
+
+
+def test_the_route_table_in_docs_api_md_is_fresh():
+    from bastion.server import docs
+
+    assert docs.DOC.read_text() == docs.render(docs.DOC.read_text()), \
+        "docs/api.md's route table is stale: run `python -m bastion.server.docs`"

@@ -193,3 +193,22 @@ def test_a_secret_in_an_attribute_key_is_masked_wherever_the_key_appears(api):
             assert r.status_code == 200 and "s3cret" not in r.text, (role, path, r.text)
             assert "#attribute#db_password#***#" in r.text
     assert "s3cret" in api.get("/v1/entity/links", "admin", params={"key": keys["asset"]}).text
+
+
+def test_a_role_may_not_filter_or_sort_on_what_it_sees_masked(api):
+    seed(api, 2)
+    for params in ({"where": ["comment~note"]}, {"sort": "comment"}, {"where": ["!comment=x"]}):
+        r = api.get("/v1/entities/risk", "reader", params=params)
+        assert r.status_code == 400 and "may not" in r.json()["detail"], params
+        assert api.get("/v1/entities/risk", "analyst", params=params).status_code == 200
+
+
+def test_keys_embedding_a_masked_value_are_masked_inside(api):
+    """A detection's key embeds its account's key, whose identifier is confidential."""
+    from bastion.schema.roles import mask_key
+
+    key = "#detection#cloud_account#aws#123456789012#sigma-rule-1"
+    assert mask_key(key, "reader") == "#detection#cloud_account#aws#***#sigma-rule-1"
+    assert mask_key(key, "analyst") == key
+    deep = "#attribute#token#abc#port#tcp#443#asset#www.example.com#www.example.com"
+    assert mask_key(deep, "reader") == "#attribute#token#***#port#tcp#443#asset#www.example.com#www.example.com"

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from bastion.errors import ConflictError, InvalidValue, NotFound
 from bastion.graph import jsonformat
 from bastion.schema.kinds import REGISTRY
-from bastion.schema.roles import mask_key
+from bastion.schema.roles import VISIBLE, check_filterable, mask_key, sees_everything
+from bastion.store import filters
 from bastion.server.context import ADMIN, READ, TRIAGE, Context
 from bastion.server.problems import PreconditionFailed, responses
 from bastion.server.schemas import EntityOut, EntityPage, EventOut, WriteResult
@@ -66,10 +67,18 @@ def list_entities(
         cursor: str | None = Query(default=None, description="`next_cursor` of the previous page"),
         limit: int | None = Query(default=None, ge=1, le=10000, description="Page size (capped)"),
         ctx: Context = Depends(READ)) -> dict[str, Any]:
-    expressions = [*where, *([f"~{q}"] if q else [])]
-    page = ctx.tenant.list(kind, where=expressions or None, order_by=sort, descending=desc,
+    flt = filters.parse(kind, [*where, *([f"~{q}"] if q else [])])
+    check_filterable(kind, flt.conditions, ctx.role)
+    if sort and not sees_everything(ctx.role) and kind_classes(kind).get(sort) not in VISIBLE[ctx.role] \
+            and sort in kind_classes(kind):
+        raise InvalidValue(f"the {ctx.role} role may not sort by {sort} (its values are masked)", "sort")
+    page = ctx.tenant.list(kind, where=flt, order_by=sort, descending=desc,
                            after=cursor, limit=ctx.limit(limit))
     return {"items": [ctx.record(r) for r in page.records], "next_cursor": page.next_cursor}
+
+
+def kind_classes(kind: str):
+    return REGISTRY.entity(kind).classes({})
 
 
 def _get(ctx: Context, key: str, as_of: datetime | None = None):

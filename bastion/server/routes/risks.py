@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from bastion.errors import InvalidValue
 from bastion.risks import lifecycle
 from bastion.schema import roles
-from bastion.schema.kinds import REGISTRY, RISK_REASONS, RISK_STATES
+from bastion.schema.kinds import RISK_REASONS, RISK_STATES
 from bastion.server.context import READ, TRIAGE, Context
 from bastion.server.problems import PreconditionFailed, responses
 from bastion.server.routes.entities import _if_match
@@ -34,12 +34,7 @@ def _risk_filter(ctx: Context, where: list[str], q: str | None, now: datetime,
     """The filter, parsed once; a field the key's role sees masked cannot be filtered on (the
     answer would tell its value)."""
     flt = filters.parse("risk", [*extra, *where, *([f"~{q}"] if q else [])], now=now)
-    if not roles.sees_everything(ctx.role):
-        classes = REGISTRY.entity("risk").classes({})
-        for c in flt.conditions:
-            if c.field in classes and classes[c.field] not in roles.VISIBLE[ctx.role]:
-                raise InvalidValue(f"{c.source}: the {ctx.role} role may not filter on {c.field} "
-                                   f"({classes[c.field].value})", c.field)
+    roles.check_filterable("risk", flt.conditions, ctx.role)
     return flt
 
 

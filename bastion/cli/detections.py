@@ -18,6 +18,7 @@ from bastion.cli.common import (FormatOpt, JsonOpt, ProgressBar, console, echo_j
                                 print_notes_and_problems, session, short_label, shorten,
                                 where_option)
 from bastion.coverage import detections as ops
+from bastion.coverage.importers import FORMAT_CHOICES
 from bastion.coverage.inventory import (ImportResult, Options, account_key, active_catalog,
                                         import_detections)
 from bastion.errors import ImportRejected
@@ -28,8 +29,7 @@ account_app = typer.Typer(no_args_is_help=True, help="Cloud accounts whose detec
 detections_app = typer.Typer(no_args_is_help=True, help="Detection inventories: import, list, show, health.")
 map_app = typer.Typer(no_args_is_help=True, help="Detection → ATT&CK technique mappings.")
 
-DetectionFormat = enum.Enum("DetectionFormat", {n: n for n in ("auto", "sigma", "ctid", "navigator", "csv", "json")},
-                            type=str)
+DetectionFormat = enum.Enum("DetectionFormat", {n: n for n in FORMAT_CHOICES}, type=str)
 JSON_OPT = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 from bastion.coverage import indicators as ind
 from bastion.coverage.catalog import Catalog
 from bastion.coverage.compute import DEFAULT_MIN_CONFIDENCE
-from bastion.coverage.importers import (Invalid, Malformed, Mapped, Note, Origin, Parsed, detect,
+from bastion.coverage.importers import (Context, Invalid, Malformed, Mapped, Note, Origin, Parsed, detect,
                                         expand, format_module)
 from bastion.errors import InvalidValue, NotFound, ValidationFailed
 from bastion.ingest import files as framework
@@ -269,6 +269,7 @@ def _import(tenant, run: framework.Run, inputs: list[Input | tuple[str, str]], m
     if progress:
         progress.start(len(inputs))
     items: dict[str, _Item] = {}
+    contexts: list[Context] = []  # facts files state for other files' detections (formats' link)
     seen_sources: set[str] = set()
     blocked: set[str | None] = set()  # scopes whose removals are skipped (a file was rejected)
     for item in inputs:
@@ -283,7 +284,7 @@ def _import(tenant, run: framework.Run, inputs: list[Input | tuple[str, str]], m
             with run.open(item, fr) as opened:
                 data = opened.stream.read()
             got = [] if fr.status == "rejected" else _read_file(
-                data, item, module, options, catalog, provider, rules, account, fr)
+                data, item, module, options, catalog, provider, rules, account, fr, contexts)
         if fr.status == "ignored":
             continue
         source = fr.source
@@ -308,6 +309,7 @@ def _import(tenant, run: framework.Run, inputs: list[Input | tuple[str, str]], m
             items[it.key] = it
             fr.detections += 1
             fr.mappings += len(it.mappings)
+    _link(items.values(), contexts)
     if None in blocked:
         blocked = {s for s in blocked} | {it.source for it in items.values()}
     if not options.source:  # a file rejected before it said its source blocks its format's sources
@@ -347,6 +349,18 @@ def _history_points(tenant, catalog: Catalog, account: str, items: dict[str, "_I
                 result.coverage_snapshots[source] = sid
 
 
+def _link(items, contexts: list[Context]) -> None:
+    """Health that is a chain across files: each format's `link` with its detections and every
+    context of the import (bastion.coverage.importers)."""
+    by_format: dict[str, list[Parsed]] = {}
+    for it in items:
+        by_format.setdefault(it.file.format, []).append(it.parsed)
+    for name, parsed in by_format.items():
+        link = getattr(format_module(name), "link", None)
+        if link is not None:
+            link(parsed, contexts)
+
+
 def _skip_mapping(fr: FileResult, reason: str) -> None:
     """Count one mapping skipped as invalid, under its reason (quoted values left out)."""
     reason = re.sub(r"'[^']*'|\"[^\"]*\"", "…", reason)
@@ -370,7 +384,8 @@ def _skip_notes(result: ImportResult, account: str, provider: str) -> list[str]:
 
 
 def _read_file(data: bytes, item: Input, module, options: Options, catalog: Catalog | None,
-               provider: str, rules: list, account: str, fr: FileResult) -> list[_Item]:
+               provider: str, rules: list, account: str, fr: FileResult,
+               contexts: list[Context]) -> list[_Item]:
     name, in_dir = item.name, item.in_directory
     # A gzip file is read decompressed (bastion.ingest.files): its format by the name without .gz.
     plain = name[:-3] if name.lower().endswith(".gz") else name
@@ -394,11 +409,15 @@ def _read_file(data: bytes, item: Input, module, options: Options, catalog: Cata
     fr.source = options.source or mod.NAME
     checked = provider != "other"  # the default account takes every provider's detections
     out: list[_Item] = []
+    stated: list[Context] = []
     failing = False
     try:
         for got in mod.parse(path, text, name):
             if isinstance(got, Note):
                 fr.note(got.where, got.text)
+                continue
+            if isinstance(got, Context):
+                stated.append(got)
                 continue
             if isinstance(got, Origin):
                 fr.source = options.source or got.source
@@ -442,6 +461,7 @@ def _read_file(data: bytes, item: Input, module, options: Options, catalog: Cata
     if failing:
         fr.status = "rejected"
         return []
+    contexts.extend(stated)
     return out
 
 

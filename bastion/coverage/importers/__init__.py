@@ -8,7 +8,8 @@ A format module declares:
     INVALID_ITEM = "mapping"               # optional: its bad rows are mappings (CTID, Navigator),
                                            # counted as skipped mappings, not skipped detections
     def sniff(name: str, head: bytes) -> bool
-    def parse(path: Path, text: str, where: str) -> Iterator[Parsed | Invalid | Note]
+    def parse(path: Path, text: str, where: str) -> Iterator[Parsed | Invalid | Note | Context]
+    def link(detections: list[Parsed], contexts: list[Context]) -> None   # optional, see below
 
 `parse` never touches the store: it yields one `Parsed` detection per rule/control (with the
 mappings the format itself states and, when the rule says, the cloud provider it runs in) or an
@@ -17,6 +18,11 @@ file's `mapping_framework`) yields an `Origin` first: the inventory it belongs t
 provider. A whole-file problem (not JSON, a bundle of the wrong type) raises `Malformed`. The importer
 (`bastion.coverage.inventory`) checks technique ids against the ATT&CK catalog, adds
 indicator-pattern mappings, merges with what is stored and writes through the one write path.
+
+Some health is a chain across files: a GCP log-based metric fires only through an alert policy
+listed in another export. Such a file yields `Context` facts (no detections of their own); after
+every file of the import is read, the importer calls the `link` of each format that has one with
+that format's detections and every context of the import, and `link` sets their health.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ from bastion.errors import InvalidValue
 from bastion.ingest.records import Invalid, Malformed
 from bastion.schema.kinds import CLOUD_PROVIDERS
 
-__all__ = ["Invalid", "Malformed", "Mapped", "Note", "Origin", "Parsed", "FORMAT_NAMES", "format_module",
+__all__ = ["Context", "Invalid", "Malformed", "Mapped", "Note", "Origin", "Parsed", "FORMAT_NAMES", "format_module",
            "detect", "expand", "sha256", "cloud_provider"]
 
 # Detection tries them in this order: the most specific signatures first.
-FORMAT_NAMES = ("ctid", "navigator", "simple", "sigma")
-FORMAT_CHOICES = ("auto", "sigma", "ctid", "navigator", "csv", "json")
+FORMAT_NAMES = ("gcp_metrics", "gcp_policies", "azure_alerts", "sentinel", "ctid", "navigator", "simple",
+                "sigma")
+FORMAT_CHOICES = ("auto", "sigma", "ctid", "navigator", "csv", "json", "gcp_metrics", "gcp_policies",
+                  "azure_alerts", "sentinel")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,16 @@ class Note:
 
     where: str
     text: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """A fact a file states for the detections of other files of the same import (a GCP alert
+    policy watching a log-based metric): no detection itself, read by the formats' `link`."""
+
+    kind: str  # what it is ("gcp.alert_policy")
+    where: str
+    data: Any
 
 
 @dataclass(frozen=True)
@@ -128,7 +146,8 @@ def detect(name: str, head: bytes) -> ModuleType:
         if module.sniff(name, head):
             return module
     raise Malformed("not a recognised detection format (Sigma YAML, CTID mappings JSON, "
-                    "ATT&CK Navigator layer, or the simple CSV/JSON format); use --format")
+                    "ATT&CK Navigator layer, the simple CSV/JSON format, gcloud logging metrics or "
+                    "alert policies, az activity-log alerts, Sentinel analytic rules); use --format")
 
 
 SUFFIXES = (".yml", ".yaml", ".json", ".csv")

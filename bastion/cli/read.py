@@ -17,6 +17,7 @@ from bastion.errors import NotFound
 from bastion.schema.keys import kind_of, parse_key
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import Classification, EntityKind, FieldType
+from bastion.schema.roles import check_role, mask_event, mask_key, mask_record
 from bastion.store import export, filters
 from bastion.store.store import Event, Record
 from bastion.cli.common import (
@@ -38,8 +39,15 @@ from bastion.cli.common import (
     shorten,
 )
 
-def record_json(rec: Record) -> dict[str, Any]:
-    return rec.as_dict()
+def record_json(rec: Record, role: str | None = None) -> dict[str, Any]:
+    """An entity as JSON, masked as `role` sees it (None: everything)."""
+    return mask_record(rec.as_dict(), role)
+
+
+AsRole = Annotated[Optional[str], typer.Option(
+    "--as-role", metavar="ROLE", callback=lambda v: check_role(v) if v else v,
+    help="Mask values as an API key of this role sees them (reader, uploader, analyst, admin; "
+         "docs/api.md#masking), e.g. before sharing an export.")]
 
 
 def get(
@@ -52,6 +60,7 @@ def get(
         help="Show the entity as it was at this ISO 8601 time "
              "(e.g. 2026-01-01T00:00:00Z).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_role: AsRole = None,
 ) -> None:
     """Show one entity: its fields, version, when it was seen, and its relationships."""
     parse_key(key)
@@ -63,9 +72,10 @@ def get(
         raise NotFound(f"no {kind_of(key)} with key {key}{when}")
     key = rec.key
     links = tenant.links(key)
-    if as_json:
-        echo_json({**record_json(rec), "links": [
-            {"relationship": l.relationship, "source": l.source, "target": l.target,
+    if as_json or as_role:
+        echo_json({**record_json(rec, as_role), "links": [
+            {"relationship": l.relationship, "source": mask_key(l.source, as_role),
+             "target": mask_key(l.target, as_role),
              "properties": l.properties, "first_seen": l.first_seen,
              "last_seen": l.last_seen} for l in links]})
         return
@@ -143,6 +153,7 @@ def list_(
         "--json", help="Print JSON: {items, next_cursor} (one page; the same as --format "
                        "json).")] = False,
     fmt: FormatOpt = None,
+    as_role: AsRole = None,
 ) -> None:
     """List entities of one kind, a page at a time (or export them all with --format csv or
     ndjson)."""
@@ -157,12 +168,14 @@ def list_(
     if exporting(fmt):
         records = tenant.iterate(kind.name, where=where or None, prefix=prefix, order_by=sort,
                                  descending=desc, page_size=export.PAGE_SIZE)
-        export.write(kind.name, records, sys.stdout, fmt)
+        export.write(kind.name, records, sys.stdout, fmt, role=as_role)
         return
     page = tenant.list(kind.name, where=where or None, prefix=prefix, order_by=sort,
                        descending=desc, after=after, limit=PAGE if limit is None else limit)
+    if as_role and fmt == "table":
+        fmt = "json"  # masked values are shown as JSON (a table hides confidential columns anyway)
     if fmt == "json":
-        echo_json({"items": [record_json(r) for r in page.records],
+        echo_json({"items": [record_json(r, as_role) for r in page.records],
                    "next_cursor": page.next_cursor})
         return
     out = console()
@@ -227,6 +240,7 @@ def history(
     where: EventsWhere = None,
     as_json: JsonOpt = False,
     fmt: FormatOpt = None,
+    as_role: AsRole = None,
 ) -> None:
     """Show every event of an entity, oldest first (relationships appear under their source),
     with the note of each change that has one."""
@@ -236,7 +250,9 @@ def history(
     events = session(ctx).tenant().history(key)
     if not events:
         raise NotFound(f"no history for {key}")
-    emit(fmt, flt.select(ev.as_dict() for ev in events), export.EVENTS.columns,
+    if as_role and fmt == "table":
+        fmt = "json"
+    emit(fmt, flt.select(mask_event(ev.as_dict(), as_role) for ev in events), export.EVENTS.columns,
          table=lambda rows: console().print(events_table([Event(**ev) for ev in rows])))
 
 

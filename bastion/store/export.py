@@ -18,6 +18,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence, Typ
 import orjson
 
 from bastion.errors import InvalidValue
+from bastion.schema.roles import mask_record
 from bastion.schema.kinds import GAP_STATES, REGISTRY, SEVERITIES
 from bastion.schema.registry import Field, FieldType
 from bastion.store.catalog import Release
@@ -83,9 +84,10 @@ def write_rows(rows: Iterable[Mapping[str, Any]], out: IO[str], fmt: str,
     return n
 
 
-def write(kind: str, records: Iterable, out: IO[str], fmt: str) -> int:
-    """Write entity `records` (of `kind`) to `out` as `fmt`; returns how many."""
-    return write_rows((rec.as_dict() for rec in records), out, fmt, columns(kind))
+def write(kind: str, records: Iterable, out: IO[str], fmt: str, *, role: str | None = None) -> int:
+    """Write entity `records` (of `kind`) to `out` as `fmt`; returns how many. `role`: values
+    masked as that role sees them (bastion.schema.roles)."""
+    return write_rows((mask_record(rec.as_dict(), role) for rec in records), out, fmt, columns(kind))
 
 
 def pages(fetch: Callable[[Any, int], Sequence[T]], cursor: Callable[[T], Any], *,

@@ -30,7 +30,7 @@ def populate(api) -> dict[str, str]:
                  comment="secret triage note", evidence=["https://www.example.com/x"])
     api.tenant.apply(b, actor="seed", source="test")
     return {"key": risk, "kind": "risk", "name_or_id": "reader-key", "run_id": "1",
-            "account": "*", "source": asset, "target": asset, "domain": "enterprise",
+            "account": "*", "source": asset, "target": asset, "from": asset, "to": risk, "domain": "enterprise",
             "min_percent": "50"}
 
 
@@ -52,8 +52,9 @@ def request_for(route: APIRoute, method: str, samples: dict[str, str]):
     params = {}
     for p in route.dependant.query_params:
         if p.field_info.is_required():
-            assert p.name in samples, f"no sample for query parameter {p.name} of {route.path}"
-            params[p.name] = samples[p.name]
+            name = p.alias or p.name  # what the client sends (`from`, not `from_`)
+            assert name in samples, f"no sample for query parameter {name} of {route.path}"
+            params[name] = samples[name]
     kw = {"params": params}
     if route.dependant.body_params:
         kw["json"] = BODIES.get((method, "/v1" + route.path), {})

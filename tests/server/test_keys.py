@@ -115,3 +115,19 @@ def test_key_commands(cli):
     assert "no API key" in cli("key", "revoke", "nobody", code=4).output
     other = cli.json("key", "create", "--name", "ci", "--role", "reader", "--tenant", "default")
     assert other["name"] == "ci"  # a revoked key's name is free again
+
+
+def test_cli_json_and_exports_mask_as_a_role_like_the_api(cli):
+    """One masking function for the API and the CLI: `--as-role`."""
+    cli("add", "asset", "--identifier", "www.example.com")
+    cli("add", "risk", "--target", "#asset#www.example.com#www.example.com",
+        "--name", "weak-tls", "--severity", "high", "--comment", "see ticket 9")
+    key = "#risk#www.example.com#weak-tls"
+    listed = cli.json("list", "risks", "--as-role", "reader")["items"][0]
+    assert listed["comment"] is None and listed["masked"] == ["comment"]
+    assert cli.json("get", key, "--as-role", "analyst")["comment"] == "see ticket 9"
+    csv_out = cli("list", "risks", "--as-role", "reader", "--format", "csv").stdout
+    assert "see ticket 9" not in csv_out and "weak-tls" in csv_out
+    history = cli.json("history", key, "--as-role", "reader")
+    assert history[0]["diff"]["comment"] is None
+    assert "see ticket 9" in cli("list", "risks", "--format", "csv").stdout  # no role: as stored

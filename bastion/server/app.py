@@ -19,10 +19,11 @@ from bastion.server import metrics, problems
 from bastion.server.context import RateLimit, Settings
 from bastion.server.middleware import RequestContext
 from bastion.store.store import Store
+from bastion.web import app as web
 
 log = logging.getLogger("bastion.server")
 
-UPLOAD_PATHS = ("/v1/imports",)
+UPLOAD_PATHS = ("/v1/imports", "/console/imports/upload")
 
 DESCRIPTION = """Bastion's HTTP API: the exposure inventory, detection coverage, the graph and
 the change feed of one tenant, for the API key's role. Every error is an RFC 9457 problem
@@ -59,6 +60,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, prefix="/v1")
     metrics.install(app, store)
+    web.install(app)  # the console at /console (bastion.web)
     app.add_middleware(RequestContext, max_body=settings.max_body, max_upload=settings.max_upload,
                        upload_paths=UPLOAD_PATHS)
     return app

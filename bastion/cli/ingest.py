@@ -82,6 +82,10 @@ def import_command(
     replace: Annotated[bool, typer.Option(
         "--replace", help="JSON graph only: replace stored nodes (what the file leaves out takes "
                           "its default) instead of merging.")] = False,
+    account: Annotated[Optional[str], typer.Option(
+        metavar="PROVIDER:ID", help="The cloud account of the scanned assets (e.g. aws:123456789012): "
+                                    "sets the provider and account of every asset the import "
+                                    "creates or updates, for `bastion exposures`.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     sess = session(ctx)
@@ -89,7 +93,7 @@ def import_command(
     tenant = sess.tenant()
     options = Options(actor=sess.actor, format=fmt, source=source, close_missing=close_missing,
                       skip_invalid=skip_invalid, strict=strict, reuse=not no_reuse,
-                      repository=repository, replace=replace)
+                      repository=repository, replace=replace, account=account)
     with _Bar(enabled=not as_json) as bar:
         result = import_inputs(tenant, paths, options, bar.callback)
     if isinstance(result, jsonformat.ImportReport):

@@ -52,7 +52,7 @@ from bastion.risks import lifecycle
 from bastion.risks.priority import priority
 from bastion.schema.batch import Batch, Entity, Relationship, validate
 from bastion.schema.keys import build_key, kind_of, node_id, parse_key
-from bastion.schema.kinds import REGISTRY, _group_of
+from bastion.schema.kinds import CLOUD_PROVIDERS, REGISTRY, _group_of
 from bastion.store import runs
 
 CHUNK_RECORDS = 5000
@@ -76,6 +76,9 @@ class Options:
     started: Callable[[int], None] | None = None
     # The `source` of the events written; default "import:<tool>[:<source>]" (the server: "api")
     event_source: str | None = None
+    # PROVIDER:ID (`aws:123456789012`): the cloud account of every asset the import creates or
+    # updates (its `provider` and `account` fields), as `bastion update asset --set account=…`
+    account: str | None = None
 
     def events_source(self, source: str) -> str:
         return self.event_source or f"import:{source}"
@@ -134,6 +137,10 @@ def import_inputs(tenant, paths: list[str], options: Options, progress: Progress
                                      and all_graph_documents(paths)):
         from bastion.graph import jsonformat
 
+        if options.account is not None:
+            raise InvalidValue("--account sets the account of scanned assets; a JSON graph "
+                               "document states its nodes' accounts itself")
+
         return jsonformat.import_paths(tenant, paths, actor=options.actor,
                                        source=options.source or jsonformat.SOURCE,
                                        merge=not options.replace, progress=progress)
@@ -154,17 +161,20 @@ def import_paths(tenant, paths: list[str], options: Options, progress: Progress 
         options.repository = sarif.repository_name(options.repository)
         if not options.repository or len(options.repository) > 200 or "#" in options.repository:
             raise InvalidValue("--repository must be 1-200 characters without '#'")
+    account = cloud_account(options.account)
     settings = tenant.settings()
-    # What the file imports as depends on --repository too (SARIF logs that name none).
-    fingerprint = _fingerprint(settings if options.repository is None
-                               else {**settings, "--repository": options.repository})
+    # What the file imports as depends on --repository and --account too (SARIF logs that name
+    # none; the assets' account): a file imported before without them is read again.
+    given = {k: v for k, v in (("--repository", options.repository), ("--account", account)) if v}
+    fingerprint = _fingerprint({**settings, **given} if given else settings)
     with files.Run(tenant, "scan", actor=options.actor, source=options.source or "",
                    paths=paths, progress=progress, result=FileResult,
                    options={"format": options.format, "source": options.source,
                             "close_missing": options.close_missing,
                             "skip_invalid": options.skip_invalid,
                             "strict": options.strict, "reuse": options.reuse,
-                            "repository": options.repository}) as run:
+                            "repository": options.repository,
+                            **({"account": options.account} if account else {})}) as run:
         result = ImportResult(run.id, "running", run.correlation_id, run.files, notes=run.notes)
         if options.started is not None:
             options.started(run.id)
@@ -271,7 +281,8 @@ class _File:
                 members = session.runs.file_members(
                     self._identity("", size, module.NAME, source),
                     run_id=self.run_id, name=self.item.name, at=self.at)
-            loader = _Loader(session, module.NAME, source, self.settings, self.run_id, fr, members)
+            loader = _Loader(session, module.NAME, source, self.settings, self.run_id, fr, members,
+                             cloud_account(self.options.account))
             self._read(module, opened, loader)
             loader.flush()
             fr.sha256, fr.bytes = opened.finish()
@@ -362,9 +373,11 @@ class _Loader:
     """Gathers a chunk of records, merges it with the store and applies it."""
 
     def __init__(self, session, tool: str, source: str, settings: dict[str, Any], run_id: int,
-                 fr: FileResult, members: runs.FileMembers | None = None):
+                 fr: FileResult, members: runs.FileMembers | None = None,
+                 account: dict[str, str] | None = None):
         self.session, self.tool, self.source, self.run_id, self.fr = session, tool, source, run_id, fr
         self.members = members
+        self.account = account  # provider and account every asset is given (--account)
         self.initial = lifecycle.initial_status(settings)
         self.capability = build_key(REGISTRY.entity("capability"), {"name": tool})
         # What earlier chunks of this file (one transaction, one `at`) already wrote: a scan
@@ -395,6 +408,9 @@ class _Loader:
         for e in rec.entities:
             prepared, key = e.prepared
             given = {f: prepared[f] for f in e.values}
+            if self.account and e.kind == "asset":
+                given.update(self.account)
+                prepared = {**prepared, **self.account}
             have = entities.get(key)
             if have is None:
                 entities[key] = [e.kind, given, prepared, e.properties]
@@ -520,6 +536,20 @@ def _code_digest() -> str:
     for path in sorted([*code, root / "store" / "writer.py"]):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def cloud_account(ref: str | None) -> dict[str, str] | None:
+    """`--account PROVIDER:ID` as the asset fields it sets ({provider, account}); None without."""
+    if ref is None:
+        return None
+    provider, sep, ident = ref.strip().partition(":")
+    provider, ident = provider.strip().lower(), ident.strip()
+    if not sep or not ident or provider not in CLOUD_PROVIDERS:
+        raise InvalidValue(f"--account expects PROVIDER:ID with a provider of {', '.join(CLOUD_PROVIDERS)} "
+                           f"(e.g. aws:123456789012), got {ref!r}")
+    if len(ident) > 200:
+        raise InvalidValue("--account: the account id is longer than 200 characters")
+    return {"provider": provider, "account": ident}
 
 
 def _fingerprint(settings: dict[str, Any]) -> str:

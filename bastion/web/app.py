@@ -37,8 +37,9 @@ from bastion import __version__
 from bastion.errors import BastionError
 from bastion.schema import roles
 from bastion.schema.kinds import SEVERITIES
+from bastion.schema.registry import Classification
 from bastion.server.context import Context
-from bastion.server.problems import Forbidden, RateLimited, TITLES, _status_of
+from bastion.server.problems import Forbidden, RateLimited, TITLES, _status_of, problem
 from bastion.store import export
 from bastion.store.keys import Unauthenticated
 from bastion.web.session import COOKIE, PATH, Sessions
@@ -102,6 +103,17 @@ def _context(request: Request, permission: str) -> Context:
         raise Forbidden(f"the {principal.role} role may not do this (it needs {permission})")
     tenant = state.store.tenant_by_id(principal.tenant_id)
     return Context(principal, tenant, request.state.request_id, state.settings, source=SOURCE)
+
+
+def event(ctx: Context, ev) -> dict[str, Any]:
+    """An event as the role may see it, its note too: a status change keeps the analyst's
+    comment (confidential) in the note, which bastion.schema.roles.mask_event leaves as is."""
+    out = ctx.event(ev)
+    if out.get("note") is not None and not roles.sees_everything(ctx.role) \
+            and Classification.CONFIDENTIAL not in roles.VISIBLE[ctx.role]:
+        out["note"] = None
+        out["masked"] = [*out.get("masked", []), "note"]
+    return out
 
 
 def console(permission: str = roles.READ) -> Callable[..., Context]:
@@ -225,7 +237,9 @@ def signout(request: Request, ctx: Context = Depends(console_write(roles.READ + 
 # -- the sub-application --------------------------------------------------------------------------
 
 
-def _error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+def _error_page(request: Request, status: int, detail: str) -> Response:
+    if "application/json" in request.headers.get("accept", ""):  # the upload's XMLHttpRequest
+        return problem(request, status, detail)
     try:
         ctx = _context(request, roles.READ + "|" + roles.IMPORT) if status != 401 else None
     except Exception:  # noqa: BLE001 - the error page shows without the navigation then

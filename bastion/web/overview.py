@@ -28,7 +28,7 @@ RUNS_SHOWN = 5
 OVERDUE_SHOWN = 10
 EVENT_PAGE = 5000
 
-_trends: dict[int, tuple[float, list[tuple[datetime, float]]]] = {}
+_trends: dict[tuple[str, int, int], tuple[float, list[tuple[datetime, float]]]] = {}
 _trend_lock = threading.Lock()
 
 
@@ -39,9 +39,9 @@ def _is_open(status: Any) -> int:
 def open_risk_trend(ctx: Context, open_now: int, now: datetime) -> list[tuple[datetime, float]]:
     """Open risks at the end of each of the last TREND_DAYS days: today's count walked back
     through the status changes of the event log (a risk created open counts +1 on its day, a
-    status change from open to closed −1 …). Reused for TREND_TTL seconds per tenant: the walk
-    reads every risk event of the window."""
-    tenant_id = ctx.tenant.tenant_id
+    status change from open to closed −1 …). Reused for TREND_TTL seconds per database, tenant
+    and open count: the walk reads every risk event of the window."""
+    tenant_id = (str(ctx.tenant.scope.engine.url), ctx.tenant.tenant_id, open_now)
     with _trend_lock:
         cached = _trends.get(tenant_id)
     if cached and time.monotonic() - cached[0] < TREND_TTL:

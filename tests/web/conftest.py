@@ -12,19 +12,19 @@ headless Chromium (/usr/bin/chromium; scripts/ensure-chromium installs it; no br
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from bastion.schema.roles import ROLES
 from bastion.server.app import create_app
 from bastion.server.context import Settings
 from bastion.store.store import Store, TenantStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+from live_server import LiveServer  # noqa: E402
 
 CHROMIUM = os.environ.get("BASTION_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -58,44 +58,12 @@ class Console:
         return path
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-class _Server:
-    """uvicorn serving the app in a thread of this process, on a socket bound in advance."""
-
-    def __init__(self, app):
-        self.sock = _free_socket()
-        self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the console's server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
 @pytest.fixture
 def console(store, engine_name) -> Console:
     acme, globex = store.ensure_tenant("acme"), store.ensure_tenant("globex")
     tenant, other = store.tenant(acme.name), store.tenant(globex.name)
     app = create_app(store, Settings(rate_limit="none"))
-    with _Server(app) as server:
+    with LiveServer(app) as server:
         c = Console(f"http://127.0.0.1:{server.port}", store, tenant, other, engine_name)
         for role in ROLES:
             c.tokens[role] = tenant.keys.create(f"{role}-key", role, actor="test", source="test")[1]

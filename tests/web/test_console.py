@@ -61,6 +61,8 @@ def test_overview_risks_triage_and_csv(console, page):
     for sev, n in open_by_sev.items():
         assert page.inner_text(f"[data-severity={sev}]") == str(n)
     assert page.inner_text("#open-risks") == str(sum(open_by_sev.values()))
+    trend = page.get_attribute("svg.chart", "aria-label")  # today's end of the event-log walk
+    assert trend.startswith("Open risks: 0 on") and f", {sum(open_by_sev.values())} on" in trend
     assert page.locator("#last-imports tbody tr").count() == 1
     console.shot(page, "overview")
 

@@ -218,6 +218,11 @@ def mask_event(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
             clean[name] = None
             masked.append(name)
     out["diff"] = clean
+    if masked and out.get("note"):
+        # A change of a masked field is often explained with it (a status change's note is the
+        # analyst's comment): the note goes with it.
+        out["note"] = None
+        masked.append("note")
     if masked:
         out["masked"] = masked
     out["entity_key"] = mask_key(out.get("entity_key"), role)

@@ -191,3 +191,15 @@ def test_globex_cannot_reach_acme_risks(api, risks):
     r = api.post("/v1/risks/status", "admin", json={"key": risks["globex"], "status": "accepted"})
     assert r.status_code == 404
     assert risks["globex"] not in [x["key"] for x in api.get("/v1/risks", "admin").json()["items"]]
+
+
+def test_a_status_changes_note_is_masked_with_its_comment(api, risks):
+    """The comment of a status change is also its event's note: a reader sees neither."""
+    r = api.post("/v1/risks/status", "analyst", json={"key": risks["high"], "status": "accepted",
+                                                      "comment": "WAF rule 42 covers it"})
+    assert r.status_code == 200, r.text
+    for path, params in (("/v1/entity/history", {"key": risks["high"]}),
+                         ("/v1/events", {"correlation_id": r.headers["x-request-id"]})):
+        reader = api.get(path, "reader", params=params)
+        assert reader.status_code == 200 and "WAF rule 42" not in reader.text
+        assert "WAF rule 42" in api.get(path, "analyst", params=params).text

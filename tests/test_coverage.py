@@ -81,8 +81,8 @@ def populate(tenant) -> dict[str, str]:
     keys["d4"] = det(b, a, "d4", health="broken", maps=[("T1098", 1.0, "pending")])
     keys["d5"] = det(b, a, "d5", level="low", maps=[("T1535", 0.5, "pending")])
     keys["d6"] = det(b, a, "d6", maps=[("T1098.001", 0.9, "disputed")])
-    keys["d7"] = det(b, a, "d7", level="critical", health="degraded",
-                     maps=[("T1108", 0.8, "pending")])  # revoked → T1078
+    keys["d7"] = det(b, a, "d7", level="critical", health="unknown",
+                     maps=[("T1108", 0.8, "pending")])  # revoked → T1078; unknown health counts
     keys["e1"] = det(b, w, "e1", type="log_query", maps=[("T1078.001", 0.9, "pending")])
     keys["e2"] = det(b, w, "e2", level="high", maps=[("T1562", 0.7, "pending")])
     tenant.apply(b, actor="tester", source="test")
@@ -155,7 +155,7 @@ def test_scores_for_each_aggregation_and_the_detection_list(tenant, catalog):
     assert (t.count, t.max_level, t.weighted, t.score) == (2, "critical", 9, 2)  # high 4 + critical 5
     assert sorted(d["key"] for d in t.detections) == sorted([k["d1"], k["d7"]])
     d7 = next(d for d in t.detections if d["key"] == k["d7"])
-    assert d7["mapped"] == ["T1108"] and d7["health"] == "degraded"
+    assert d7["mapped"] == ["T1108"] and d7["health"] == "unknown"
     assert compute(tenant, catalog, account=k["A"], aggregation="max").techniques["T1078"].score == 5
     assert compute(tenant, catalog, account=k["A"], aggregation="weighted").techniques["T1078"].score == 9
     assert count.techniques["T1190"].score == 0 and count.techniques["T1190"].detections is None

@@ -15,6 +15,7 @@ from rich.text import Text
 from bastion.coverage import ATTRIBUTION
 from bastion.coverage.compute import AGGREGATIONS, DEFAULT_MIN_CONFIDENCE, METHODS, TENANT, compute
 from bastion.errors import GATE_FAILED, InvalidValue, NotFound
+from bastion.risks.exposures import exposed_techniques, exposures
 from bastion.cli.common import (FormatOpt, console, echo_json, emit, exporting, fmt_time,
                                 key_column, list_format, rows_where_option, session, shorten)
 from bastion.store import export, filters
@@ -98,11 +99,17 @@ def report(
     ignore: IgnoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Coverage per tactic (matrix order) and overall."""
-    _tenant, _catalog_, cov = _compute(ctx, account, method, aggregation, min_confidence, include, ignore,
-                                       domain=domain)
+    """Coverage per tactic (matrix order) and overall, and the techniques exposed by open risks
+    (Enterprise: open risks' techniques no counting detection of their asset's account watches,
+    as `bastion exposures --by-technique`)."""
+    tenant, catalog, cov = _compute(ctx, account, method, aggregation, min_confidence, include, ignore,
+                                    domain=domain)
+    exposed = None
+    if cov.domain == "enterprise":  # risks' techniques are Enterprise ones
+        exposed = exposed_techniques(exposures(tenant, catalog, min_confidence=min_confidence,
+                                               account=None if cov.account == TENANT else cov.account))
     if as_json:
-        echo_json({**cov.as_dict(), "attribution": ATTRIBUTION})
+        echo_json({**cov.as_dict(), "exposed_techniques": exposed, "attribution": ATTRIBUTION})
         return
     out = console()
     who = "tenant (all accounts)" if cov.account == TENANT else cov.account
@@ -115,7 +122,27 @@ def report(
     table.add_row(Text("Overall", style="bold"), _bar(o["percent"]), f"{o['covered']}/{o['total']}",
                   f"{o['percent']:.1f}")
     out.print(table)
+    if exposed is not None:
+        _exposed_section(exposed)
     _attribution()
+
+
+EXPOSED_ROWS = 10
+
+
+def _exposed_section(rows: list[dict]) -> None:
+    out = console()
+    if not rows:
+        out.print("Techniques exposed by open risks: none")
+        return
+    table = Table("Technique", "Name", "Risks", "Top score", "Accounts", box=None, pad_edge=False,
+                  title=f"Techniques exposed by open risks: {len(rows)}", title_justify="left")
+    for r in rows[:EXPOSED_ROWS]:
+        table.add_row(r["technique"], r["name"] or "", str(r["risks"]), f"{r['top_score']:g}",
+                      ", ".join(r["accounts"]))
+    out.print(table)
+    if len(rows) > EXPOSED_ROWS:
+        out.print(f"… {len(rows) - EXPOSED_ROWS} more (`bastion exposures --by-technique`, --json)")
 
 
 TechniquesWhere = rows_where_option(export.TECHNIQUES)

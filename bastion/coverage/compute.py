@@ -2,8 +2,9 @@
 
 Two methods (docs/coverage.md has the exact definitions):
 
-- `default` counts a mapping when its detection is enabled and not broken, the mapping is not
-  disputed, and its confidence is >= `min_confidence` (0.6) or it was validated. Mapped ids are
+- `default` counts a mapping when its detection is enabled and healthy — or of unknown health,
+  as a file-imported rule nothing checked is (degraded and broken ones do not count) —, the
+  mapping is not disputed, and its confidence is >= `min_confidence` (0.6) or it was validated. Mapped ids are
   resolved to the active release (`Catalog.resolve`: a mapping made against an older version
   still counts). A sub-technique's detection also covers its parent, never the reverse. The
   techniques counted are the active (not deprecated, not revoked) ones applicable to the

@@ -22,7 +22,7 @@ Overlaps. A technique of one account with two or more counting detections (a cou
 detection beside only non-counting ones is no overlap). Classified, first rule that applies:
 
 1. conflicting — the detections disagree about the technique: the counting detections sit
-   beside one that is disabled or deprecated, broken, or mapped with a disputed mapping;
+   beside one that is disabled or deprecated, broken or degraded, or mapped with a disputed mapping;
 2. excessive — more than `max_same` (default 5) counting detections share the same level and
    type (redundant rules to maintain);
 3. beneficial — otherwise: several counting detections of different types, services or levels
@@ -41,7 +41,7 @@ from bastion.errors import InvalidValue, NotFound
 from bastion.schema.batch import Batch
 from bastion.schema.kinds import GAP_STATES
 from bastion.schema.normalize import attack_technique
-from bastion.store.coverage import Qualify
+from bastion.store.coverage import COUNTED_HEALTH, Qualify
 
 CRITICALITY_WEIGHT = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 SEVERITY_BUCKETS = ((60, "critical"), (25, "high"), (8, "medium"), (0, "low"))
@@ -50,7 +50,7 @@ MAX_SAME = 5
 
 OVERLAP_RULES = {
     "conflicting": "two or more counting detections beside one that is disabled/deprecated, "
-                   "broken, or mapped with a disputed mapping",
+                   "broken or degraded, or mapped with a disputed mapping",
     "excessive": "more than {max_same} counting detections of the same level and type",
     "beneficial": "otherwise: several counting detections (different types, services or levels)",
 }
@@ -185,7 +185,7 @@ class Overlap:
 
 
 def _counts(d: dict[str, Any], q: Qualify) -> bool:
-    ok = d["status"] == "enabled" and d["health"] != "broken" and d["validation"] != "disputed"
+    ok = d["status"] == "enabled" and d["health"] in COUNTED_HEALTH and d["validation"] != "disputed"
     return ok and (d["confidence"] >= q.min_confidence or d["validation"] == "validated")
 
 
@@ -193,13 +193,16 @@ def classify(dets: Sequence[dict[str, Any]], q: Qualify, max_same: int = MAX_SAM
     counting = [d for d in dets if d["counts"]]
     off = [d for d in dets if d["status"] in ("disabled", "deprecated")]
     broken = [d for d in dets if d["health"] == "broken"]
+    degraded = [d for d in dets if d["health"] == "degraded"]
     disputed = [d for d in dets if d["validation"] == "disputed"]
-    if counting and (off or broken or disputed):
+    if counting and (off or broken or degraded or disputed):
         parts = []
         if off:
             parts.append(f"{len(off)} disabled/deprecated")
         if broken:
             parts.append(f"{len(broken)} broken")
+        if degraded:
+            parts.append(f"{len(degraded)} degraded")
         if disputed:
             parts.append(f"{len(disputed)} with a disputed mapping")
         return "conflicting", f"{len(counting)} counting beside " + ", ".join(parts)

@@ -52,6 +52,7 @@ from bastion.schema import normalize as norm
 from bastion.schema.batch import Batch, Entity, key_for, prepare_values
 from bastion.schema.keys import build_key, parse_key
 from bastion.schema.kinds import REGISTRY
+from bastion.store.coverage import COUNTED_HEALTH
 
 MAX_PROBLEMS = framework.MAX_PROBLEMS
 DETECTION = REGISTRY.entity("detection")
@@ -547,9 +548,9 @@ def _final_mappings(mapped: dict[str, Mapped], have: dict[str, Any], *,
 
 def _counting(values: dict[str, Any], mappings: dict[str, tuple[float, str]]) -> list[str]:
     """The mapped technique ids through which a detection counts as coverage (default rule):
-    enabled, not broken, the mapping not disputed and confident (>= 0.6) or validated. Kept in
+    enabled, healthy or unknown, the mapping not disputed and confident (>= 0.6) or validated. Kept in
     the snapshot so that drift can measure a source's own coverage at that instant."""
-    if values.get("status") != "enabled" or values.get("health") == "broken":
+    if values.get("status") != "enabled" or values.get("health") not in COUNTED_HEALTH:
         return []
     return sorted(tid for tid, (conf, validation) in mappings.items() if validation != "disputed"
                   and (conf >= DEFAULT_MIN_CONFIDENCE or validation == "validated"))

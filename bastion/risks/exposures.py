@@ -9,7 +9,7 @@ the CTID KEV mappings of its CVE, the ATT&CK tags of its nuclei template), on an
   `bastion import … --account` or by an analyst); an asset without one belongs to the tenant's
   default account `other:default`, where detections imported without `--account` land;
 - a technique is watched in that account when a detection there counts for it under the
-  coverage rule (`bastion coverage report`: enabled, not broken, the mapping not disputed and
+  coverage rule (`bastion coverage report`: enabled, healthy or unknown, the mapping not disputed and
   confident or validated; revoked ids resolved; a sub-technique's detection covers its parent);
 - the risk is listed when at least one of its techniques is unwatched (`unseen` when none is
   watched), each unwatched technique with what would cover it: the services of the account's

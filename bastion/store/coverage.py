@@ -38,19 +38,22 @@ from bastion.store.tables import coverage_snapshot, detection_snapshot, edge, no
 LEVEL_RANK = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 UNSET_LEVEL_RANK = 1  # a detection without a level weighs as an informational one
 STREAM = 5000  # rows fetched per round trip when streaming
+# The health of a detection that counts as coverage: healthy, or unknown (a file-imported rule
+# whose health nothing checked). Degraded and broken ones do not count (docs/coverage.md).
+COUNTED_HEALTH = ("healthy", "unknown")
 
 
 @dataclass(frozen=True)
 class Qualify:
     """Which mappings count as coverage.
 
-    default method: detection enabled, health not broken, mapping not disputed, and confidence
-    >= min_confidence or validated. plain method: detection enabled and confidence >= 0.6,
-    health and validation ignored."""
+    default method: detection enabled, health healthy or unknown (COUNTED_HEALTH), mapping not
+    disputed, and confidence >= min_confidence or validated. plain method: detection enabled and
+    confidence >= 0.6, health and validation ignored."""
 
     min_confidence: float = 0.6
     enabled_only: bool = True
-    exclude_broken: bool = True
+    healthy_only: bool = True  # health in COUNTED_HEALTH
     exclude_disputed: bool = True
     validated_counts: bool = True
 
@@ -151,8 +154,8 @@ def _mapped(scope: Scope, conn, pairs, accounts: Sequence[str] | None, q: Qualif
     if q is not None:
         if q.enabled_only:
             stmt = stmt.where(d.c.status == "enabled")
-        if q.exclude_broken:
-            stmt = stmt.where(d.c.health != "broken")
+        if q.healthy_only:
+            stmt = stmt.where(d.c.health.in_(COUNTED_HEALTH))
         if q.exclude_disputed:
             stmt = stmt.where(m.c.validation != "disputed")
         enough = m.c.confidence >= q.min_confidence

@@ -139,7 +139,9 @@ def detections_import(
     as_json: JSON_OPT = False,
 ) -> None:
     """Import a detection inventory — Sigma rules, CTID mappings-explorer JSON, ATT&CK Navigator
-    layers, or the simple CSV/JSON format — as a snapshot of an account's detections. A file with a
+    layers, the simple CSV/JSON format, or the GCP and Azure CLI exports (gcloud logging metrics and
+    alert policies, az activity-log alerts, Sentinel analytic rules; health checked, docs/cloud.md)
+    — as a snapshot of an account's detections. A file with a
     bad item (invalid YAML, a rule without id, an invalid technique id) is rejected whole unless
     --skip-invalid. A changed rule is a new revision; a rule gone from the source is removed.
     Detections land only in the account's own cloud: a CTID file for another provider is refused

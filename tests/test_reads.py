@@ -209,3 +209,19 @@ def test_a_key_filter_matches_the_key_as_given_too(tenant):
     assert tenant.count("risk", where={"target": bucket}) == 1
     assert tenant.count("risk", where=[f"target={bucket}"]) == 1
     assert tenant.get(bucket).key == bucket
+
+
+def test_count_by_and_a_capped_count(tenant):
+    from bastion.schema.batch import Batch
+
+    b = Batch()
+    asset = b.add("asset", identifier="www.example.com")
+    for i, sev in enumerate(("high", "high", "low", "critical")):
+        b.add("risk", target=asset, name=f"r{i}", severity=sev)
+    tenant.apply(b, actor="t", source="t")
+    assert tenant.count_by("risk", "severity") == {"high": 2, "low": 1, "critical": 1}
+    assert tenant.count_by("risk", "severity", where=["severity>=high"]) == {"high": 2, "critical": 1}
+    assert tenant.count("risk", at_most=2) == 2 and tenant.count("risk", at_most=10) == 4
+    before = tenant.last_seq()
+    tenant.apply(Batch(deletes=["#risk#www.example.com#r0"]), actor="t", source="t")
+    assert tenant.last_seq() > before

@@ -521,11 +521,36 @@ class TenantStore:
             after = page.next_cursor
 
     def count(self, kind: str, *, where: Where = None,
-              prefix: str | None = None) -> int:
+              prefix: str | None = None, at_most: int | None = None) -> int:
+        """How many entities the filter selects; with `at_most`, counting stops there (a page's
+        "10,000+" without reading a million rows)."""
         _entity_kind(kind)
-        stmt = self._filtered(kind, where, prefix, select(func.count()).select_from(node))
+        if at_most is not None:
+            inner = self._filtered(kind, where, prefix, select(node.c.id).select_from(node))
+            stmt = select(func.count()).select_from(inner.limit(at_most).subquery())
+        else:
+            stmt = self._filtered(kind, where, prefix, select(func.count()).select_from(node))
         with self.scope.transaction() as conn:
             return conn.execute(stmt).scalar_one()
+
+    def count_by(self, kind: str, field: str, *, where: Where = None) -> dict[Any, int]:
+        """How many entities of `kind` the filter selects, per value of `field` (one grouped
+        statement)."""
+        ek = _entity_kind(kind)
+        if field not in ek.field_names:
+            raise InvalidValue(f"{kind} has no field {field!r}")
+        column = typed[kind].c[field]
+        stmt = self._filtered(kind, where, None,
+                              select(column, func.count()).select_from(node)).group_by(column)
+        with self.scope.transaction() as conn:
+            return dict(conn.execute(stmt).all())
+
+    def last_seq(self) -> int:
+        """The tenant's event counter: it moves with every change, so anything computed from
+        the tenant's data may be kept until it moves."""
+        with self.scope.transaction() as conn:
+            return conn.execute(select(tenant.c.event_seq).where(tenant.c.id == self.tenant_id)
+                                ).scalar_one()
 
     def counts(self) -> dict[str, int]:
         """Entities per kind, and edges per relationship kind."""

@@ -82,27 +82,52 @@ def _coverage_points(snapshots) -> list[tuple[datetime, float]]:
             if s.get("taken_at") and isinstance(s.get("overall"), dict)]
 
 
+# The overview's aggregates per tenant, kept while the tenant's event counter stands still (no
+# change since) and for at most a minute (overdue deadlines and the trend move with the clock).
+_CACHE: dict[int, tuple[tuple[int, int], dict]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _aggregates(ctx: Context, now: datetime) -> dict:
+    tenant = ctx.tenant
+    stamp = (tenant.last_seq(), int(now.timestamp() // 60))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(tenant.tenant_id)
+    if hit and hit[0] == stamp:
+        return hit[1]
+    open_where = "status=" + ",".join(lifecycle.OPEN_STATES)
+    counted = tenant.count_by("risk", "severity", where=[open_where])
+    by_severity = {s: counted.get(s, 0) for s in reversed(SEVERITIES)}
+    open_now = sum(by_severity.values())
+    data = {
+        "by_severity": by_severity, "open_now": open_now,
+        "overdue": lifecycle.overdue(tenant, now, OVERDUE_SHOWN + 1),
+        "accounts": [(account, coverage_history(tenant, account.key, techniques=False))
+                     for account in tenant.list("cloud_account", limit=ACCOUNTS_SHOWN).records],
+        "tenant_history": coverage_history(tenant, None, techniques=False),
+        "runs": [r.as_dict() for r in tenant.runs.list(RUNS_SHOWN)],
+        "counts": tenant.counts(),
+        "trend": open_risk_trend(ctx, open_now, now),
+    }
+    with _CACHE_LOCK:
+        _CACHE[tenant.tenant_id] = (stamp, data)
+    return data
+
+
 @router.get("/")
 def overview(request: Request, ctx: Context = Depends(READ)):
     now = datetime.now(timezone.utc)
-    tenant = ctx.tenant
-    open_where = "status=" + ",".join(lifecycle.OPEN_STATES)
-    by_severity = {s: tenant.count("risk", where=[open_where, f"severity={s}"])
-                   for s in reversed(SEVERITIES)}
-    open_now = sum(by_severity.values())
-    overdue = lifecycle.overdue(tenant, now, OVERDUE_SHOWN + 1)
-    accounts = []
-    for account in tenant.list("cloud_account", limit=ACCOUNTS_SHOWN).records:
-        latest = coverage_history(tenant, account.key, techniques=False)
-        accounts.append({"account": ctx.record(account),
-                         "latest": latest[-1] if latest else None})
-    tenant_history = coverage_history(tenant, None, techniques=False)
-    runs = [r.as_dict() for r in tenant.runs.list(RUNS_SHOWN)]
+    data = _aggregates(ctx, now)
+    overdue = data["overdue"]
     return render(
-        request, ctx, "overview.html", counts=tenant.counts(), by_severity=by_severity,
-        open_now=open_now, overdue=[{"risk": ctx.record(r), "due": due, "days": (now - due).days}
-                                    for r, due in overdue[:OVERDUE_SHOWN]],
-        more_overdue=len(overdue) > OVERDUE_SHOWN, accounts=accounts, runs=runs,
-        risk_trend=charts.line(open_risk_trend(ctx, open_now, now), label="Open risks"),
-        coverage_trend=charts.line(_coverage_points(tenant_history), label="Coverage",
+        request, ctx, "overview.html", counts=data["counts"], by_severity=data["by_severity"],
+        open_now=data["open_now"],
+        overdue=[{"risk": ctx.record(r), "due": due, "days": (now - due).days}
+                 for r, due in overdue[:OVERDUE_SHOWN]],
+        more_overdue=len(overdue) > OVERDUE_SHOWN,
+        accounts=[{"account": ctx.record(a), "latest": h[-1] if h else None}
+                  for a, h in data["accounts"]],
+        runs=data["runs"],
+        risk_trend=charts.line(data["trend"], label="Open risks"),
+        coverage_trend=charts.line(_coverage_points(data["tenant_history"]), label="Coverage",
                                    unit="%", ymax=100))

@@ -87,6 +87,9 @@ def risk_query(severity: list[str] = Query(default=[]), status: str = OPEN, sour
                      until.strip(), seen_since.strip())
 
 
+COUNT_CAP = 10000  # beyond this the page says "10000+" rather than count a million rows
+
+
 @router.get("/risks")
 def risks(request: Request, query: RiskQuery = Depends(risk_query),
           cursor: str | None = None, ctx: Context = Depends(READ)):
@@ -95,7 +98,8 @@ def risks(request: Request, query: RiskQuery = Depends(risk_query),
                            limit=PAGE)
     return render(request, ctx, "risks.html", query=query, params=query.params(),
                   risks=[ctx.record(r) for r in page.records], next_cursor=page.next_cursor,
-                  cursor=cursor, states=RISK_STATES, total=ctx.tenant.count("risk", where=flt)
+                  cursor=cursor, states=RISK_STATES, count_cap=COUNT_CAP,
+                  total=ctx.tenant.count("risk", where=flt, at_most=COUNT_CAP + 1)
                   if cursor is None else None)
 
 

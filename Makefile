@@ -50,6 +50,7 @@ demo: venv
 test: test-deps
 	scripts/ensure-postgres
 	scripts/ensure-chromium
+	scripts/ensure-nats
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --ignore=tests/datasets $(PYTEST_ARGS)
 
 # The reliability suite at the full sizes of issue 11 (`make test` runs it at small sizes).

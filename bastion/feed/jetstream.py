@@ -1,7 +1,7 @@
 """Publishing the event log to NATS JetStream.
 
 Every event goes to `bastion.<tenant>.<kind>.<event_type>` (its entity kind and its full type,
-so `bastion.acme.risk.risk.status_changed`, `bastion.acme.asset.edge.added`) with the message id
+so `bastion.acme.risk.risk.status_changed`, `bastion.acme.edge.edge.added`) with the message id
 `<tenant>:<seq>`: JetStream drops a message whose id it has seen within the stream's duplicate
 window. The relay's cursor per tenant (`relay_cursor`, sink `nats:<stream>`) moves only past
 events the server acknowledged. A relay killed between an acknowledgement and the cursor's
@@ -43,9 +43,12 @@ class JetStreamSink:
         from nats.js.errors import NotFoundError
 
         try:
-            self.nc = await nats.connect(servers=[self.url], connect_timeout=self.timeout,
-                                         allow_reconnect=True, max_reconnect_attempts=-1,
-                                         reconnect_time_wait=1)
+            # Reconnecting forever once connected; but with that, nats-py would also retry the
+            # first connection forever: bounded here.
+            self.nc = await asyncio.wait_for(
+                nats.connect(servers=[self.url], connect_timeout=self.timeout,
+                             allow_reconnect=True, max_reconnect_attempts=-1,
+                             reconnect_time_wait=1), 2 * self.timeout)
         except Exception as exc:  # noqa: BLE001 - any failure to connect is the user's to fix
             raise ConfigError(f"cannot connect to NATS at {self.url}: "
                               f"{type(exc).__name__} {exc}".strip()) from None

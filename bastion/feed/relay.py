@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -94,20 +95,21 @@ async def _pass(store, sink, policy, woken: set[int | None], totals: Totals) -> 
 
 
 async def _wait(store, wait, poll: float, wake: float, stop: asyncio.Event) -> set[int | None]:
-    """Tenants to look at next: those notified, or all once the wait ran out."""
+    """Tenants to look at next: those notified, or all once the wait ran out. Waits in slices
+    of at most a second, so that a stop is seen soon."""
     timeout = wake if wait.listening else poll
     soonest = _soonest_retry(store)
     if soonest is not None:
         timeout = max(0.0, min(timeout, (soonest - datetime.now(timezone.utc)).total_seconds()))
-    waiter = asyncio.ensure_future(asyncio.to_thread(wait.wait, timeout))
-    stopper = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    if waiter not in done:
-        await waiter  # the listener's thread ends within `timeout`
-        return set()
-    notified = waiter.result()
-    return notified or {None}
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {None}
+        notified = await asyncio.to_thread(wait.wait, min(left, 1.0))
+        if notified:
+            return notified
+    return set()
 
 
 def _soonest_retry(store) -> datetime | None:

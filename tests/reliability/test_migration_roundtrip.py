@@ -25,6 +25,7 @@ from bastion.coverage.attack import import_bundle, read_bundle
 from bastion.coverage.gaps import set_gap_status
 from bastion.coverage.inventory import Options as DetectionOptions, import_detections
 from bastion.errors import LossyDowngrade
+from bastion.feed import webhooks
 from bastion.ingest.runner import Options, import_paths
 from bastion.risks import enrich
 from bastion.schema.batch import Batch
@@ -88,6 +89,12 @@ def populate(store: Store, name: str = "acme") -> None:
     set_gap_status(ts, AWS, "T1190", "accepted_risk", comment="behind the WAF", actor="tester",
                    catalog=catalog)
     ts.graph().refresh_stats()
+    # The change feed: a webhook subscription, a (refused) test delivery in its log, a relay cursor.
+    sub, _ = webhooks.add(ts, "http://127.0.0.1:9/hook", "risk.*", actor="tester", source="test",
+                          secret="s" * 16)
+    assert not webhooks.test(ts, sub.id).ok
+    ts.feed.set_cursor("nats:BASTION", 1)
+    ts.keys.create("populate", "reader", actor="tester", source="test")  # api_key (0010)
 
 
 def tables(store: Store) -> list[str]:

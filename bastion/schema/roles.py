@@ -7,6 +7,7 @@ The server checks permissions per route and masks every entity and event it retu
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from bastion.errors import InvalidValue
@@ -174,6 +175,26 @@ def _render(parsed) -> str | None:
         else:
             text += "#" + escape(str(parsed.parts.get(name, "")))
     return text
+
+
+_KEY_IN_TEXT = re.compile(r"#[a-z_]+#[^\s,;()\[\]\"'<>]+")
+
+
+def mask_deep(value: Any, role: str | None) -> Any:
+    """Any answer (dicts, lists, text) with every entity key in it masked as `mask_key` masks it,
+    also keys quoted inside text (a rule label, an error message): for answers that are not
+    records, such as a Navigator layer or a drift report."""
+    if sees_everything(role):
+        return value
+    if isinstance(value, str):
+        if value.startswith("#"):
+            value = mask_key(value, role)
+        return _KEY_IN_TEXT.sub(lambda m: mask_key(m.group(0), role), value) if "#" in value else value
+    if isinstance(value, dict):
+        return {k: mask_deep(v, role) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_deep(v, role) for v in value]
+    return value
 
 
 def _mask_keys_in(value: Any, role: str) -> Any:

@@ -109,6 +109,7 @@ def needs(permission: str) -> Callable[..., Context]:
         state = request.app.state
         principal = state.authenticator.authenticate(credentials.credentials)
         request.state.actor = principal.name
+        request.state.role = principal.role  # error messages are masked for it too
         state.rate_limit.hit(principal.key_id)
         if not roles.allowed(principal.role, permission):
             raise Forbidden(f"the {principal.role} role may not do this (it needs {permission})")

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.errors import (BastionError, Busy, ConfigError, ConflictError, CostExceeded,
                             ImportRejected, InvalidValue, Malformed, NotFound, ValidationFailed)
+from bastion.schema.roles import mask_deep
 from bastion.store.keys import Unauthenticated
 
 log = logging.getLogger("bastion.server")
@@ -114,8 +115,8 @@ def install(app: FastAPI) -> None:
             log.info("request %s refused: %s", getattr(request.state, "request_id", "-"), exc)
             detail = "a valid API key is required: `Authorization: Bearer <key>`"
             headers["WWW-Authenticate"] = 'Bearer realm="bastion"'
-        else:
-            detail = str(exc)
+        else:  # a message may quote keys of what the role may not see (an account's id)
+            detail = mask_deep(str(exc), getattr(request.state, "role", None))
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Busy):

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bastion.coverage.attack import ensure_default_catalog
+from bastion.schema import roles
 from bastion.coverage.compute import compute
 from bastion.coverage.gaps import gaps, overlaps
 from bastion.coverage.gate import check as gate_check
@@ -278,7 +279,9 @@ def test_history_and_drift_equal_the_library(api, cov, tmp_path):
     assert body["source"] == "siem" and body["counts"]["added"] == 1 and body["counts"]["removed"] == 1
     assert body["from"]["id"] < body["to"]["id"]
     again = api.get("/v1/coverage/drift", "reader", params={"from": body["from"]["id"], "to": body["to"]["id"]})
-    assert again.json()["changes"] == body["changes"] and again.json()["account"] == "#cloud_account#aws#***"
+    assert again.json()["changes"] == roles.mask_deep(body["changes"], "reader")
+    assert again.json()["account"] == "#cloud_account#aws#***"
+    assert "111122223333" not in again.text
     none = api.get("/v1/coverage/drift", "reader", params={"account": cov["gcp"]})
     assert none.status_code == 404 and "two detection snapshots" in none.json()["detail"]
 
@@ -312,3 +315,16 @@ def test_mapping_validation_is_an_analysts_event(api, cov):
     r = api.post("/v1/coverage/mappings/validation", "analyst",
                  json={"key": cov["d5"], "validation": "validated"})
     assert r.status_code == 400 and "not a mapping key" in r.json()["detail"]
+
+
+def test_no_answer_tells_a_reader_the_account_identifier(api, cov):
+    """Layer rule labels, drift changes and error messages quote detection and account keys:
+    masked for a role that may not see the identifier (confidential)."""
+    for path in ("/v1/coverage/layer", "/v1/coverage/drift", "/v1/coverage/report",
+                 "/v1/coverage/techniques", "/v1/coverage/gaps", "/v1/coverage/history"):
+        for params in ({"account": "aws:111122223333"}, {}):
+            r = api.get(path, "reader", params=params)
+            assert r.status_code in (200, 400, 404), (path, r.text)
+            assert "111122223333" not in r.text, (path, params, r.text[:500])
+    assert "111122223333" in api.get("/v1/coverage/layer", "analyst",
+                                      params={"account": "aws:111122223333"}).text

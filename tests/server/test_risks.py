@@ -203,3 +203,24 @@ def test_a_status_changes_note_is_masked_with_its_comment(api, risks):
         reader = api.get(path, "reader", params=params)
         assert reader.status_code == 200 and "WAF rule 42" not in reader.text
         assert "WAF rule 42" in api.get(path, "analyst", params=params).text
+
+
+def test_unwatched_exposures_equal_the_library(api, risks):
+    from bastion.coverage.attack import ensure_default_catalog
+    from bastion.risks.exposures import exposures
+
+    assert api.get("/v1/exposures", "reader").status_code == 404  # no ATT&CK release yet
+    ensure_default_catalog(api.store, actor="test")
+    from bastion.store import edits
+
+    for key, tid in ((risks["high"], "T1190"), (risks["crit"], "T1078")):  # as `enrich techniques` writes them
+        rec = api.tenant.get(key)
+        edits.put(api.tenant, "risk", {"target": rec.values["target"], "name": rec.values["name"]},
+                  {"techniques": [{"id": tid, "role": "exploitation"}]}, actor="t", source="t")
+    catalog = api.tenant.coverage.catalog("enterprise")
+    expected = [e.risk for e in exposures(api.tenant, catalog)]
+    body = api.get("/v1/exposures", "reader").json()
+    assert [e["risk"] for e in body["exposures"]] == expected
+    assert set(expected) == {risks["high"], risks["crit"]}
+    assert body["attack_version"] == catalog.version
+    assert {t["technique"] for t in body["techniques"]} == {"T1190", "T1078"}

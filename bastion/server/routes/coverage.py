@@ -149,7 +149,7 @@ class ReportOut(BaseModel):
 def report(o: Options = Depends(), ctx: Context = Depends(READ)) -> dict[str, Any]:
     out = _compute(ctx, o).as_dict()
     out["account"], out["accounts"] = _key(ctx, out["account"]), [_key(ctx, a) for a in out["accounts"]]
-    return {**out, "attribution": ATTRIBUTION}
+    return roles.mask_deep({**out, "attribution": ATTRIBUTION}, ctx.role)
 
 
 class DetectionRow(BaseModel):
@@ -210,9 +210,10 @@ def techniques(o: Options = Depends(), covered: bool = Query(default=False, desc
     for r in page:
         for d in r.get("detections") or ():
             d["account"] = _key(ctx, d["account"])
-    return {"account": _key(ctx, cov.account), "method": cov.method, "aggregation": cov.aggregation,
-            "attack": {"domain": cov.domain, "version": cov.version}, "techniques": page,
-            "next_cursor": nxt, "attribution": ATTRIBUTION}
+    return roles.mask_deep({
+        "account": _key(ctx, cov.account), "method": cov.method, "aggregation": cov.aggregation,
+        "attack": {"domain": cov.domain, "version": cov.version}, "techniques": page,
+        "next_cursor": nxt, "attribution": ATTRIBUTION}, ctx.role)
 
 
 # -- gaps ---------------------------------------------------------------------------------------
@@ -280,9 +281,10 @@ def gaps_route(account: str | None = ACCOUNT, domain: Domain = "enterprise",
     ids = {id(row): _gap_id(g) for row, g in zip(masked, rep.gaps)}
     rows = list(flt.select(masked))
     page, nxt = _page(rows, lambda row: ids[id(row)], cursor, ctx.limit(limit, 50))
-    return {"gaps": page, "remediated": [_mask_gap(ctx, g.as_dict(), unnamed) for g in rep.remediated],
-            "total": len(rows), "risk": rep.as_dict()["risk"], "next_cursor": nxt,
-            "attribution": ATTRIBUTION}
+    return roles.mask_deep({
+        "gaps": page, "remediated": [_mask_gap(ctx, g.as_dict(), unnamed) for g in rep.remediated],
+        "total": len(rows), "risk": rep.as_dict()["risk"], "next_cursor": nxt,
+        "attribution": ATTRIBUTION}, ctx.role)
 
 
 class GapDecisionIn(BaseModel):
@@ -336,8 +338,9 @@ def overlaps_route(account: str | None = ACCOUNT, domain: Domain = "enterprise",
     flt = filters.parse_rows(export.OVERLAPS, where or None)
     found = overlaps(ctx.tenant, _catalog(ctx, domain), account=account,
                      min_confidence=min_confidence, max_same=max_same)
-    return {"overlaps": list(flt.select({**o.as_dict(), "account": _key(ctx, o.account)} for o in found)),
-            "rules": {k: v.format(max_same=max_same) for k, v in OVERLAP_RULES.items()}}
+    return roles.mask_deep({
+        "overlaps": list(flt.select({**o.as_dict(), "account": _key(ctx, o.account)} for o in found)),
+        "rules": {k: v.format(max_same=max_same) for k, v in OVERLAP_RULES.items()}}, ctx.role)
 
 
 # -- drift and history --------------------------------------------------------------------------
@@ -388,7 +391,7 @@ def drift_route(account: str | None = ACCOUNT, domain: Domain = "enterprise",
     except NotFound:
         catalog = None
     out = drift(ctx.tenant, account, from_id, to_id, catalog=catalog, domain=domain)
-    return {**out, "account": _key(ctx, out["account"])}
+    return roles.mask_deep({**out, "account": _key(ctx, out["account"])}, ctx.role)
 
 
 class TacticPoint(Figures):
@@ -451,7 +454,7 @@ def layer_route(o: Options = Depends(), name: str | None = Query(default=None, m
     for item in out["metadata"]:
         if item.get("name") == "account":
             item["value"] = masked
-    return out
+    return roles.mask_deep(out, ctx.role)
 
 
 class Checked(BaseModel):

@@ -115,3 +115,65 @@ def set_status(response: Response, body: StatusIn = Body(),
         raise PreconditionFailed(str(exc)) from None
     response.headers["ETag"] = f'"{rec.version}"'
     return ctx.record(rec)
+
+
+class ExposedTechnique(BaseModel):
+    id: str
+    name: str | None = None
+    roles: list[str]
+    watched: bool
+    would_cover: list[str]
+
+
+class ExposureOut(BaseModel):
+    risk: str
+    name: str
+    title: str | None = None
+    cve: str | None = None
+    severity: str
+    priority: float
+    status: str
+    asset: str | None = None
+    criticality: str
+    account: str
+    score: float
+    unseen: bool
+    techniques: list[ExposedTechnique]
+
+
+class TechniqueExposure(BaseModel):
+    technique: str
+    name: str | None = None
+    risks: int
+    accounts: list[str]
+    top_score: float
+
+
+class ExposuresOut(BaseModel):
+    attack_version: str
+    exposures: list[ExposureOut]
+    techniques: list[TechniqueExposure]
+
+
+@router.get("/exposures", response_model=ExposuresOut, summary="Open risks whose ATT&CK "
+            "techniques no working detection of their account watches, highest score first",
+            responses=responses(404))
+def unwatched_exposures(account: str | None = Query(default=None, max_length=300,
+                                                    description="aws:ID or an account key"),
+                        limit: int | None = LIMIT, ctx: Context = Depends(READ)) -> dict[str, Any]:
+    """`bastion exposures`: score = priority × the asset's criticality weight."""
+    from bastion.coverage.inventory import account_key
+    from bastion.risks.exposures import exposed_techniques, exposures
+
+    catalog = ctx.tenant.coverage.catalog("enterprise")
+    items = exposures(ctx.tenant, catalog, account=account_key(account) if account else None)
+    techniques = exposed_techniques(items)
+    mask = lambda key: roles.mask_key(key, ctx.role) if key else key  # noqa: E731
+    out = []
+    for e in items[:ctx.limit(limit)]:
+        d = e.as_dict()
+        d.update(risk=mask(d["risk"]), asset=mask(d["asset"]), account=mask(d["account"]))
+        out.append(d)
+    for t in techniques:
+        t["accounts"] = [mask(a) for a in t["accounts"]]
+    return {"attack_version": catalog.version, "exposures": out, "techniques": techniques}

@@ -13,7 +13,10 @@ tries again from where it stopped, `redeliver` from any sequence.
 from __future__ import annotations
 
 import http.client
+import ipaddress
+import os
 import re
+import socket
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -91,6 +94,25 @@ def check_url(url: str) -> str:
     except ValueError as exc:
         raise InvalidValue(f"webhook URL {url!r}: {exc}", "url") from None
     return url
+
+
+def check_public(url: str) -> None:
+    """Refuse a URL whose host resolves to a loopback, private, link-local or reserved address:
+    a subscription added over the API must not make the relay call services inside the network
+    (BASTION_WEBHOOK_ALLOW_PRIVATE=1 allows them, e.g. for an internal ticketing system)."""
+    if os.environ.get("BASTION_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"):
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise InvalidValue(f"webhook URL {url!r}: its host {host!r} does not resolve", "url") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            raise InvalidValue(f"webhook URL {url!r}: {host} is {address}, an internal address; "
+                               "set BASTION_WEBHOOK_ALLOW_PRIVATE=1 to allow internal receivers",
+                               "url")
 
 
 def new_secret() -> str:

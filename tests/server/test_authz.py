@@ -30,7 +30,7 @@ def populate(api) -> dict[str, str]:
                  comment="secret triage note", evidence=["https://www.example.com/x"])
     api.tenant.apply(b, actor="seed", source="test")
     return {"key": risk, "kind": "risk", "name_or_id": "reader-key", "run_id": "1",
-            "account": "*", "source": asset, "target": asset, "from": asset, "to": risk, "domain": "enterprise",
+            "account": "*", "source": asset, "target": asset, "from": asset, "to": risk, "sub_id": "1", "domain": "enterprise",
             "min_percent": "50"}
 
 
@@ -41,6 +41,8 @@ BODIES = {
     ("POST", "/v1/keys"): {"name": "matrix", "role": "reader"},
     ("POST", "/v1/batch"): {"nodes": []},
     ("PATCH", "/v1/settings/risks"): {"initial_status": "open"},
+    ("POST", "/v1/webhooks"): {"url": "http://127.0.0.1:9/hook", "events": "risk.*"},
+    ("POST", "/v1/webhooks/{sub_id}/state"): {"action": "pause"},
 }
 
 

@@ -1,6 +1,6 @@
 """`/metrics` in the Prometheus text format (prometheus_client): requests and latencies per route
 template, imports and the records they read, events the server wrote, the database pool, and the
-event counter per tenant (events written; a relay's lag is that minus what it delivered).
+event counter per tenant (events written) and each relay sink's and webhook's lag.
 
 No label carries a key, a tenant name or a URL with values: route templates only. Set
 BASTION_METRICS_TOKEN to require `Authorization: Bearer <token>` for the scrape. With
@@ -60,6 +60,19 @@ class _StoreCollector:
         except Exception:  # noqa: BLE001 - a scrape never fails for this
             pass
         yield seq
+        lag = GaugeMetricFamily("bastion_relay_lag", "Events after a relay sink's or webhook "
+                                "subscription's cursor", labels=["tenant_id", "sink"])
+        try:
+            for t in self.store.tenants():
+                feed = self.store.tenant_by_id(t.id).feed
+                last = feed.last_seq()
+                for sink, cursor in feed.cursors().items():
+                    lag.add_metric([str(t.id), sink], last - cursor)
+                for sub in feed.list():
+                    lag.add_metric([str(t.id), f"webhook:{sub.id}"], last - sub.cursor)
+        except Exception:  # noqa: BLE001 - a scrape never fails for this
+            pass
+        yield lag
 
 
 class Instrument:

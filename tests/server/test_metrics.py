@@ -39,3 +39,14 @@ def test_a_metrics_token_guards_the_scrape(store, monkeypatch):
     assert api.get("/metrics", None).status_code == 401
     ok = api.get("/metrics", None, headers={"Authorization": "Bearer scrape-me"})
     assert ok.status_code == 200 and "bastion_http_requests_total" in ok.text
+
+
+def test_relay_and_webhook_lag(api, monkeypatch):
+    from bastion.feed import webhooks
+
+    monkeypatch.setenv("BASTION_WEBHOOK_ALLOW_PRIVATE", "1")
+    sub, _ = webhooks.add(api.tenant, "http://127.0.0.1:9/hook", "*", actor="t", source="t", from_seq=1)
+    last = max(e.seq for e in api.tenant.events(limit=100000))
+    text = api.get("/metrics", None).text
+    key = ("bastion_relay_lag", (("sink", f"webhook:{sub.id}"), ("tenant_id", str(api.tenant.tenant_id))))
+    assert samples(text)[key] == last

@@ -11,6 +11,8 @@ catalog next to the tenant's mappings. Code outside bastion/store calls them as 
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -190,6 +192,13 @@ def load(bind: Engine | Connection, domain: str = "enterprise", version: str | N
         if row is None:
             raise NotFound(f"no ATT&CK {domain} release {version!r} is imported "
                            "(see `bastion attack versions`)")
+        # A stored release does not change until it is imported again (a new imported_at): the
+        # Catalog built from it is kept per process (a server reads it on every coverage request).
+        stamp = (str(conn.engine.url), domain, version, row.sha256, row.imported_at)
+        with _CACHE_LOCK:
+            cached = _CACHE.get(stamp)
+        if cached is not None:
+            return cached
         dv = and_(o.c.domain == domain, o.c.version == version)
         tactics = [
             Tactic(r.attack_id, r.shortname or "", r.name, i)
@@ -232,8 +241,17 @@ def load(bind: Engine | Connection, domain: str = "enterprise", version: str | N
             if r.attack_id in techniques and techniques[r.attack_id].active:
                 continue  # one id on two objects: the live one stands for it
             techniques[r.attack_id] = t
-    return Catalog(domain=domain, version=version, name=row.name, tactics=tactics,
-                   techniques=techniques)
+    built = Catalog(domain=domain, version=version, name=row.name, tactics=tactics,
+                    techniques=techniques)
+    with _CACHE_LOCK:
+        if len(_CACHE) >= 8:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[stamp] = built
+    return built
+
+
+_CACHE: dict[tuple, Catalog] = {}
+_CACHE_LOCK = threading.Lock()
 
 
 def _stated_groups(extra) -> int:
@@ -248,7 +266,7 @@ def load_active(bind: Engine | Connection, domain: str = "enterprise") -> Catalo
     its `others`: ids of every domain then resolve in their own (T0xxx in ICS, a Mobile id in
     Mobile) — what detection imports check tags against."""
     with _reading(bind) as conn:
-        main = load(conn, domain)
+        main = dataclasses.replace(load(conn, domain), others={})  # the cached one stays as it is
         for other in ATTACK_DOMAINS:
             if other != domain and active_version(conn, other) is not None:
                 main.others[other] = load(conn, other)

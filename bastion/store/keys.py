@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import time
@@ -162,21 +163,50 @@ class Keys:
                 return _key(row)
             conn.execute(update(api_key).where(self.scope.where(api_key), api_key.c.id == row.id)
                          .values(revoked_at=now))
+            _revoked_here.add(row.id)
             writer.record_event(self.scope, conn, key=f"api_key:{row.name}", kind="api_key",
                                 event_type="api_key.revoked", diff={"revoked_at": [None, now.isoformat()]},
                                 actor=actor, source=source, at=now, correlation_id=correlation_id)
         return replace(_key(row), revoked_at=now)
 
 
+# Keys revoked by this process: never served from an Authenticator's cache again.
+_revoked_here: set[str] = set()
+
+
 class Authenticator:
     """Checks tokens for the server; remembers when it last wrote each key's last use."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, cache_seconds: float | None = None):
         self.engine = engine
+        self.cache_seconds = float(os.environ.get("BASTION_KEY_CACHE_SECONDS", "5")) \
+            if cache_seconds is None else cache_seconds
         self._written: dict[str, float] = {}
+        self._cache: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, token: str) -> Principal:
+        """The key's principal. A key verified in the last `cache_seconds` is not looked up
+        again (a revocation made in this process takes effect at once; one made by another
+        process, such as `bastion key revoke`, within `cache_seconds`)."""
+        digest = _hash(token)
+        now_mono = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now_mono and hit[0].key_id not in _revoked_here:
+            return hit[0]
+        principal, expires_at = self._verify(token)
+        keep = now_mono + self.cache_seconds
+        if expires_at is not None:
+            keep = min(keep, now_mono + (expires_at - datetime.now(timezone.utc)).total_seconds())
+        if self.cache_seconds > 0:
+            with self._lock:
+                if len(self._cache) > 10000:
+                    self._cache.clear()
+                self._cache[digest] = (principal, keep)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, datetime | None]:
         tenant_id, key_id, secret = parse_token(token)
         scope = Scope(self.engine, tenant_id)
         now = datetime.now(timezone.utc)
@@ -195,7 +225,7 @@ class Authenticator:
         if row.expires_at is not None and row.expires_at <= now:
             raise Unauthenticated(f"key {key_id} ({row.name}) expired")
         self._touch(scope, key_id, now)
-        return Principal(tenant_id, key_id, row.name, row.role)
+        return Principal(tenant_id, key_id, row.name, row.role), row.expires_at
 
     def _lookup(self, scope: Scope, key_id: str):
         with scope.transaction() as conn:

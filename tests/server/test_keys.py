@@ -131,3 +131,11 @@ def test_cli_json_and_exports_mask_as_a_role_like_the_api(cli):
     history = cli.json("history", key, "--as-role", "reader")
     assert history[0]["diff"]["comment"] is None
     assert "see ticket 9" in cli("list", "risks", "--format", "csv").stdout  # no role: as stored
+
+
+def test_a_verified_key_is_kept_briefly_but_a_revocation_here_ends_it_at_once(api):
+    auth = api.client.app.state.authenticator
+    assert auth.cache_seconds > 0
+    assert api.get("/v1/kinds", "reader").status_code == 200
+    api.tenant.keys.revoke("reader-key", actor="t", source="t")  # not through the API
+    assert api.get("/v1/kinds", "reader").status_code == 401

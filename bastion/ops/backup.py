@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -206,7 +207,7 @@ def verify(path: str | Path, *, store: Store | None = None) -> Verification:
     if kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="bastion-verify-") as tmp:
             scratch = Path(tmp) / "scratch.db"
-            scratch.write_bytes(path.read_bytes())
+            shutil.copyfile(path, scratch)  # the check must not touch the backup itself
             integrity = native.sqlite_integrity(scratch)
             found = native.sqlite_file_digests(scratch) if integrity == "ok" else {}
         return Verification(str(path), kind, sha_ok, integrity, _compare(manifest.tables, found))
@@ -225,12 +226,10 @@ def verify(path: str | Path, *, store: Store | None = None) -> Verification:
 
 def _verify_portable(path: Path) -> Verification:
     """Import the export into a scratch SQLite database and digest what arrived."""
-    from bastion.store import migrate
-
     with tempfile.TemporaryDirectory(prefix="bastion-verify-") as tmp:
         scratch = Store(f"sqlite:///{Path(tmp) / 'scratch.db'}")
         try:
-            migrate.upgrade(scratch)
+            scratch.upgrade()
             try:
                 with portable.open_export(path) as stream:
                     done = portable.import_export(scratch, stream, str(path))

@@ -177,7 +177,10 @@ def explain(store, tenant_id: int, captured: Captured, *, no_seqscan: bool = Fal
                                     captured.parameters).all()
         details = [r[-1] for r in rows]
         names = _sqlite_autoindex_names(conn)
-        return {names.get(i, i) for i in _sqlite_indexes(details)}, "\n".join(details)
+        # SQLite's plan names a table by its alias (`node AS other` → other)
+        aliases = {f"pk_{a}": f"pk_{t}" for t, a in re.findall(r"\b(\w+) AS (\w+)", captured.statement)}
+        used = {names.get(i, aliases.get(i, i)) for i in _sqlite_indexes(details)}
+        return used, "\n".join(details)
 
 
 def _sqlite_autoindex_names(conn) -> dict[str, str]:

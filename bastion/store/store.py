@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from bastion.errors import InvalidValue, NotFound
 from bastion.schema.batch import Batch, PreparedBatch
 from bastion.schema.keys import kind_of, node_id
-from bastion.schema.kinds import REGISTRY
+from bastion.schema.kinds import REGISTRY, RISK_STATES
 from bastion.schema.registry import FieldType
 from bastion.store import access, filters, migrate, writer
 from bastion.store.engine import make_engine
@@ -482,21 +482,43 @@ class TenantStore:
             raise InvalidValue(f"cannot sort {kind} by {order_by!r}")
         if not 1 <= limit <= 10000:
             raise InvalidValue("limit must be between 1 and 10000")
-        sort = node.c.key if order_by in (None, "key") else _sort_by(kind, order_by, descending)
+        flt = filters.parse(kind, where)
+        sort = node.c.key if order_by in (None, "key") else \
+            _sort_by(kind, order_by, descending, open_only=_open_risks_only(flt))
         extra = [sort] if sort is not node.c.key and sort is not table.c[order_by] else []
-        stmt = self._filtered(kind, where, prefix, select(node, table, *extra))
+        base = self._filtered(kind, flt, prefix, select(node, table, *extra))
         keys = [sort] if sort is node.c.key else [sort, node.c.key]
+        cur = None
         if after is not None:
             cur = _decode_cursor(after)
             if len(cur) != len(keys):
                 raise InvalidValue("page cursor does not match this sort")
-            stmt = stmt.where(_keyset(keys, cur, descending))
-        order = [k.desc() if descending else k.asc() for k in keys]
-        if len(keys) == 2:  # NULLs sort last either way, the same on both engines
-            order.insert(0, sort.is_(None))
-        stmt = stmt.order_by(*order).limit(limit + 1)
+        direction = (lambda k: k.desc()) if descending else (lambda k: k.asc())
         with self.scope.transaction() as conn:
-            rows = conn.execute(stmt).all()
+            if len(keys) == 1:
+                stmt = base if cur is None else base.where(_keyset(keys, cur, descending))
+                rows = conn.execute(stmt.order_by(direction(sort)).limit(limit + 1)).all()
+            else:
+                # NULL sort values last, the same on both engines, in two plain ordered reads
+                # (the rows with a value, then those without) that an index on the field can
+                # serve, rather than one ORDER BY (sort IS NULL, …) that no index can.
+                rows = []
+                if cur is None or cur[0] is not None:
+                    valued = base.where(sort.is_not(None))
+                    if cur is not None:  # bounded on the sort value, so an index seeks to it
+                        value, last_key = cur
+                        within = sort <= value if descending else sort >= value
+                        past = or_(sort < value if descending else sort > value,
+                                   node.c.key < last_key if descending else node.c.key > last_key)
+                        valued = valued.where(within, past)
+                    rows = conn.execute(valued.order_by(direction(sort), direction(node.c.key))
+                                        .limit(limit + 1)).all()
+                if len(rows) <= limit:
+                    nulls = base.where(sort.is_(None))
+                    if cur is not None and cur[0] is None:
+                        nulls = nulls.where(_keyset(keys, cur, descending))
+                    rows += conn.execute(nulls.order_by(direction(node.c.key))
+                                         .limit(limit + 1 - len(rows))).all()
         records = [self._record(kind, r) for r in rows[:limit]]
         nxt = None
         if len(rows) > limit:
@@ -654,27 +676,35 @@ def _canonical(key: str) -> str:
         return key
 
 
-def _sort_by(kind: str, name: str, descending: bool):
+def _sort_by(kind: str, name: str, descending: bool, open_only: bool = False):
     """What sorting by a field sorts on. Risks by priority: the open ones (triage, open) first,
-    then the closed ones (accepted, remediated, deleted), each in priority order."""
+    then the closed ones (accepted, remediated, deleted), each in priority order (the column
+    itself when the filter keeps open risks only: then its index serves the order)."""
     column = typed[kind].c[name]
-    if (kind, name) != ("risk", "priority"):
+    if (kind, name) != ("risk", "priority") or open_only:
         return column
     closed = typed[kind].c.status.not_in(OPEN_RISK_STATES)
     return case((closed, column + (-1000 if descending else 1000)), else_=column).label("rank")
 
 
+def _open_risks_only(flt) -> bool:
+    """Whether a risk filter keeps open risks only (status in the open states, or not in any
+    closed one)."""
+    if flt.kind != "risk":
+        return False
+    closed = set(RISK_STATES) - set(OPEN_RISK_STATES)
+    for c in flt.conditions:
+        if c.field == "status" and c.op == "in":
+            values = {str(v) for v in c.values}
+            if (not c.negated and values <= set(OPEN_RISK_STATES)) or (c.negated and closed <= values):
+                return True
+    return False
+
+
 def _keyset(keys, cursor: list[Any], descending: bool):
-    """Rows strictly after the cursor in (sort, key) order, NULL sort values last."""
-    if len(keys) == 1:
-        return keys[0] < cursor[0] if descending else keys[0] > cursor[0]
-    sort, key = keys
-    value, last_key = cursor
-    after_key = key < last_key if descending else key > last_key
-    if value is None:
-        return and_(sort.is_(None), after_key)
-    beyond = sort < value if descending else sort > value
-    return or_(beyond, and_(sort == value, after_key), sort.is_(None))
+    """Rows strictly after the cursor's key (sorted by key alone, or among the NULL-sorted rows)."""
+    key, last_key = keys[-1], cursor[-1]
+    return key < last_key if descending else key > last_key
 
 
 def _event(r) -> Event:

@@ -93,16 +93,8 @@ def mask_record(values: Mapping[str, Any], role: str | None) -> dict[str, Any]:
         if cls not in visible and out.get(name) is not None:
             out[name] = None
             masked.append(name)
-    props = out.get("properties")
-    if isinstance(props, dict) and props:
-        kept = {}
-        for name, value in props.items():
-            if kind.property_class(name) in visible:
-                kept[name] = value
-            else:
-                kept[name] = None
-                masked.append(f"properties.{name}")
-        out["properties"] = kept
+    if out.get("properties"):
+        out["properties"] = _mask_properties(kind, out["properties"], visible, masked)
     if masked:
         out["masked"] = masked
     # Keys name other entities (and embed them): masked wherever they appear.
@@ -260,21 +252,22 @@ def _key_values(ev: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _mask_properties(kind, props, visible, masked: list[str]):
+    """Free-form properties with the members the role may not see as None (named in `masked`)."""
+    if not isinstance(props, dict):
+        return props
+    out = {}
+    for name, value in props.items():
+        if kind.property_class(name) in visible:
+            out[name] = value
+        else:
+            out[name] = None
+            masked.append(f"properties.{name}")
+    return out
+
+
 def _mask_properties_change(kind, change, visible):
     masked: list[str] = []
-
-    def clean(props):
-        if not isinstance(props, dict):
-            return props
-        out = {}
-        for name, value in props.items():
-            if kind.property_class(name) in visible:
-                out[name] = value
-            else:
-                out[name] = None
-                masked.append(f"properties.{name}")
-        return out
-
     if isinstance(change, list):
-        return [clean(p) for p in change], sorted(set(masked))
-    return clean(change), sorted(set(masked))
+        return [_mask_properties(kind, p, visible, masked) for p in change], sorted(set(masked))
+    return _mask_properties(kind, change, visible, masked), sorted(set(masked))

@@ -4,7 +4,7 @@ A subscription added over HTTP may not point inside the network unless the serve
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -13,27 +13,15 @@ from pydantic import BaseModel, Field
 from bastion.feed import webhooks
 from bastion.server.context import ADMIN, Context
 from bastion.server.problems import responses
+from bastion.store.feed import Delivery, Subscription
 
 router = APIRouter(tags=["webhooks"])
 
 
 
-class SubscriptionOut(BaseModel):
-    id: int
-    url: str
-    events: str
-    state: str
-    cursor: int = Field(description="The last event sequence handled")
-    failures: int
-    next_attempt_at: datetime | None = None
-    last_error: str | None = None
-    paused_at: datetime | None = None
-    created_at: datetime
-    created_by: str
-
-
-class SubscriptionCreated(SubscriptionOut):
-    secret: str = Field(description="The signing secret: shown only now")
+@dataclass(frozen=True)
+class SubscriptionCreated(Subscription):
+    secret: str = ""  # the signing secret: shown only now
 
 
 class SubscriptionIn(BaseModel):
@@ -41,26 +29,6 @@ class SubscriptionIn(BaseModel):
     events: str = Field(default="*", max_length=1000, description="Event types, e.g. `risk.*,coverage.*`")
     secret: str | None = Field(default=None, max_length=200, description="Generated when left out")
     from_seq: int | None = Field(default=None, ge=1, le=2**62, description="Deliver from this sequence on")
-
-
-class DeliveryOut(BaseModel):
-    id: int
-    attempted_at: datetime
-    seq_from: int
-    seq_to: int
-    events: int
-    attempt: int
-    status_code: int | None = None
-    ok: bool
-    error: str | None = None
-    duration_ms: int
-
-
-class AttemptOut(BaseModel):
-    status_code: int | None = None
-    ok: bool
-    error: str | None = None
-    duration_ms: int
 
 
 def _id(sub_id: int) -> int:
@@ -71,7 +39,7 @@ def _id(sub_id: int) -> int:
     return sub_id
 
 
-@router.get("/webhooks", response_model=list[SubscriptionOut], summary="Webhook subscriptions",
+@router.get("/webhooks", response_model=list[Subscription], summary="Webhook subscriptions",
             responses=responses())
 def list_subscriptions(ctx: Context = Depends(ADMIN)) -> list[dict[str, Any]]:
     return [s.as_dict() for s in webhooks.list_(ctx.tenant)]
@@ -86,13 +54,13 @@ def add_subscription(body: SubscriptionIn = Body(), ctx: Context = Depends(ADMIN
     return {**sub.as_dict(), "secret": secret}
 
 
-@router.get("/webhooks/{sub_id}", response_model=SubscriptionOut, summary="One subscription",
+@router.get("/webhooks/{sub_id}", response_model=Subscription, summary="One subscription",
             responses=responses(404))
 def get_subscription(sub_id: int, ctx: Context = Depends(ADMIN)) -> dict[str, Any]:
     return webhooks.get(ctx.tenant, _id(sub_id)).as_dict()
 
 
-@router.delete("/webhooks/{sub_id}", response_model=SubscriptionOut,
+@router.delete("/webhooks/{sub_id}", response_model=Subscription,
                summary="Remove a subscription and its delivery log (an event)", responses=responses(404))
 def remove_subscription(sub_id: int, ctx: Context = Depends(ADMIN)) -> dict[str, Any]:
     return webhooks.remove(ctx.tenant, _id(sub_id), actor=ctx.actor, source=ctx.source).as_dict()
@@ -103,7 +71,7 @@ class Action(BaseModel):
     from_seq: int | None = Field(default=None, ge=1, le=2**62, description="For redeliver")
 
 
-@router.post("/webhooks/{sub_id}/state", response_model=SubscriptionOut,
+@router.post("/webhooks/{sub_id}/state", response_model=Subscription,
              summary="Pause, resume, or redeliver from a sequence (an event)", responses=responses(404))
 def change_subscription(sub_id: int, body: Action = Body(), ctx: Context = Depends(ADMIN)) -> dict[str, Any]:
     sub_id = _id(sub_id)
@@ -120,14 +88,14 @@ def change_subscription(sub_id: int, body: Action = Body(), ctx: Context = Depen
     return sub.as_dict()
 
 
-@router.get("/webhooks/{sub_id}/deliveries", response_model=list[DeliveryOut],
+@router.get("/webhooks/{sub_id}/deliveries", response_model=list[Delivery],
             summary="The delivery log, newest first", responses=responses(404))
 def list_deliveries(sub_id: int, limit: int = Query(default=50, ge=1, le=1000),
                     ctx: Context = Depends(ADMIN)) -> list[dict[str, Any]]:
     return [d.as_dict() for d in webhooks.deliveries(ctx.tenant, _id(sub_id), limit)]
 
 
-@router.post("/webhooks/{sub_id}/test", response_model=AttemptOut,
+@router.post("/webhooks/{sub_id}/test", response_model=webhooks.Attempt,
              summary="Send a signed test delivery now (moves nothing)", responses=responses(404))
 def test_subscription(sub_id: int, ctx: Context = Depends(ADMIN)) -> dict[str, Any]:
     return webhooks.test(ctx.tenant, _id(sub_id)).__dict__

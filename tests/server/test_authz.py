@@ -27,7 +27,10 @@ def populate(api) -> dict[str, str]:
     asset = b.add("asset", identifier="www.example.com", **{"class": "domain"}, exposure="external")
     port = b.add("port", asset=asset, protocol="tcp", number=443)
     risk = b.add("risk", target=port, name="cve-2021-44228", severity="critical",
-                 comment="secret triage note", evidence=["https://www.example.com/x"])
+                 comment="secret triage note", evidence=["https://www.example.com/confidential-x"],
+                 properties={"meta": {"password": "restricted-hunter2"}})
+    b.add("attribute", name="api_token", value="restricted-tok", parent=asset)
+    b.add("cloud_account", provider="aws", identifier="999988887777", name="prod")
     api.tenant.apply(b, actor="seed", source="test")
     return {"key": risk, "kind": "risk", "name_or_id": "reader-key", "run_id": "1",
             "account": "*", "source": asset, "target": asset, "from": asset, "to": risk, "sub_id": "1", "domain": "enterprise",
@@ -124,6 +127,33 @@ def test_another_tenants_objects_are_not_found_and_never_leak(api):
         if "key" in kw["params"] and method == "GET":
             assert r.status_code == 404, (method, route.path, r.status_code)
     assert len(api.tenant.events(limit=100000)) == before
+
+
+CONFIDENTIAL = ("secret triage note", "confidential-x", "999988887777")
+RESTRICTED = ("restricted-hunter2", "restricted-tok")
+
+
+def test_every_read_route_masks_by_role(api):
+    """Every GET route, for every role that may call it: no value of a class the role may not
+    see appears anywhere in the answer (confidential: a comment, evidence, an account id;
+    restricted: a template's matched credentials, a secret attribute's value)."""
+    samples = populate(api)
+    hidden = {"reader": CONFIDENTIAL + RESTRICTED, "uploader": CONFIDENTIAL + RESTRICTED,
+              "analyst": RESTRICTED, "admin": ()}
+    seen = set()
+    for route, method in cases():
+        if method != "GET":
+            continue
+        path, kw = request_for(route, method, samples)
+        for role in roles.ROLES:
+            if not roles.allowed(role, permission_of(route)):
+                continue
+            r = api.request(method, path, role, **kw)
+            for value in hidden[role]:
+                assert value not in r.text, (role, route.path, value)
+            if role == "admin":
+                seen.update(v for v in CONFIDENTIAL + RESTRICTED if v in r.text)
+    assert seen == set(CONFIDENTIAL + RESTRICTED)  # the values are there to be masked
 
 
 @pytest.mark.parametrize("role", roles.ROLES)

@@ -91,11 +91,6 @@ def _fill(record: Record, raw: Any) -> None:
 
     cves, properties = _template_facts(template, info, classification)
     properties = {**properties, "type": obj.get("type")} if obj.get("type") else dict(properties)
-    # What the template matched with (credentials of a default-login template, extracted tokens):
-    # kept, and classified restricted or confidential by the schema (risk.property_classes).
-    for member in ("meta", "extracted-results"):
-        if obj.get(member):
-            properties[member] = obj[member]
     matcher = obj.get("matcher-name") or obj.get("matcher_name")
     evidence = matched
     if matched and matcher:

@@ -111,6 +111,7 @@ def test_asset_page_and_set_exposure(console, page):
     edits.put(console.tenant, "port", {"asset": asset.key, "number": 8443, "service": "https"},
               actor="seed", source="test")
     page.click("#assets a:text-is('shop.example.com')")
+    page.wait_for_selector("#ports tbody td.num")  # the asset page, not the list still showing
     ports = page.locator("#ports tbody td.num").all_inner_texts()
     assert "8443" in ports
     shown = page.locator("#asset-risks tbody a").all_inner_texts()

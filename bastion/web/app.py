@@ -21,6 +21,8 @@ import hmac
 import importlib
 import io
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -103,6 +105,29 @@ def _context(request: Request, permission: str) -> Context:
         raise Forbidden(f"the {principal.role} role may not do this (it needs {permission})")
     tenant = state.store.tenant_by_id(principal.tenant_id)
     return Context(principal, tenant, request.state.request_id, state.settings, source=SOURCE)
+
+
+# What a page computed from the tenant's data, kept while the tenant's event counter stands still
+# (nothing changed since) and for at most a minute (deadlines and trends move with the clock).
+_STATE_CACHE: dict[tuple, tuple[tuple[int, int], Any]] = {}
+_STATE_LOCK = threading.Lock()
+
+
+def while_unchanged(ctx: Context, what: tuple, compute: Callable[[], Any]) -> Any:
+    """`compute()`, or what it gave for the same tenant, role and `what` while the tenant's data
+    has not changed (its event counter) within the same minute."""
+    stamp = (ctx.tenant.last_seq(), int(time.time() // 60))
+    key = (ctx.tenant.tenant_id, ctx.role, *what)
+    with _STATE_LOCK:
+        hit = _STATE_CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    value = compute()
+    with _STATE_LOCK:
+        if len(_STATE_CACHE) > 256:
+            _STATE_CACHE.clear()
+        _STATE_CACHE[key] = (stamp, value)
+    return value
 
 
 def event(ctx: Context, ev) -> dict[str, Any]:

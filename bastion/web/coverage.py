@@ -24,7 +24,7 @@ from bastion.schema import roles
 from bastion.server.context import Context
 from bastion.server.routes import coverage as api
 from bastion.store import export
-from bastion.web.app import READ, csv_response, render
+from bastion.web.app import READ, csv_response, render, while_unchanged
 
 router = APIRouter()
 
@@ -90,13 +90,8 @@ Aggregation = Query(default="count", pattern="^(count|max|weighted)$")
 Account = Query(default=None, max_length=40, description="An account reference from the list")
 
 
-@router.get("/coverage")
-def coverage_page(request: Request, account: str | None = Account, domain: str = Domain,
-                  method: str = Method, aggregation: str = Aggregation,
-                  from_id: int | None = Query(default=None, alias="from", ge=1, le=api.MAX_ID),
-                  to_id: int | None = Query(default=None, alias="to", ge=1, le=api.MAX_ID),
-                  ctx: Context = Depends(READ)):
-    key = _account_key(ctx, account)
+def _coverage_data(ctx: Context, key, domain, method, aggregation, from_id, to_id):
+    """What the coverage page shows: computed once per state of the tenant (while_unchanged)."""
     cov = api._compute(ctx, _options(key, domain, method, aggregation))
     mx = matrix(cov)
     gaps = api.gaps_route(account=key, domain=domain, min_confidence=DEFAULT_MIN_CONFIDENCE,
@@ -115,6 +110,19 @@ def coverage_page(request: Request, account: str | None = Account, domain: str =
                                 for name, items in drift["changes"].items()}
         except BastionError as exc:  # fewer than two inventories, or two of different sources
             drift_error = str(exc).replace(key, api._key(ctx, key))  # the message names the account
+    return mx, gaps, overlaps, points, snapshots, drift, drift_error
+
+
+@router.get("/coverage")
+def coverage_page(request: Request, account: str | None = Account, domain: str = Domain,
+                  method: str = Method, aggregation: str = Aggregation,
+                  from_id: int | None = Query(default=None, alias="from", ge=1, le=api.MAX_ID),
+                  to_id: int | None = Query(default=None, alias="to", ge=1, le=api.MAX_ID),
+                  ctx: Context = Depends(READ)):
+    key = _account_key(ctx, account)
+    data = while_unchanged(ctx, ("coverage", key, domain, method, aggregation, from_id, to_id),
+                           lambda: _coverage_data(ctx, key, domain, method, aggregation, from_id, to_id))
+    mx, gaps, overlaps, points, snapshots, drift, drift_error = data
     params = {"account": account, "domain": domain, "method": method, "aggregation": aggregation}
     choices = _accounts(ctx)
     return render(request, ctx, "coverage.html", accounts=choices, params=params,

@@ -22,7 +22,7 @@ from bastion.server.context import Context
 from bastion.server.problems import _status_of
 from bastion.server.routes import graph as api
 from bastion.store.traversal import HARD_MAX_DEPTH
-from bastion.web.app import READ, render, url
+from bastion.web.app import READ, render, url, while_unchanged
 
 router = APIRouter()
 
@@ -133,7 +133,9 @@ def graph_page(request: Request, key: str | None = Query(default=None, max_lengt
             values["provenance_refusal"] = _refusal(exc)
     else:
         try:
-            answer = api.attack_paths(to=to, depth=depth, limit=PATHS_SHOWN, limits=limits, ctx=ctx)
+            # the tenant's whole exposure: computed once per state of its data
+            answer = while_unchanged(ctx, ("attack-paths", to, depth, limits), lambda: api.attack_paths(
+                to=to, depth=depth, limit=PATHS_SHOWN, limits=limits, ctx=ctx))
         except BastionError as exc:
             values["refusal"] = _refusal(exc)
         else:

@@ -5,6 +5,7 @@ coverage (from the coverage history)."""
 from __future__ import annotations
 
 import threading
+
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -17,7 +18,7 @@ from bastion.schema.kinds import SEVERITIES
 from bastion.server.context import Context
 from bastion.store import changes as changes_lib
 from bastion.web import charts
-from bastion.web.app import READ, render
+from bastion.web.app import READ, render, while_unchanged
 
 router = APIRouter()
 
@@ -82,24 +83,13 @@ def _coverage_points(snapshots) -> list[tuple[datetime, float]]:
             if s.get("taken_at") and isinstance(s.get("overall"), dict)]
 
 
-# The overview's aggregates per tenant, kept while the tenant's event counter stands still (no
-# change since) and for at most a minute (overdue deadlines and the trend move with the clock).
-_CACHE: dict[int, tuple[tuple[int, int], dict]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def _aggregates(ctx: Context, now: datetime) -> dict:
     tenant = ctx.tenant
-    stamp = (tenant.last_seq(), int(now.timestamp() // 60))
-    with _CACHE_LOCK:
-        hit = _CACHE.get(tenant.tenant_id)
-    if hit and hit[0] == stamp:
-        return hit[1]
     open_where = "status=" + ",".join(lifecycle.OPEN_STATES)
     counted = tenant.count_by("risk", "severity", where=[open_where])
     by_severity = {s: counted.get(s, 0) for s in reversed(SEVERITIES)}
     open_now = sum(by_severity.values())
-    data = {
+    return {
         "by_severity": by_severity, "open_now": open_now,
         "overdue": lifecycle.overdue(tenant, now, OVERDUE_SHOWN + 1),
         "accounts": [(account, coverage_history(tenant, account.key, techniques=False))
@@ -109,15 +99,12 @@ def _aggregates(ctx: Context, now: datetime) -> dict:
         "counts": tenant.counts(),
         "trend": open_risk_trend(ctx, open_now, now),
     }
-    with _CACHE_LOCK:
-        _CACHE[tenant.tenant_id] = (stamp, data)
-    return data
 
 
 @router.get("/")
 def overview(request: Request, ctx: Context = Depends(READ)):
     now = datetime.now(timezone.utc)
-    data = _aggregates(ctx, now)
+    data = while_unchanged(ctx, ("overview",), lambda: _aggregates(ctx, now))
     overdue = data["overdue"]
     return render(
         request, ctx, "overview.html", counts=data["counts"], by_severity=data["by_severity"],

@@ -132,12 +132,17 @@ def graph_page(request: Request, key: str | None = Query(default=None, max_lengt
         except BastionError as exc:
             values["provenance_refusal"] = _refusal(exc)
     else:
-        try:
-            # the tenant's whole exposure: computed once per state of its data
-            answer = while_unchanged(ctx, ("attack-paths", to, depth, limits), lambda: api.attack_paths(
-                to=to, depth=depth, limit=PATHS_SHOWN, limits=limits, ctx=ctx))
-        except BastionError as exc:
-            values["refusal"] = _refusal(exc)
+        def attack_paths():
+            try:
+                return api.attack_paths(to=to, depth=depth, limit=PATHS_SHOWN, limits=limits,
+                                        ctx=ctx), None
+            except BastionError as exc:  # a refusal (the cost guard) is kept like an answer
+                return None, exc
+
+        # the tenant's whole exposure: computed once per state of its data
+        answer, refused = while_unchanged(ctx, ("attack-paths", to, depth, limits), attack_paths)
+        if refused is not None:
+            values["refusal"] = _refusal(refused)
         else:
             els = Elements(ctx.role)
             for p in answer["paths"]:

@@ -105,8 +105,9 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the HTTP API (docs/api.md) on this database: OpenAPI at /openapi.json, docs at
-    /docs, /healthz and /readyz. Clients authenticate with keys from `bastion key create`."""
+    """Serve the HTTP API (docs/api.md) and the console at /console (docs/web.md) on this
+    database: OpenAPI at /openapi.json, docs at /docs, /healthz, /readyz and /metrics. Clients
+    and console users authenticate with keys from `bastion key create`."""
     import uvicorn
 
     sess = session(ctx)

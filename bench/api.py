@@ -57,7 +57,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # write_path / import_nuclei / coverage: helpers
 
 import write_path as wp  # noqa: E402  (puts the repository and tests/ on sys.path)
-from write_path import (Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
+from write_path import (analyze, print_machine, Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
                         machine, mark_built, verdict)
 
 TENANT = "default"
@@ -170,15 +170,7 @@ def load_tenant(store, args) -> dict[str, Any]:
     update_s = time.perf_counter() - t1
     coverage_s = load_coverage(store)
     t2 = time.perf_counter()
-    if store.dialect == "postgresql":  # the statistics autovacuum would have in steady state
-        from sqlalchemy import text
-
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text("VACUUM ANALYZE"))
-    else:
-        with store.engine.connect() as c:
-            c.exec_driver_sql("ANALYZE")
-            c.commit()
+    analyze(store)
     return {"entities": created, "events": events, "load_s": load_s,
             "entities_per_s": created / load_s, "update_s": update_s, "coverage_s": coverage_s,
             "analyze_s": time.perf_counter() - t2}
@@ -657,10 +649,7 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], args) -> list[di
     from rich.table import Table
 
     console.rule("[bold]results")
-    t = Table(title="machine", show_header=False)
-    for k, v in info.items():
-        t.add_row(k, str(v))
-    console.print(t)
+    print_machine(info)
     console.print(f"tenant: {args.risks:,} risks on {args.assets:,} assets; one cloud account with "
                   f"300 detections; {args.duration:g}s per measurement after {args.warmup:g}s "
                   f"warm-up; client {args.client}")

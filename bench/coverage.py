@@ -47,7 +47,7 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # write_path / import_nuclei: database helpers, report bits
 
-from write_path import (Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
+from write_path import (analyze, print_machine, Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
                         machine, mark_built, verdict)
 from import_nuclei import migrated  # noqa: E402
 
@@ -256,13 +256,7 @@ def build(store: Store, spec: Spec, how: str, chunk_accounts: int = 10) -> dict[
             write_graph_stats(ts, conn, counts)
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    if store.dialect == "postgresql":  # the statistics autovacuum would have in steady state
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-            c.execute(text("VACUUM ANALYZE"))
-    else:
-        with store.engine.connect() as c:
-            c.exec_driver_sql("ANALYZE")
-            c.commit()
+    analyze(store)
     return {"how": how, "load_s": load_s, "analyze_s": time.perf_counter() - t1,
             "load_avg": load_avg()}
 
@@ -518,10 +512,7 @@ def report(results: list[EngineResult], sig: dict[str, Any] | None, spec: Spec,
     from rich.table import Table
 
     console.rule("[bold]results")
-    t = Table(title="machine", show_header=False)
-    for k, v in info.items():
-        t.add_row(k, str(v))
-    console.print(t)
+    print_machine(info)
     full = spec.accounts >= 1000 and spec.per_account >= 1000
     for r in results:
         t = Table(title=f"{r.engine}: {spec.accounts:,} accounts x {spec.per_account:,} detections")

@@ -55,7 +55,7 @@ from bastion.store import migrate  # noqa: E402
 from bastion.store.store import Store  # noqa: E402
 from bastion.store.exposure import ACCESS_KINDS  # noqa: E402
 from bastion.store.traversal import CostExceeded, Limits  # noqa: E402
-from write_path import (Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
+from write_path import (print_machine, Postgres, cached_database, code_version, console, engine_list,  # noqa: E402
                         machine, mark_built, peak_rss_mb)
 
 TENANT = "bench"
@@ -802,10 +802,7 @@ def fmt(x: float | None, nd: int = 1) -> str:
 
 def report(d: Data, nxr: dict | None, results: list[dict], info: dict, args) -> None:
     console.rule("[bold]results")
-    t = Table(title="machine", show_header=False)
-    for k, v in info.items():
-        t.add_row(k, str(v))
-    console.print(t)
+    print_machine(info)
     c = d.counts()
     n, e = len(d.keys), len(d.edges)
     console.print(f"graph: {n:,} nodes, {e:,} edges ({e / n:.2f} edges per node, mean degree "

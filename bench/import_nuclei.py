@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # write_path: its database helpers and report bits
 
 import write_path as wp  # noqa: E402  (puts the repository and tests/ on sys.path)
-from write_path import Postgres, bulk_insert, code_version, console, machine, read_rows, verdict  # noqa: E402
+from write_path import print_machine, Postgres, bulk_insert, code_version, console, machine, read_rows, verdict  # noqa: E402
 
 TARGET_RATE = 20_000  # findings/s, first import
 TARGET_REIMPORT = 3.0  # first import / re-import
@@ -470,10 +470,7 @@ def report(results: list[Result], gen: Generated, info: dict[str, Any], args) ->
     console.rule("[bold]results")
     from rich.table import Table
 
-    t = Table(title="machine", show_header=False)
-    for k, v in info.items():
-        t.add_row(k, str(v))
-    console.print(t)
+    print_machine(info)
     console.print(f"file: {gen.findings:,} nuclei results, {gen.hosts:,} hosts, {gen.risks:,} distinct "
                   f"(host, template), {gen.bytes / 2**20:,.1f} MiB{' gzip' if args.gzip else ''}, "
                   f"order {args.order}, seed {args.seed}")

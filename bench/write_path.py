@@ -583,16 +583,32 @@ def code_version() -> str:
     return head + (" + uncommitted changes in bastion/" if dirty else "")
 
 
+def print_machine(info: dict[str, Any]) -> None:
+    """The machine and code a run measured, as a table (every bench prints it first)."""
+    t = Table(title="machine", show_header=False)
+    for k, v in info.items():
+        t.add_row(k, str(v))
+    console.print(t)
+
+
+def analyze(store) -> None:
+    """The statistics autovacuum would have in steady state, after a bulk load."""
+    if store.dialect == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with store.engine.connect() as c:
+            c.exec_driver_sql("ANALYZE")
+            c.commit()
+
+
 def verdict(ok: bool) -> str:
     return "[green]PASS[/]" if ok else "[red]MISS[/]"
 
 
 def report(results: list[Result], data: Dataset, info: dict[str, Any]) -> None:
     console.rule("[bold]results")
-    t = Table(title="machine", show_header=False)
-    for k, v in info.items():
-        t.add_row(k, str(v))
-    console.print(t)
+    print_machine(info)
     c = data.counts
     console.print(f"data: {len(data.items):,} entities ({c['asset']:,} assets, {c['port']:,} ports, "
                   f"{c['risk']:,} risks), {data.edges:,} edges ({data.explicit_edges:,} RESOLVES_TO, "

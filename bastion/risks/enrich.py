@@ -412,11 +412,7 @@ def _enrich(tenant, kind: str, catalog: Catalog, actor: str, source: str, note: 
     with tenant.writing(actor=actor, source=source, at=at,
                         correlation_id=correlation_id) as session:
         result.correlation_id = session.correlation_id
-        after = None
-        while True:
-            page = session.risks_with_cve(after, PAGE)
-            if not page:
-                break
+        for page in pages_with_cve(session):
             assets = {a for rec in page if (a := _asset_of(rec.values.get("target")))}
             stored = session.get_many(sorted(assets)) if assets else {}
             exposure = {key: rec.values.get("exposure") for key, rec in stored.items()}
@@ -432,7 +428,17 @@ def _enrich(tenant, kind: str, catalog: Catalog, actor: str, source: str, note: 
             if batch.entities:
                 session.apply(batch, observed=False)  # data about the CVE, not a sighting
                 result.updated += len(batch.entities)
-            if len(page) < PAGE:
-                break
-            after = page[-1].key
     return result
+
+
+def pages_with_cve(session) -> Iterator[list]:
+    """The stored risks with a CVE, a page at a time, in a write session (enrichment of every
+    kind reads them so, under the tenant's write lock)."""
+    after = None
+    while True:
+        page = session.risks_with_cve(after, PAGE)
+        if page:
+            yield page
+        if len(page) < PAGE:
+            return
+        after = page[-1].key

@@ -26,12 +26,12 @@ import orjson
 
 from bastion.errors import InvalidValue
 from bastion.schema import normalize as norm
+from bastion.risks.enrich import pages_with_cve
 from bastion.schema.batch import Batch, Entity
 
 SOURCE = "ctid:kev"
 EVENT_SOURCE = "enrich:techniques"
 ROLES = ("exploitation_technique", "primary_impact", "secondary_impact", "uncategorized")
-PAGE = 5000
 _TAG = re.compile(r"^(?:attack\.)?(t\d{4}(?:\.\d{3})?)$", re.IGNORECASE)
 
 
@@ -126,9 +126,7 @@ def apply(tenant, mappings: KevMappings, actor: str, *, catalog=None, at=None,
     unresolved: set[str] = set()
     with tenant.writing(actor=actor, source=EVENT_SOURCE, at=at, correlation_id=correlation_id) as session:
         result.correlation_id = session.correlation_id
-        after = None
-        while True:
-            page = session.risks_with_cve(after, PAGE)
+        for page in pages_with_cve(session):
             batch = Batch()
             for rec in page:
                 result.risks += 1
@@ -147,9 +145,6 @@ def apply(tenant, mappings: KevMappings, actor: str, *, catalog=None, at=None,
             if batch.entities:
                 session.apply(batch, observed=False)  # knowledge about the CVE, not a sighting
                 result.updated += len(batch.entities)
-            if len(page) < PAGE:
-                break
-            after = page[-1].key
     result.unresolved = sorted(unresolved)
     return result
 

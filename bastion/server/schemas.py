@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.store.store import Event
 
 
 class EntityOut(BaseModel):
@@ -29,20 +32,11 @@ class EntityPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
-class EventOut(BaseModel):
-    """One change, as the event log keeps it (diff values the role may not see are null)."""
+@dataclass(frozen=True)
+class EventOut(Event):
+    """One change, as the event log keeps it (diff values the role may not see are null and
+    named in `masked`)."""
 
-    seq: int
-    occurred_at: datetime
-    entity_key: str
-    entity_kind: str
-    entity_version: int | None = None
-    event_type: str
-    diff: dict[str, Any]
-    actor: str
-    source: str
-    correlation_id: str
-    note: str | None = None
     masked: list[str] | None = None
 
 

@@ -6,10 +6,12 @@ with `bastion_set_tenant(id)`, a SECURITY DEFINER function that records the tena
 temporary table owned by the table owner (the application can neither read nor change it) and
 refuses a second call in the same transaction. Policies compare `tenant_id` with
 `bastion_tenant()`, which reads that record; a GUC the application could set is no longer
-trusted. The application has no UPDATE on `tenant`: event numbers are taken with
-`bastion_lock_seq()` / `bastion_reserve_seq(n)` for the bound tenant, and a statement trigger
-on `event` refuses, once per INSERT statement (bulk inserts keep their speed), any event of
-another tenant or outside the numbers reserved in this transaction.
+trusted. The application has no UPDATE on `tenant` and may only read `event_commit`: a
+transaction's events carry the id `bastion_begin_events()` gave it, a statement trigger on
+`event` refuses, once per INSERT statement (bulk inserts keep their speed), any event of another
+tenant or transaction or out of place, and `bastion_commit_events()` numbers them at the end
+under the bound tenant's counter. Writers that read before they write serialize on
+`bastion_hold_writes()`, an advisory lock per tenant.
 
 Every tenant table has FORCE ROW LEVEL SECURITY, so the table owner is under the policies too:
 its own policy (`bastion_owner`) lets it see every row only in a transaction bound to no tenant
@@ -33,9 +35,15 @@ from bastion.store.engine import APP_ROLE
 
 # Advisory lock class marking "this transaction is bound to a tenant" (key 2: the backend pid).
 BOUND_LOCK = 0x42A5
+# Advisory lock class of a tenant's write lock (key 2: the tenant id).
+WRITE_LOCK = 0x42A6
 APP_FUNCTIONS = ("bastion_set_tenant(integer)", "bastion_set_tenant_named(text)",
-                 "bastion_tenant()", "bastion_lock_seq()", "bastion_reserve_seq(bigint)")
+                 "bastion_tenant()", "bastion_hold_writes()", "bastion_begin_events()",
+                 "bastion_commit_events()")
 INTERNAL_FUNCTIONS = ("bastion_event_reserved()",)
+# What the application may do to the event log: append events; read the commits (written by
+# bastion_commit_events only).
+APPEND_ONLY = {"event": "SELECT, INSERT", "event_commit": "SELECT"}
 
 
 @dataclass(frozen=True)
@@ -62,15 +70,15 @@ def _functions(schema: str) -> list[str]:
         # application could create a temporary table of the same name in its own session).
         f"""CREATE OR REPLACE FUNCTION bastion_tenant() RETURNS integer
         LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER {path} AS $$
-        DECLARE rel oid := to_regclass('pg_temp.bastion_binding'); t integer;
+        DECLARE rel oid := to_regclass('pg_temp.bastion_bound'); t integer;
         BEGIN
             IF rel IS NULL OR NOT {owned} THEN RETURN NULL; END IF;
-            SELECT b.tenant INTO t FROM pg_temp.bastion_binding b;
+            SELECT b.tenant INTO t FROM pg_temp.bastion_bound b;
             RETURN t;
         END $$""",
         f"""CREATE OR REPLACE FUNCTION bastion_set_tenant(t integer) RETURNS integer
         LANGUAGE plpgsql VOLATILE SECURITY DEFINER {path} AS $$
-        DECLARE rel oid := to_regclass('pg_temp.bastion_binding');
+        DECLARE rel oid := to_regclass('pg_temp.bastion_bound');
         BEGIN
             IF EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
                        AND classid = {BOUND_LOCK}::oid AND objid = pg_backend_pid()::oid
@@ -78,19 +86,20 @@ def _functions(schema: str) -> list[str]:
                 {already}
             END IF;
             IF rel IS NULL THEN
-                CREATE TEMPORARY TABLE bastion_binding (tenant integer NOT NULL, seq_from bigint,
-                                                        seq_to bigint) ON COMMIT DELETE ROWS;
+                CREATE TEMPORARY TABLE bastion_bound (tenant integer NOT NULL, txn bigint,
+                                                      events bigint NOT NULL DEFAULT 0)
+                    ON COMMIT DELETE ROWS;
             ELSIF NOT {owned} THEN
-                RAISE EXCEPTION 'pg_temp.bastion_binding was not created by Bastion'
+                RAISE EXCEPTION 'pg_temp.bastion_bound was not created by Bastion'
                     USING ERRCODE = 'insufficient_privilege';
-            ELSIF EXISTS (SELECT FROM pg_temp.bastion_binding) THEN
+            ELSIF EXISTS (SELECT FROM pg_temp.bastion_bound) THEN
                 {already}
             END IF;
             IF NOT EXISTS (SELECT FROM {s}.tenant WHERE id = t) THEN
                 RAISE EXCEPTION 'no tenant with id %', t USING ERRCODE = 'no_data_found';
             END IF;
             PERFORM pg_advisory_xact_lock({BOUND_LOCK}, pg_backend_pid());
-            INSERT INTO pg_temp.bastion_binding (tenant) VALUES (t);
+            INSERT INTO pg_temp.bastion_bound (tenant) VALUES (t);
             RETURN t;
         END $$""",
         f"""CREATE OR REPLACE FUNCTION bastion_set_tenant_named(n text) RETURNS integer
@@ -104,44 +113,63 @@ def _functions(schema: str) -> list[str]:
             IF t IS NULL THEN RETURN NULL; END IF;
             RETURN bastion_set_tenant(t);
         END $$""",
-        f"""CREATE OR REPLACE FUNCTION bastion_lock_seq() RETURNS bigint
+        # Writers that read before they write serialize on this lock (Scope.hold_writes).
+        f"""CREATE OR REPLACE FUNCTION bastion_hold_writes() RETURNS void
         LANGUAGE plpgsql VOLATILE SECURITY DEFINER {path} AS $$
-        DECLARE t integer := bastion_tenant(); seq bigint;
+        DECLARE t integer := bastion_tenant();
         BEGIN
             {unbound}
-            UPDATE {s}.tenant SET event_seq = event_seq WHERE id = t RETURNING event_seq INTO seq;
-            RETURN seq;
+            PERFORM pg_advisory_xact_lock({WRITE_LOCK}, t);
         END $$""",
-        f"""CREATE OR REPLACE FUNCTION bastion_reserve_seq(n bigint) RETURNS bigint
+        # The transaction's id in the event log, taken at its first event.
+        f"""CREATE OR REPLACE FUNCTION bastion_begin_events() RETURNS bigint
         LANGUAGE plpgsql VOLATILE SECURITY DEFINER {path} AS $$
-        DECLARE t integer := bastion_tenant(); top bigint;
+        DECLARE t integer := bastion_tenant(); x bigint;
         BEGIN
             {unbound}
-            IF n IS NULL OR n < 1 THEN
-                RAISE EXCEPTION 'reserve at least one event number, not %', n
-                    USING ERRCODE = 'invalid_parameter_value';
+            SELECT b.txn INTO x FROM pg_temp.bastion_bound b;
+            IF x IS NULL THEN
+                x := nextval('{s}.event_txn');
+                UPDATE pg_temp.bastion_bound SET txn = x, events = 0;
             END IF;
-            UPDATE {s}.tenant SET event_seq = event_seq + n WHERE id = t RETURNING event_seq INTO top;
-            UPDATE pg_temp.bastion_binding SET seq_to = top,
-                seq_from = CASE WHEN seq_to = top - n THEN seq_from ELSE top - n + 1 END;
+            RETURN x;
+        END $$""",
+        # Last in the transaction: number its events after every committed one, under the
+        # tenant's counter (held from here to the commit only). Returns the counter after them.
+        f"""CREATE OR REPLACE FUNCTION bastion_commit_events() RETURNS bigint
+        LANGUAGE plpgsql VOLATILE SECURITY DEFINER {path} AS $$
+        DECLARE t integer := bastion_tenant(); x bigint; n bigint; top bigint;
+        BEGIN
+            {unbound}
+            SELECT b.txn, b.events INTO x, n FROM pg_temp.bastion_bound b;
+            UPDATE {s}.tenant SET event_seq = event_seq + coalesce(n, 0) WHERE id = t
+                RETURNING event_seq INTO top;
+            IF n > 0 THEN
+                INSERT INTO {s}.event_commit (tenant_id, txn, base, last) VALUES (t, x, top - n, top);
+            END IF;
+            UPDATE pg_temp.bastion_bound SET txn = NULL, events = 0;
             RETURN top;
         END $$""",
-        # Once per INSERT statement on event: every row of the bound tenant, numbered inside
-        # what this transaction reserved. A transaction bound to no tenant can only be the
-        # owner's (the application sees nothing then): migrations append events that way.
+        # Once per INSERT statement on event: every row of the bound tenant and of this
+        # transaction, at the next positions (1, 2, … with no gap). A transaction bound to no
+        # tenant can only be the owner's (the application sees nothing then): migrations and
+        # tenant imports append events that way.
         f"""CREATE OR REPLACE FUNCTION bastion_event_reserved() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER {path} AS $$
-        DECLARE t integer := bastion_tenant(); f bigint; l bigint; bad bigint;
+        DECLARE t integer := bastion_tenant(); x bigint; n bigint; c bigint; lo bigint; hi bigint;
+                bad bigint;
         BEGIN
             IF t IS NULL THEN RETURN NULL; END IF;
-            SELECT b.seq_from, b.seq_to INTO f, l FROM pg_temp.bastion_binding b;
-            SELECT count(*) INTO bad FROM bastion_new_events e
-             WHERE e.tenant_id <> t OR f IS NULL OR e.seq < f OR e.seq > l;
-            IF bad > 0 THEN
-                RAISE EXCEPTION '% event(s) of another tenant or outside the sequence numbers '
-                    'reserved in this transaction (bastion_reserve_seq)', bad
+            SELECT b.txn, b.events INTO x, n FROM pg_temp.bastion_bound b;
+            SELECT count(*), min(e.pos), max(e.pos),
+                   count(*) FILTER (WHERE e.tenant_id <> t OR e.txn IS DISTINCT FROM x)
+              INTO c, lo, hi, bad FROM bastion_new_events e;
+            IF x IS NULL OR bad > 0 OR lo <> n + 1 OR hi <> n + c THEN
+                RAISE EXCEPTION '% event(s) of another tenant or transaction, or not at the next '
+                    'positions of this transaction (bastion_begin_events)', greatest(bad, 1)
                     USING ERRCODE = 'insufficient_privilege';
             END IF;
+            UPDATE pg_temp.bastion_bound SET events = n + c;
             RETURN NULL;
         END $$""",
     ]
@@ -187,7 +215,7 @@ def apply(conn: Connection) -> Applied:
     owner = conn.execute(text("SELECT pg_get_userbyid(relowner) FROM pg_class "
                               "WHERE oid = 'tenant'::regclass")).scalar_one()
     for table, column, grants, policy in (
-            *((t, "tenant_id", "SELECT, INSERT" if t == "event" else "SELECT, INSERT, UPDATE, DELETE",
+            *((t, "tenant_id", APPEND_ONLY.get(t, "SELECT, INSERT, UPDATE, DELETE"),
                "tenant_isolation") for t, _ in tenant_tables),
             ("tenant", "id", "SELECT", "tenant_self")):
         t = _q(table)

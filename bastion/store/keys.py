@@ -113,7 +113,7 @@ class Keys:
             raise InvalidValue("the expiry must be in the future", "expires")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         with self.scope.transaction(write=True) as conn:
-            writer.lock_event_seq(self.scope, conn)
+            self.scope.hold_writes(conn)
             if conn.execute(select(api_key.c.id).where(
                     self.scope.where(api_key), api_key.c.name == name,
                     api_key.c.revoked_at.is_(None))).first():
@@ -157,7 +157,7 @@ class Keys:
         """Revoke a key (by its name, or its id); revoking a revoked key changes nothing."""
         now = datetime.now(timezone.utc)
         with self.scope.transaction(write=True) as conn:
-            writer.lock_event_seq(self.scope, conn)
+            self.scope.hold_writes(conn)
             row = self._find(conn, name_or_id)
             if row.revoked_at is not None:
                 return _key(row)

@@ -4,19 +4,23 @@ first of two on PostgreSQL (row-level security is the second)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
 
 import orjson
 from sqlalchemy import (BigInteger, Connection, Engine, String, and_, any_, func, literal, select,
                         text, tuple_, update)
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql import ColumnElement
 
 from bastion.store.engine import APP_ROLE, Holder, busy, first_wait, resolve_lock_timeout
-from bastion.store.tables import TENANT_TABLES, edge, import_run, node, tenant
+from bastion.store.tables import (TENANT_TABLES, edge, event_commit, graph_stats, import_run, node,
+                                  tenant)
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout ran out
 
@@ -27,6 +31,29 @@ CHUNK = 20000
 def chunks(items: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+@dataclass
+class Pending:
+    """What a write transaction leaves for its end (Scope.transaction): its events' transaction
+    id and how many it wrote, the changes to graph_stats' counts, and what wants the event
+    counter as the transaction left it. Done last, so that the counter and the per-kind count
+    rows are held only while the transaction commits, never while it runs."""
+
+    txn: int | None = None
+    events: int = 0
+    counts: Counter = field(default_factory=Counter)
+    at_commit: list[Callable[[Connection, int], None]] = field(default_factory=list)
+
+
+PENDING = "bastion_pending"
+
+
+def pending(conn: Connection) -> Pending:
+    """The open write transaction's Pending (Scope.transaction(write=True) made it)."""
+    found = conn.info.get(PENDING)
+    assert found is not None, "not in a write transaction of Scope.transaction(write=True)"
+    return found
 
 
 def bind_tenant(conn: Connection, tenant_id: int | None = None, *, name: str | None = None) -> int | None:
@@ -63,7 +90,7 @@ class Scope:
         A write transaction waits for the write lock at most the lock timeout (the engine's
         `bastion_lock_timeout`), telling `bastion_on_wait` whom it waits for, then raises Busy
         (SQLite: at BEGIN IMMEDIATE, engine._sqlite_begin; PostgreSQL: every lock wait is bounded
-        by `lock_timeout`, the counter's in `lock_event_seq`)."""
+        by `lock_timeout`, the tenant's write lock's in `hold_writes`)."""
         opts: dict = {"bastion_write": write}
         if write and not self.postgres:
             opts["bastion_waiting"] = self._waiting
@@ -76,12 +103,18 @@ class Scope:
                     # The binding is a row in a temporary table: a read's commit need not wait
                     # for its WAL flush (3.3 ms of every read; nothing durable is written).
                     conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            if write:
+                conn.info[PENDING] = Pending()
             try:
                 yield conn
+                if write:
+                    self._finish(conn, conn.info[PENDING])
             except OperationalError as exc:
                 if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                     raise
                 raise busy(None, self._timeout(conn)) from None
+            finally:
+                conn.info.pop(PENDING, None)
 
     def _timeout(self, conn: Connection) -> float:
         return conn.get_execution_options().get("bastion_lock_timeout") or resolve_lock_timeout()
@@ -113,50 +146,91 @@ class Scope:
             on_wait(holder, timeout)
         return holder
 
-    def lock_event_seq(self, conn: Connection) -> int:
-        """Lock the tenant's event counter (writers of the tenant serialize here) and read it.
+    def hold_writes(self, conn: Connection) -> None:
+        """Take the tenant's write lock for the rest of the transaction: writers that read many
+        rows before writing (imports, enrichment, settings, key and subscription changes)
+        serialize here. A change of entities that exist already (an analyst's decision) does
+        not take it: it locks its rows (`FOR UPDATE`), so it never waits for an import that
+        does not touch them. SQLite has one write lock per database, taken at BEGIN.
         On PostgreSQL the wait is bounded: after a short first wait the engine's
         `bastion_on_wait` is told which import holds it; after the lock timeout, Busy."""
-        if self.postgres:  # the application role may not update `tenant` itself
-            timeout = self._timeout(conn)
-            first = first_wait(timeout)
-            seq = self._pg_lock_seq(conn, first, timeout)
-            if seq is None:
-                holder = self.running_import(conn)
-                on_wait = conn.get_execution_options().get("bastion_on_wait")
-                if on_wait is not None:
-                    on_wait(holder, timeout)
-                seq = self._pg_lock_seq(conn, timeout - first, timeout)
-                if seq is None:
-                    raise busy(holder, timeout)
-            return seq
-        return conn.execute(
-            update(tenant).where(tenant.c.id == self.tenant_id)
-            .values(event_seq=tenant.c.event_seq).returning(tenant.c.event_seq)).scalar_one()
+        if not self.postgres or conn.info.get("bastion_holds_writes"):
+            return
+        self.bounded(conn, lambda: conn.execute(text("SELECT bastion_hold_writes()")))
+        conn.info["bastion_holds_writes"] = True
 
-    def _pg_lock_seq(self, conn: Connection, seconds: float, timeout: float) -> int | None:
-        """`bastion_lock_seq()` waiting at most `seconds` (in a savepoint, so that running out
-        leaves the transaction usable); None when it ran out."""
+    def bounded(self, conn: Connection, step: Callable[[], object]):
+        """PostgreSQL: run `step` (a statement that may wait for a lock) waiting first briefly,
+        then, told to `bastion_on_wait` with the running import, up to the lock timeout; then
+        Busy naming that import. SQLite: `step` (its writers wait at BEGIN IMMEDIATE)."""
+        if not self.postgres:
+            return step()
+        timeout = self._timeout(conn)
+        first = first_wait(timeout)
+        done, out = self._try(conn, step, first, timeout)
+        if not done:
+            holder = self.running_import(conn)
+            on_wait = conn.get_execution_options().get("bastion_on_wait")
+            if on_wait is not None:
+                on_wait(holder, timeout)
+            done, out = self._try(conn, step, timeout - first, timeout)
+            if not done:
+                raise busy(holder, timeout)
+        return out
+
+    def _try(self, conn: Connection, step: Callable[[], object], seconds: float,
+             timeout: float) -> tuple[bool, object]:
+        """`step` waiting at most `seconds` (in a savepoint, so that running out leaves the
+        transaction usable): (False, None) when it ran out."""
         try:
             with conn.begin_nested():
                 self._set_lock_timeout(conn, seconds)
-                seq = conn.execute(text("SELECT bastion_lock_seq()")).scalar_one()
+                out = step()
         except OperationalError as exc:
             if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
-            return None
-        self._set_lock_timeout(conn, timeout)  # a released savepoint keeps the short one
-        return seq
+            return False, None
+        finally:
+            self._set_lock_timeout(conn, timeout)  # a released savepoint keeps the short one
+        return True, out
 
-    def reserve_event_seq(self, conn: Connection, n: int) -> int:
-        """Take the next `n` numbers of the tenant's event counter, before the events that use
-        them are inserted (on PostgreSQL a trigger refuses events outside what the transaction
-        reserved); returns the last of them."""
+    # -- event numbers --------------------------------------------------------------------------
+
+    def event_txn(self, conn: Connection) -> int:
+        """This write transaction's id in the event log (taken at its first event)."""
+        p = pending(conn)
+        if p.txn is None:
+            if self.postgres:
+                p.txn = conn.execute(text("SELECT bastion_begin_events()")).scalar_one()
+            else:  # one writer at a time: the next id is free
+                p.txn = conn.execute(select(func.coalesce(func.max(event_commit.c.txn), 0) + 1)
+                                     .where(self.where(event_commit))).scalar_one()
+        return p.txn
+
+    def _finish(self, conn: Connection, p: Pending) -> None:
+        """The end of a write transaction: graph_stats' counts, then the event counter — taken
+        last and held only for this (the holder waits for nothing else, so no deadlock)."""
+        rows = [{"tenant_id": self.tenant_id, "name": k, "count": n}
+                for k, n in sorted(p.counts.items()) if n]
+        if rows:
+            upsert = (pg_insert if self.postgres else sqlite_insert)(graph_stats)
+            conn.execute(upsert.on_conflict_do_update(
+                index_elements=["tenant_id", "name"],
+                set_={"count": graph_stats.c.count + upsert.excluded["count"]}), rows)
+        if not p.events and not p.at_commit:
+            return
         if self.postgres:
-            return conn.execute(text("SELECT bastion_reserve_seq(:n)"), {"n": n}).scalar_one()
-        return conn.execute(
-            update(tenant).where(tenant.c.id == self.tenant_id)
-            .values(event_seq=tenant.c.event_seq + n).returning(tenant.c.event_seq)).scalar_one()
+            top = self.bounded(conn, lambda: conn.execute(text("SELECT bastion_commit_events()")).scalar_one())
+        else:
+            top = conn.execute(update(tenant).where(tenant.c.id == self.tenant_id)
+                               .values(event_seq=tenant.c.event_seq + p.events)
+                               .returning(tenant.c.event_seq)).scalar_one()
+            if p.events:
+                conn.execute(event_commit.insert().values(tenant_id=self.tenant_id, txn=p.txn,
+                                                          base=top - p.events, last=top))
+        p.txn, p.events = None, 0
+        for fn in p.at_commit:
+            fn(conn, top)
 
     # -- statements shared by reads and writes ------------------------------------------------
 

@@ -134,7 +134,7 @@ def expire(tenant, kinds: Iterable[str], cutoff: datetime, *, now: datetime, act
     `tenant` is a TenantStore."""
     scope: Scope = tenant.scope
     with scope.transaction(write=True) as conn:
-        scope.lock_event_seq(conn)
+        scope.hold_writes(conn)
         found = select_expired(scope, conn, kinds, cutoff)
         if dry_run or not found.expired:
             return found

@@ -197,7 +197,12 @@ event = Table(
     "event",
     metadata,
     Column("tenant_id", Integer, nullable=False),
-    Column("seq", BigInteger, nullable=False, autoincrement=False),
+    # The write transaction that wrote it and its place in it (1, 2, …): its number in the
+    # tenant's feed, `seq`, is its transaction's `event_commit.base` + `pos`, given when the
+    # transaction commits (docs/design.md, "Event numbers"). 0 is the transaction of events
+    # numbered before numbers were given at commit (base 0: pos is their seq).
+    Column("txn", BigInteger, nullable=False, autoincrement=False),
+    Column("pos", BigInteger, nullable=False, autoincrement=False),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("entity_key", KeyType, nullable=False),
     Column("entity_kind", String(32), nullable=False),
@@ -208,11 +213,28 @@ event = Table(
     Column("source", String(200), nullable=False),
     Column("correlation_id", String(64), nullable=False),
     Column("note", Text),  # why, when the change needs saying (a risk re-opened by a scan …)
-    PrimaryKeyConstraint("tenant_id", "seq"),
-    Index(None, "tenant_id", "entity_key", "seq"),
-    Index(None, "tenant_id", "correlation_id", "seq"),  # what one run or request changed
+    PrimaryKeyConstraint("tenant_id", "txn", "pos"),
+    Index(None, "tenant_id", "entity_key", "txn", "pos"),
+    Index(None, "tenant_id", "correlation_id", "txn", "pos"),  # what one run or request changed
     # No foreign key to tenant: it would cost a per-row check on the hottest table, and the
     # tenant's id is fixed by the transaction (and by row-level security on PostgreSQL).
+    sqlite_with_rowid=False,
+)
+
+# One row per committed write transaction that wrote events: the feed numbers of its events are
+# base + 1 … last. Written last in the transaction, under the tenant's event counter, so the
+# counter is held for one row however long the transaction ran; numbers are gap-free and in
+# commit order.
+event_commit = Table(
+    "event_commit",
+    metadata,
+    Column("tenant_id", Integer, nullable=False),
+    Column("txn", BigInteger, nullable=False, autoincrement=False),
+    Column("base", BigInteger, nullable=False),
+    Column("last", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "txn"),
+    UniqueConstraint("tenant_id", "last"),
+    ForeignKeyConstraint(["tenant_id"], ["tenant.id"], ondelete="CASCADE"),
     sqlite_with_rowid=False,
 )
 
@@ -517,7 +539,7 @@ coverage_snapshot = Table(
 )
 
 # Tables whose rows belong to one tenant: row-level security and the query layer's filter.
-TENANT_TABLES: tuple[Table, ...] = (node, edge, event, graph_stats, import_run, import_file,
+TENANT_TABLES: tuple[Table, ...] = (node, edge, event, event_commit, graph_stats, import_run, import_file,
                                      import_file_node, import_file_edge, setting,
                                      detection_snapshot, coverage_snapshot, api_key, webhook,
                                      webhook_delivery, relay_cursor, *typed.values())

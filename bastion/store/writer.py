@@ -13,9 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import orjson
-from sqlalchemy import JSON, Connection, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import JSON, Connection, bindparam, func, select, update
 
 from bastion.errors import ConflictError, Problem, ValidationFailed
 from bastion.risks.priority import ASSET_INPUTS, priority
@@ -24,8 +22,8 @@ from bastion.schema.batch import (Batch, PreparedBatch, PreparedEdge, PreparedEn
 from bastion.schema.keys import node_id
 from bastion.schema.kinds import REGISTRY
 from bastion.schema.registry import FieldType
-from bastion.store.query import Scope, chunks
-from bastion.store.tables import UTCDateTime, edge, event, graph_stats, node, typed
+from bastion.store.query import Scope, chunks, pending
+from bastion.store.tables import UTCDateTime, edge, event, node, typed
 
 
 @dataclass
@@ -139,22 +137,16 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def lock_event_seq(scope: Scope, conn: Connection) -> int:
-    """Lock the tenant's event counter (writers of one tenant serialize here) and read it.
-    Take it first in a write transaction, before any other lock."""
-    return scope.lock_event_seq(conn)
-
-
-def append_events(scope: Scope, conn: Connection, seq: int, rows: list[dict[str, Any]]) -> None:
-    """Number `rows` (from _Events) after `seq`, the locked counter, and append them."""
+def append_events(scope: Scope, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Append `rows` (from _Events) to the transaction's events: numbered in the feed when the
+    transaction commits (Scope.transaction), after every transaction that committed before."""
     if not rows:
         return
-    # Reserved before the insert: on PostgreSQL only reserved numbers may be used.
-    last = scope.reserve_event_seq(conn, len(rows))
-    for i, row in enumerate(rows, start=last - len(rows) + 1):
-        row["seq"] = i
-        row["tenant_id"] = scope.tenant_id
+    txn, p = scope.event_txn(conn), pending(conn)
+    for i, row in enumerate(rows, start=p.events + 1):
+        row["tenant_id"], row["txn"], row["pos"] = scope.tenant_id, txn, i
     _Apply._insert_rows(scope, conn, event, rows)
+    p.events += len(rows)
 
 
 def record_event(scope: Scope, conn: Connection, *, key: str, kind: str, event_type: str,
@@ -164,7 +156,7 @@ def record_event(scope: Scope, conn: Connection, *, key: str, kind: str, event_t
     ev = _Events((at or datetime.now(timezone.utc)).astimezone(timezone.utc), actor, source,
                  correlation_id or new_correlation_id())
     ev.add(key, kind, None, event_type, diff, note)
-    append_events(scope, conn, lock_event_seq(scope, conn), ev.rows)
+    append_events(scope, conn, ev.rows)
 
 
 class _Apply:
@@ -177,36 +169,54 @@ class _Apply:
         self.counts: Counter[str] = Counter()  # node/edge count changes per kind, for graph_stats
 
     def run(self) -> ApplyResult:
-        seq = lock_event_seq(self.scope, self.conn)
+        if not self._only_updates():
+            self.scope.hold_writes(self.conn)
         existing = self._existing_nodes()
         self._upsert_entities(existing)
         self._upsert_edges(existing)
         self._unlink()
         self._delete(existing)
         self._rerank()
-        self._count()
-        append_events(self.scope, self.conn, seq, self.ev.rows)
+        pending(self.conn).counts.update(self.counts)
+        append_events(self.scope, self.conn, self.ev.rows)
         self.result.events = len(self.ev.rows)
         return self.result
 
     # -- reading what is there ----------------------------------------------------------------
 
+    def _only_updates(self) -> bool:
+        """Whether the batch changes entities that exist already and nothing else (an analyst's
+        decision): then it locks just their rows, not the tenant (Scope.hold_writes), and does
+        not wait for an import that does not touch them. Anything else — creating, deleting,
+        linking, a change of an asset that may re-rank risks — takes the tenant's write lock."""
+        pb = self.pb
+        if (not self.scope.postgres or self.conn.info.get("bastion_holds_writes") or not pb.entities
+                or pb.edges or pb.deletes or pb.unlinks or len(pb.entities) > 1000
+                or any(e.kind.name == "asset" for e in pb.entities.values())):
+            return False
+        ids = [e.id for e in pb.entities.values()]
+        found = self.conn.execute(self.scope.nodes_by_id(ids, func.count())).scalar_one()
+        return found == len(ids)
+
     def _existing_nodes(self) -> dict[int, Any]:
-        """The stored state of every node the batch names. Entities of the batch were observed
-        again, so their last_seen moves in the same statement that reads them (one pass)."""
+        """The stored state of every node the batch names, the batch's own entities locked until
+        the transaction ends (PostgreSQL: so that nobody changes them between this read and the
+        write). Entities of the batch were observed again, so their last_seen moves in the same
+        statement that reads them (one pass)."""
         seen = {e.id for e in self.pb.entities.values()}
         other = {i for e in self.pb.edges.values() for i in (e.source_id, e.target_id)}
         other.update(node_id(k) for k in self.pb.deletes)
         other -= seen
         found: dict[int, Any] = {}
         cols = (node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash)
-        if not self.observed:
-            other |= seen
-            seen = set()
-        for chunk in chunks(sorted(seen)):
-            stmt = (update(node).where(self.scope.where(node), self.scope.id_in(node.c.id, chunk))
-                    .values(last_seen=self.at).returning(*cols))
-            found.update((row.id, row) for row in self.conn.execute(stmt))
+        for chunk in chunks(sorted(seen)):  # in id order: two writers lock in the same order
+            if self.observed:
+                stmt = (update(node).where(self.scope.where(node), self.scope.id_in(node.c.id, chunk))
+                        .values(last_seen=self.at).returning(*cols))
+            else:
+                stmt = self.scope.nodes_by_id(chunk, *cols).order_by(node.c.id).with_for_update()
+            found.update((row.id, row) for row in self.scope.bounded(
+                self.conn, lambda stmt=stmt: self.conn.execute(stmt).all()))
         for chunk in chunks(sorted(other)):
             found.update((row.id, row) for row in
                          self.conn.execute(self.scope.nodes_by_id(chunk, *cols)))
@@ -529,18 +539,6 @@ class _Apply:
                                            f"re-ranked: exposure of {keys[asset_id]} changed"), row))
             self.result.reranked.append(row.key)
         self._update_entities(changed, observed=False)
-
-    def _count(self) -> None:
-        """Keep graph_stats' counts exact, in the batch's transaction."""
-        rows = [{"tenant_id": self.scope.tenant_id, "name": k, "count": n}
-                for k, n in sorted(self.counts.items()) if n]
-        if not rows:
-            return
-        upsert = (pg_insert if self.scope.postgres else sqlite_insert)(graph_stats)
-        stmt = upsert.on_conflict_do_update(
-            index_elements=["tenant_id", "name"],
-            set_={"count": graph_stats.c.count + upsert.excluded["count"]})
-        self.conn.execute(stmt, rows)
 
     # -- bulk insert ------------------------------------------------------------------------------
 

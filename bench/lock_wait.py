@@ -9,10 +9,8 @@ For each engine:
 3. once the import's run is `running` and `--delay` seconds have passed (it is then inside its
    file's transaction), `risk set-status` of the analyst's risk through the library, with a lock
    timeout long enough not to fail: how long it waited, and when the import's process ended;
-4. PostgreSQL: what the wait would be if the import took the event counter only for its final
-   insert of events (the redesign docs/performance.md discusses): the import's events are staged
-   in a temporary table and inserted, numbered, into a copy of `event` with its indexes; only that
-   insert is timed.
+4. the feed afterwards: gap-free (as many events as the counter says) and the analyst's event
+   numbered before or after the import's, as their commits came.
 
     python bench/lock_wait.py [--lines 100000] [--engines sqlite,postgresql] [--pg-url URL]
                               [--delay 2] [--seed 7]
@@ -94,33 +92,15 @@ def run_engine(engine_name: str, gen: nb.Generated, args, pg: Postgres | None, t
         raise SystemExit(f"the import failed ({proc.returncode}): {proc.stderr.read()}")
     out = {"engine": engine_name, "run": run_id, "import_s": ended - t0, "asked_at_s": asked - t0,
            "wait_s": done - asked, "told": bool(told), "after_import_s": done - ended}
+    tenant = store.tenant(TENANT)
     with store.engine.connect() as conn:
         out["events"] = conn.execute(text("SELECT count(*) FROM event")).scalar_one()
-    if engine_name == "postgresql":
-        out["final_insert_s"], out["staged"] = final_insert(store)
+    out["gap_free"] = out["events"] == tenant.last_seq()
+    (mine,) = [e.seq for e in tenant.history(key) if e.event_type == "risk.status_changed"]
+    out["analyst_first"] = mine < tenant.last_seq()  # the import committed after it
     analyst.close()
     store.close()
     return out
-
-
-def final_insert(store) -> tuple[float, int]:
-    """The import's events staged in a temporary table, then inserted numbered into a copy of
-    `event` with the same indexes: the time of that insert (what an analyst would wait for if
-    the import took the event counter only for it)."""
-    with store.engine.begin() as conn:
-        cols = [r[0] for r in conn.execute(text(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'event' "
-            "AND column_name <> 'seq' ORDER BY ordinal_position"))]
-        names = ", ".join(f'"{c}"' for c in cols)
-        conn.execute(text("CREATE TABLE event_final (LIKE event INCLUDING ALL)"))
-        conn.execute(text(f"CREATE TEMP TABLE staged AS SELECT {names} FROM event "
-                          "WHERE source LIKE 'import:%' ORDER BY seq"))
-        staged = conn.execute(text("SELECT count(*) FROM staged")).scalar_one()
-        t0 = time.perf_counter()
-        conn.execute(text(f'INSERT INTO event_final ("seq", {names}) '
-                          f"SELECT 1000 + row_number() OVER (), {names} FROM staged"))
-        seconds = time.perf_counter() - t0
-    return seconds, staged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{engine_name}: import {r['import_s']:.1f} s ({r['events']:,} events, run {r['run']}); "
                 f"analyst asked at {r['asked_at_s']:.1f} s, waited {r['wait_s']:.1f} s "
                 f"(told: {r['told']}), done {r['after_import_s']:+.1f} s after the import's process ended")
-            if "final_insert_s" in r:
-                console.print(f"  final insert of the import's {r['staged']:,} events into a copy of "
-                              f"`event`: {r['final_insert_s']:.2f} s")
+            console.print(f"  feed gap-free: {r['gap_free']}; the analyst's event numbered "
+                          f"{'before' if r['analyst_first'] else 'after'} the import's")
     return 0
 
 

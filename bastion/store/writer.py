@@ -191,12 +191,18 @@ class _Apply:
         linking, a change of an asset that may re-rank risks — takes the tenant's write lock."""
         pb = self.pb
         if (not self.scope.postgres or self.conn.info.get("bastion_holds_writes") or not pb.entities
-                or pb.edges or pb.deletes or pb.unlinks or len(pb.entities) > 1000
+                or pb.deletes or pb.unlinks or len(pb.entities) + len(pb.edges) > 1000
                 or any(e.kind.name == "asset" for e in pb.entities.values())):
             return False
         ids = [e.id for e in pb.entities.values()]
-        found = self.conn.execute(self.scope.nodes_by_id(ids, func.count())).scalar_one()
-        return found == len(ids)
+        if self.conn.execute(self.scope.nodes_by_id(ids, func.count())).scalar_one() != len(ids):
+            return False
+        if not pb.edges:
+            return True
+        # The links its references imply (a risk's HAS_VULNERABILITY): they must exist, and
+        # stay (FOR SHARE: a delete waits for this transaction).
+        stmt = self.scope.edges_by_ident(list(pb.edges), edge.c.source_id).with_for_update(read=True, of=edge)
+        return len(self.scope.bounded(self.conn, lambda: self.conn.execute(stmt).all())) == len(pb.edges)
 
     def _existing_nodes(self) -> dict[int, Any]:
         """The stored state of every node the batch names, the batch's own entities locked until

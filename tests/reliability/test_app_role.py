@@ -155,41 +155,59 @@ def test_every_attack_as_the_application_role_fails(owned, runner):
         denied(conn, bound(acme), ("DISCARD TEMP", {}), bound(globex), match="already set")
         # A forged binding table of the application's own is not believed.
         with conn() as c:
-            c.execute(text("CREATE TEMP TABLE bastion_binding (tenant integer, seq_from bigint, "
-                           "seq_to bigint)"))
-            c.execute(text("INSERT INTO bastion_binding VALUES (:g, 1, 1000)"), {"g": globex})
-            c.execute(text("GRANT ALL ON bastion_binding TO PUBLIC"))
+            c.execute(text("CREATE TEMP TABLE bastion_bound (tenant integer, txn bigint, "
+                           "events bigint)"))
+            c.execute(text("INSERT INTO bastion_bound VALUES (:g, 1, 1000)"), {"g": globex})
+            c.execute(text("GRANT ALL ON bastion_bound TO PUBLIC"))
             assert c.execute(text("SELECT count(*) FROM node")).scalar() == 0
-        denied(conn, ("CREATE TEMP TABLE bastion_binding (tenant integer)", {}), bound(acme),
+        denied(conn, ("CREATE TEMP TABLE bastion_bound (tenant integer)", {}), bound(acme),
                match="not created by Bastion")
-        # The event counter: no direct update, no reset, numbers only for the bound tenant.
+        # The event counter and the commits: no direct write, numbers only for the bound tenant.
         denied(conn, bound(acme), ("UPDATE tenant SET event_seq = 0 WHERE id = :g", {"g": globex}),
                match="permission denied for table tenant")
-        denied(conn, ("SELECT bastion_reserve_seq(5)", {}), match="no tenant is set")
-        denied(conn, ("SELECT bastion_lock_seq()", {}), match="no tenant is set")
-        denied(conn, bound(acme), ("SELECT bastion_reserve_seq(-5)", {}), match="at least one")
-        # Forged events: another tenant's, unreserved numbers, or rewriting the log.
-        event = ("INSERT INTO event (tenant_id, seq, occurred_at, entity_key, entity_kind, "
-                 "event_type, diff, actor, source, correlation_id) VALUES (:t, :s, now(), :k, "
+        denied(conn, bound(acme), ("INSERT INTO event_commit VALUES (:t, 99, 0, 1)", {"t": acme}),
+               match="permission denied for table event_commit")
+        denied(conn, bound(acme), ("DELETE FROM event_commit", {}), match="permission denied")
+        for fn in ("bastion_begin_events()", "bastion_commit_events()", "bastion_hold_writes()"):
+            denied(conn, (f"SELECT {fn}", {}), match="no tenant is set")
+        # Forged events: another tenant's, another transaction's, out of place, or rewriting
+        # the log.
+        event = ("INSERT INTO event (tenant_id, txn, pos, occurred_at, entity_key, entity_kind, "
+                 "event_type, diff, actor, source, correlation_id) VALUES (:t, :x, :p, now(), :k, "
                  "'risk', 'risk.updated', '{}', 'mallory', 'forged', 'x')")
-        denied(conn, bound(acme), (event, {"t": globex, "s": 99, "k": globex_risk}),
+        begin = ("SELECT bastion_begin_events()", {})
+        denied(conn, bound(acme), (event, {"t": globex, "x": 1, "p": 1, "k": globex_risk}),
                match="row-level security")
-        denied(conn, bound(acme), (event, {"t": acme, "s": 99, "k": acme_risk}),
-               match="outside the sequence numbers reserved")
-        denied(conn, bound(acme), ("SELECT bastion_reserve_seq(1)", {}),
-               (event, {"t": acme, "s": 99, "k": acme_risk}), match="outside the sequence numbers")
+        denied(conn, bound(acme), (event, {"t": acme, "x": 1, "p": 1, "k": acme_risk}),
+               match="another tenant or transaction")
+        denied(conn, bound(acme), begin, (event, {"t": acme, "x": 0, "p": 1, "k": acme_risk}),
+               match="another tenant or transaction")  # into the numbered past (transaction 0)
+        with conn() as c:
+            c.execute(text(bound(acme)[0]), bound(acme)[1])
+            txn = c.execute(text(begin[0])).scalar()
+            c.rollback()
+        denied(conn, bound(acme), begin, (event, {"t": acme, "x": txn + 1, "p": 5, "k": acme_risk}),
+               match="another tenant or transaction")
+        with conn() as c:  # a gap in the positions
+            c.execute(text(bound(acme)[0]), bound(acme)[1])
+            txn = c.execute(text(begin[0])).scalar()
+            with pytest.raises(DBAPIError, match="not at the next positions"):
+                c.execute(text(event), {"t": acme, "x": txn, "p": 2, "k": acme_risk})
         denied(conn, bound(acme), ("UPDATE event SET actor = 'mallory'", {}), match="permission denied")
         denied(conn, bound(acme), ("DELETE FROM event", {}), match="permission denied")
         # No way to the owner's privileges, nor to the internal trigger function.
         denied(conn, (f"SET ROLE {OWNER}", {}), match="permission denied to set role")
         denied(conn, ("ALTER TABLE node NO FORCE ROW LEVEL SECURITY", {}), match="must be owner")
         denied(conn, ("DROP POLICY tenant_isolation ON node", {}), match="must be owner")
-        # The legitimate path: numbers reserved for the bound tenant, then the events.
+        # The legitimate path: the transaction's id, its events in place, numbered at the end.
         with conn() as c:
             c.execute(text(bound(acme)[0]), bound(acme)[1])
-            top = c.execute(text("SELECT bastion_reserve_seq(2)")).scalar()
-            c.execute(text(event), [{"t": acme, "s": top - 1, "k": acme_risk},
-                                    {"t": acme, "s": top, "k": acme_risk}])
+            txn = c.execute(text(begin[0])).scalar()
+            c.execute(text(event), [{"t": acme, "x": txn, "p": 1, "k": acme_risk},
+                                    {"t": acme, "x": txn, "p": 2, "k": acme_risk}])
+            top = c.execute(text("SELECT bastion_commit_events()")).scalar()
+            assert c.execute(text("SELECT base, last FROM event_commit WHERE txn = :x"),
+                             {"x": txn}).one() == (top - 2, top)
             c.rollback()
     finally:
         engine.dispose()
@@ -233,10 +251,13 @@ def test_migrations_and_forced_downgrades_run_as_a_non_superuser_owner(owned, ru
         assert c.execute(text("SELECT count(DISTINCT tenant_id) FROM node")).scalar() == 1
         last = c.execute(text("UPDATE tenant SET event_seq = event_seq + 1 "
                               "WHERE name = 'acme' RETURNING event_seq")).scalar()
-        c.execute(text("INSERT INTO event (tenant_id, seq, occurred_at, entity_key, entity_kind, "
-                       "event_type, diff, actor, source, correlation_id) SELECT id, :s, now(), "
+        txn = c.execute(text("SELECT nextval('event_txn')")).scalar()
+        c.execute(text("INSERT INTO event (tenant_id, txn, pos, occurred_at, entity_key, entity_kind, "
+                       "event_type, diff, actor, source, correlation_id) SELECT id, :x, 1, now(), "
                        "'setting:x', 'setting', 'setting.changed', '{}', 'm', 'migration', 'c' "
-                       "FROM tenant WHERE name = 'acme'"), {"s": last})
+                       "FROM tenant WHERE name = 'acme'"), {"x": txn})
+        c.execute(text("INSERT INTO event_commit SELECT id, :x, :s - 1, :s FROM tenant "
+                       "WHERE name = 'acme'"), {"x": txn, "s": last})
         c.rollback()
     # A forced downgrade that removes data through events, and the way back.
     migrate.downgrade(owner.engine, "0003", force=True, actor="tester")

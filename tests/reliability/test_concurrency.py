@@ -1,10 +1,12 @@
 """Concurrent writers (issue 11, points 1 and 3), on both engines, ordered by events, never timed.
 
 An analyst's decision committed while an importer is between reading a risk and writing it is
-never overwritten: the importer's reads happen under the tenant's write lock (the write session
-takes it first), so the analyst waits for the importer — told so through `on_wait` — and its
-change lands after it, on top of the scanner's evidence. A writer waits for the lock at most the
-lock timeout, then fails with Busy naming the running import.
+never overwritten: the importer's reads lock what they return (PostgreSQL: its rows; SQLite: the
+database), so the analyst waits for the importer — told so through `on_wait` — and its change
+lands after it, on top of the scanner's evidence. A writer waits at most the lock timeout, then
+fails with Busy naming the running import. On PostgreSQL an analyst's change of a risk the
+import does not touch does not wait at all: the import holds no tenant-wide lock that such a
+change needs, and the event counter only while it commits.
 
 The stall between read and write is injected by wrapping the importer's read (a WriteSession
 method) so that it signals and then waits until the analyst has committed or is waiting.
@@ -217,3 +219,34 @@ def test_cli_names_the_import_it_waits_for(cli, tenant, monkeypatch):
     assert f"waiting for import {run.id} by scanner, running since" in err
     assert "error: busy: import" in err and "gave up after 0.5 s" in err
     assert result.stdout == ""
+
+
+def test_a_change_the_import_does_not_touch_does_not_wait_for_it(store, tenant, monkeypatch):
+    import_stdin(tenant, monkeypatch, finding("a.example.com", "first") + finding("b.example.com", "first"))
+    other = next(r.key for r in tenant.list("risk").records if "b.example.com" in r.key)
+    before = tenant.last_seq()
+    stall, importer, run = hold_the_lock(tenant, monkeypatch)  # the import names a.example.com only
+    waits = []
+    analyst = Store(store.engine.url.render_as_string(hide_password=False), lock_timeout=0.5,
+                    on_wait=lambda holder, timeout: waits.append(holder))
+    try:
+        if store.engine.dialect.name == "postgresql":
+            lifecycle.set_status(analyst.tenant(tenant.name), other, "accepted", reason=None,
+                                 comment="while the import runs", actor="alice")
+            assert waits == []  # it never waited, though the import is still in its transaction
+            assert [r.status for r in tenant.runs.list() if r.id == run.id] == ["running"]
+        else:  # one writer at a time per SQLite database: it waits, then is busy
+            with pytest.raises(Busy):
+                lifecycle.set_status(analyst.tenant(tenant.name), other, "accepted", reason=None,
+                                     comment=None, actor="alice")
+    finally:
+        stall.go.set()
+        analyst.close()
+    assert importer.outcome().status == "succeeded"
+    events = tenant.events(after_seq=before)
+    assert [e.seq for e in events] == list(range(before + 1, tenant.last_seq() + 1))  # gap-free
+    if store.engine.dialect.name == "postgresql":
+        # numbered in commit order: the analyst's change first, then the whole import
+        assert events[0].entity_key == other and events[0].event_type == "risk.status_changed"
+        assert {e.correlation_id for e in events[1:]} == {run.correlation_id}
+        assert tenant.get(other).values["status"] == "accepted"

@@ -169,9 +169,12 @@ class _Apply:
         self.counts: Counter[str] = Counter()  # node/edge count changes per kind, for graph_stats
 
     def run(self) -> ApplyResult:
-        if not self._only_updates():
+        rows_only = self._only_updates()
+        if not rows_only:
             self.scope.hold_writes(self.conn)
         existing = self._existing_nodes()
+        if rows_only and self.pb.edges and len(self._edges_there(lock=True)) != len(self.pb.edges):
+            raise ConflictError("a link of the change was removed meanwhile: read it again")
         self._upsert_entities(existing)
         self._upsert_edges(existing)
         self._unlink()
@@ -197,12 +200,16 @@ class _Apply:
         ids = [e.id for e in pb.entities.values()]
         if self.conn.execute(self.scope.nodes_by_id(ids, func.count())).scalar_one() != len(ids):
             return False
-        if not pb.edges:
-            return True
-        # The links its references imply (a risk's HAS_VULNERABILITY): they must exist, and
-        # stay (FOR SHARE: a delete waits for this transaction).
-        stmt = self.scope.edges_by_ident(list(pb.edges), edge.c.source_id).with_for_update(read=True, of=edge)
-        return len(self.scope.bounded(self.conn, lambda: self.conn.execute(stmt).all())) == len(pb.edges)
+        return not pb.edges or len(self._edges_there(lock=False)) == len(pb.edges)
+
+    def _edges_there(self, *, lock: bool) -> list:
+        """The batch's links that exist (the ones its references imply, for a risk its
+        HAS_VULNERABILITY); `lock`: kept (FOR SHARE, a delete waits) until the commit. Locked
+        after the batch's nodes, in the order an import locks them too: no deadlock."""
+        stmt = self.scope.edges_by_ident(list(self.pb.edges), edge.c.source_id)
+        if lock:
+            stmt = stmt.with_for_update(read=True, of=edge)
+        return self.scope.bounded(self.conn, lambda: self.conn.execute(stmt).all())
 
     def _existing_nodes(self) -> dict[int, Any]:
         """The stored state of every node the batch names, the batch's own entities locked until

@@ -176,11 +176,12 @@ def test_every_attack_as_the_application_role_fails(owned, runner):
                  "event_type, diff, actor, source, correlation_id) VALUES (:t, :x, :p, now(), :k, "
                  "'risk', 'risk.updated', '{}', 'mallory', 'forged', 'x')")
         begin = ("SELECT bastion_begin_events()", {})
-        denied(conn, bound(acme), (event, {"t": globex, "x": 1, "p": 1, "k": globex_risk}),
+        unused = 10**12  # a transaction id no event has
+        denied(conn, bound(acme), (event, {"t": globex, "x": unused, "p": 1, "k": globex_risk}),
                match="row-level security")
-        denied(conn, bound(acme), (event, {"t": acme, "x": 1, "p": 1, "k": acme_risk}),
+        denied(conn, bound(acme), (event, {"t": acme, "x": unused, "p": 1, "k": acme_risk}),
                match="another tenant or transaction")
-        denied(conn, bound(acme), begin, (event, {"t": acme, "x": 0, "p": 1, "k": acme_risk}),
+        denied(conn, bound(acme), begin, (event, {"t": acme, "x": 0, "p": unused, "k": acme_risk}),
                match="another tenant or transaction")  # into the numbered past (transaction 0)
         with conn() as c:
             c.execute(text(bound(acme)[0]), bound(acme)[1])

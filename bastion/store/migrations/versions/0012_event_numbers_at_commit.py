@@ -68,6 +68,9 @@ def _sqlite_rebuild(number: list[sa.Column], select_number: str, join: str,
     op.rename_table("event_rebuilt", "event")
     for name, columns in indexes.items():
         op.create_index(name, "event", columns)
+    for action in ("UPDATE", "DELETE"):  # dropped with the old table (revision 0002's guard)
+        op.execute(f"CREATE TRIGGER event_no_{action.lower()} BEFORE {action} ON event "
+                   f"BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END")
 
 
 def upgrade() -> None:

@@ -111,11 +111,15 @@ def upgrade() -> None:
 
 
 def lost_on_downgrade(bind):
-    """Which events were committed together: every transaction's events but the first
-    transaction's of each tenant join that one (their numbers are kept)."""
-    n = migrate.count(bind, "SELECT count(*) FROM event_commit WHERE txn <> 0")
-    return [("transactions of the event log", n, "transactions",
-             "which events were committed together (every event keeps its number)")] if n else []
+    """Which transaction wrote each event and where in it (every event keeps its number; a new
+    upgrade files them all under transaction 0)."""
+    n = migrate.count(bind, "SELECT count(*) FROM event WHERE txn <> 0")
+    if not n:
+        return []
+    note = "which transaction wrote each event, and where in it (every event keeps its number)"
+    return [("event.txn", n, "values", note), ("event.pos", n, "values", note),
+            ("event_commit", migrate.count(bind, "SELECT count(*) FROM event_commit WHERE txn <> 0"),
+             "rows", "the transactions of the event log")]
 
 
 def downgrade() -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from bastion.errors import ConflictError, ValidationFailed
 from bastion.schema.batch import Batch, Entity, Relationship
+from bastion.store import eventlog
 from bastion.store.tables import event, node
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -26,9 +27,9 @@ def surface() -> tuple[Batch, dict[str, str]]:
 
 
 def all_events(store, tenant):
+    """Every event of the tenant with its number, read as the owner (no binding)."""
     with store.engine.connect() as conn:
-        return conn.execute(select(event).where(event.c.tenant_id == tenant.tenant_id)
-                            .order_by(event.c.seq)).all()
+        return conn.execute(eventlog.numbered(tenant.scope).order_by(eventlog.SEQ)).all()
 
 
 def node_rows(store, tenant):

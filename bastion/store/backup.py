@@ -27,7 +27,8 @@ from sqlalchemy import Connection, Engine, MetaData, String, Table, Text, create
 from sqlalchemy.engine import make_url
 
 from bastion.errors import ConfigError
-from bastion.store.tables import metadata
+from bastion.store import eventlog
+from bastion.store.tables import event, event_commit, metadata
 
 if TYPE_CHECKING:
     from bastion.store.store import Store
@@ -79,17 +80,40 @@ def ordered_rows(conn: Connection, table: Table, columns: list[str] | None = Non
         yield tuple(row)
 
 
+def tenant_tables() -> list[Table]:
+    """The declared tables holding a tenant's rows, parents first, as its portable export and
+    its digests show them: without `event_commit`, whose numbers the events carry
+    (tenant_columns)."""
+    return [t for t in metadata.sorted_tables if "tenant_id" in t.c and t is not event_commit]
+
+
+def tenant_columns(table: Table) -> list[str]:
+    """A tenant table's columns as its export and digest show them, sorted, without tenant_id;
+    `event` with its number `seq` instead of where it is stored (txn, pos)."""
+    if table is event:
+        return list(eventlog.PORTABLE_COLUMNS)
+    return sorted(str(c.name) for c in table.columns if c.name != "tenant_id")
+
+
+def tenant_rows(conn: Connection, table: Table, tenant_id: int, columns: list[str]) -> Iterator[tuple]:
+    """One tenant's rows of a table of tenant_tables(), in primary-key order (events by `seq`)."""
+    if table is event:
+        return eventlog.portable_rows(conn, tenant_id, columns)
+    return ordered_rows(conn, table, columns, table.c.tenant_id == tenant_id)
+
+
 def table_digest(conn: Connection, table: Table, *, tenant_id: int | None = None) -> TableDigest:
-    """Count and hash of a table's rows; `tenant_id`: only that tenant's rows, without the
-    tenant_id column (so the same tenant under another id hashes the same)."""
-    columns = sorted(str(c.name) for c in table.columns)
-    where = None
+    """Count and hash of a table's rows; `tenant_id`: only that tenant's rows as tenant_columns
+    shows them (so the same tenant under another id, or on the other engine, hashes the same)."""
     if tenant_id is not None:
-        columns.remove("tenant_id")
-        where = table.c.tenant_id == tenant_id
+        columns = tenant_columns(table)
+        rows = tenant_rows(conn, table, tenant_id, columns)
+    else:
+        columns = sorted(str(c.name) for c in table.columns)
+        rows = ordered_rows(conn, table, columns)
     h = hashlib.blake2b(orjson.dumps(columns), digest_size=16)
     n = 0
-    for row in ordered_rows(conn, table, columns, where):
+    for row in rows:
         h.update(orjson.dumps([canonical(v) for v in row], option=orjson.OPT_SORT_KEYS))
         h.update(b"\n")
         n += 1
@@ -107,9 +131,8 @@ def digests(conn: Connection) -> dict[str, TableDigest]:
 
 
 def tenant_digests(conn: Connection, tenant_id: int) -> dict[str, TableDigest]:
-    """Every declared table with a tenant_id column, restricted to one tenant."""
-    return {t.name: table_digest(conn, t, tenant_id=tenant_id)
-            for t in metadata.sorted_tables if "tenant_id" in t.c}
+    """Every table of tenant_tables(), restricted to one tenant."""
+    return {t.name: table_digest(conn, t, tenant_id=tenant_id) for t in tenant_tables()}
 
 
 def shared_digests(engine: "Store | Engine") -> dict[str, TableDigest]:

@@ -3,7 +3,8 @@ import run did to the inventory (new, closed and re-opened risks; new and vanish
 ports).
 
 Every change is an event (bastion.store.writer), and the events of one import run carry the
-run's correlation id (bastion.store.runs), so both questions are reads of the `event` table.
+run's correlation id (bastion.store.runs), so both questions are reads of the event log
+(bastion.store.eventlog).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
-
 from bastion.errors import InvalidValue
 from bastion.schema.kinds import REGISTRY
-from bastion.store import runs
+from bastion.store import eventlog, runs
 from bastion.store.filters import parse_time
 from bastion.store.store import OPEN_RISK_STATES, Event, _event
 from bastion.store.tables import event
@@ -61,20 +60,22 @@ def changes(tenant, *, run: int | None = None, correlation_id: str | None = None
             return []
         correlation_id = cid
     scope = tenant.scope
-    stmt = select(event).where(scope.where(event), event.c.seq > after_seq)
-    if correlation_id is not None:
-        stmt = stmt.where(event.c.correlation_id == correlation_id)
+    where = []
     if (start := _instant(since, "since")) is not None:
-        stmt = stmt.where(event.c.occurred_at >= start)
+        where.append(event.c.occurred_at >= start)
     if (end := _instant(until, "until")) is not None:
-        stmt = stmt.where(event.c.occurred_at < end)
+        where.append(event.c.occurred_at < end)
     if kind is not None:
-        stmt = stmt.where(event.c.entity_kind == kind)
+        where.append(event.c.entity_kind == kind)
     if event_type is not None:
-        stmt = stmt.where(_event_type_matches(event_type))
-    stmt = stmt.order_by(event.c.seq).limit(limit)
+        where.append(_event_type_matches(event_type))
     with scope.transaction() as conn:
-        return [_event(r) for r in conn.execute(stmt)]
+        if correlation_id is not None:
+            rows = eventlog.correlated(scope, conn, correlation_id, after=after_seq, limit=limit,
+                                       where=where)
+        else:
+            rows = eventlog.page(scope, conn, after=after_seq, limit=limit, where=where)
+        return [_event(r) for r in rows]
 
 
 def _event_type_matches(pattern: str):
@@ -159,10 +160,10 @@ def run_summary(tenant, run_id: int) -> RunSummary:
     run = runs.get_import(tenant.scope, run_id)
     summary = RunSummary(run.id, run.source, run.status, run.started_at, run.correlation_id)
     scope = tenant.scope
-    stmt = (select(event).where(scope.where(event), event.c.correlation_id == run.correlation_id)
-            .order_by(event.c.seq))
     with scope.transaction() as conn:
-        for row in conn.execute(stmt.execution_options(yield_per=5000)):
+        found = eventlog.correlation(scope, conn, run.correlation_id)
+        rows = eventlog.each(scope, conn, where=found[0], commits_where=found[1]) if found else ()
+        for row in rows:
             ev = _event(row)
             summary.events += 1
             name = _category(ev)

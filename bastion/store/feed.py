@@ -18,7 +18,7 @@ from typing import Sequence
 from sqlalchemy import Engine, delete, func, or_, select, update
 
 from bastion.errors import NotFound
-from bastion.store import writer
+from bastion.store import eventlog, writer
 from bastion.store.query import Scope
 from bastion.store.store import Event, _event
 from bastion.store.tables import event, relay_cursor, webhook, webhook_delivery
@@ -99,8 +99,8 @@ class Feed:
         now = datetime.now(timezone.utc)
         with self.scope.transaction(write=True) as conn:
             # The tenant's write lock first: subscriptions are numbered under it.
-            writer.lock_event_seq(self.scope, conn)
-            cursor = self._last_seq(conn) if start_after is None else start_after
+            self.scope.hold_writes(conn)
+            cursor = eventlog.last_seq(self.scope, conn) if start_after is None else start_after
             sub_id = conn.execute(select(func.coalesce(func.max(webhook.c.id), 0) + 1)
                                   .where(self.scope.where(webhook))).scalar_one()
             conn.execute(webhook.insert().values(
@@ -137,7 +137,7 @@ class Feed:
                correlation_id: str | None = None) -> Subscription:
         """Delete the subscription and its delivery log (an event keeps what it was)."""
         with self.scope.transaction(write=True) as conn:
-            writer.lock_event_seq(self.scope, conn)
+            self.scope.hold_writes(conn)
             sub = _subscription(self._row(conn, sub_id))
             conn.execute(delete(webhook).where(self.scope.where(webhook), webhook.c.id == sub_id))
             writer.record_event(self.scope, conn, key=f"webhook:{sub_id}", kind="webhook",
@@ -155,7 +155,7 @@ class Feed:
         clears the failure count and the backoff."""
         now = datetime.now(timezone.utc)
         with self.scope.transaction(write=True) as conn:
-            writer.lock_event_seq(self.scope, conn)
+            self.scope.hold_writes(conn)
             old = _subscription(self._row(conn, sub_id))
             values: dict = {"state": state}
             diff: dict = {}
@@ -259,29 +259,26 @@ class Feed:
     # -- the event log ------------------------------------------------------------------------
 
     def last_seq(self) -> int:
-        """The last committed event's sequence (events commit in order: writers of a tenant
-        serialize on its counter, so what is visible is always 1..n)."""
+        """The last committed event's sequence (events are numbered as they commit, so what is
+        visible is always 1..n)."""
         with self.scope.transaction() as conn:
-            return self._last_seq(conn)
-
-    def _last_seq(self, conn) -> int:
-        return conn.execute(select(func.coalesce(func.max(event.c.seq), 0))
-                            .where(self.scope.where(event))).scalar_one()
+            return eventlog.last_seq(self.scope, conn)
 
     def events_after(self, after_seq: int, patterns: Sequence[str] = (), limit: int = 100
                      ) -> tuple[list[Event], int]:
         """At most `limit` events after `after_seq` whose type matches one of `patterns` (none
         or `*`: all), and the sequence up to which the log was read: the last event returned
-        when `limit` were found, else the last event there is."""
-        stmt = select(event).where(self.scope.where(event), event.c.seq > after_seq)
-        if (cond := _matching(patterns)) is not None:
-            stmt = stmt.where(cond)
+        when `limit` were found, else the last event there was when the read began."""
+        cond = _matching(patterns)
         with self.scope.transaction() as conn:
-            rows = [_event(r) for r in conn.execute(stmt.order_by(event.c.seq).limit(limit))]
-            if len(rows) == limit:
-                return rows, rows[-1].seq
-            top = self._last_seq(conn)
-        return rows, max(top, after_seq)
+            # The counter before the events: on PostgreSQL each statement sees the commits made
+            # before it, so the events read after it include every one up to it.
+            top = eventlog.last_seq(self.scope, conn)
+            rows = [_event(r) for r in eventlog.page(self.scope, conn, after=after_seq, limit=limit,
+                                                     where=[cond] if cond is not None else [])]
+        if len(rows) == limit:
+            return rows, rows[-1].seq
+        return rows, max(top, after_seq, rows[-1].seq if rows else 0)
 
     # -- relay cursors ------------------------------------------------------------------------
 

@@ -196,7 +196,8 @@ def values_of(bind: Connection, table: str, columns: Iterable[str], note: str = 
 
 
 class _Events:
-    """Events a forced downgrade appends, per tenant, numbered with the tenant's counter."""
+    """Events a forced downgrade appends, per tenant, numbered with the tenant's counter (from
+    revision 0012 on: one committed transaction of the tenant's log)."""
 
     def __init__(self, bind: Connection, reason: str):
         cfg = op.get_context().config
@@ -214,9 +215,11 @@ class _Events:
 
     def write(self) -> None:
         bind, sqlite = self.bind, self.bind.dialect.name == "sqlite"
-        has_note = "note" in {c["name"] for c in inspect(bind).get_columns("event")}
+        columns = {c["name"] for c in inspect(bind).get_columns("event")}
+        has_note, numbered_at_commit = "note" in columns, "txn" in columns  # revision 0012 on
         at = _stored_time(bind, self.at)
-        cols = ["tenant_id", "seq", "occurred_at", "entity_key", "entity_kind", "entity_version",
+        number = ["txn", "pos"] if numbered_at_commit else ["seq"]
+        cols = ["tenant_id", *number, "occurred_at", "entity_key", "entity_kind", "entity_version",
                 "event_type", "diff", "actor", "source", "correlation_id", *(["note"] if has_note else [])]
         marks = [f"CAST(:{c} AS JSONB)" if c == "diff" and not sqlite else f":{c}" for c in cols]
         sql = text(f"INSERT INTO event ({', '.join(cols)}) VALUES ({', '.join(marks)})")
@@ -224,11 +227,21 @@ class _Events:
             # Lock the tenant's counter (as the write path does) and take the numbers after it.
             last = bind.execute(text("UPDATE tenant SET event_seq = event_seq + :n WHERE id = :t "
                                      "RETURNING event_seq"), {"n": len(rows), "t": tid}).scalar_one()
-            params = [{**r, "tenant_id": tid, "seq": last - len(rows) + i, "occurred_at": at,
+            base = last - len(rows)
+            if numbered_at_commit:  # one committed transaction of the tenant's log
+                txn = bind.execute(text(
+                    "SELECT coalesce(max(txn), 0) + 1 FROM event_commit WHERE tenant_id = :t" if sqlite
+                    else "SELECT nextval('event_txn')"), {"t": tid}).scalar_one()
+                bind.execute(text("INSERT INTO event_commit (tenant_id, txn, base, last) "
+                                  "VALUES (:t, :x, :b, :l)"), {"t": tid, "x": txn, "b": base, "l": last})
+                numbers = [{"txn": txn, "pos": i} for i in range(1, len(rows) + 1)]
+            else:
+                numbers = [{"seq": base + i} for i in range(1, len(rows) + 1)]
+            params = [{**r, "tenant_id": tid, **n, "occurred_at": at,
                        "diff": json.dumps(r["diff"], separators=(",", ":")), "actor": self.actor,
                        "source": "migration", "correlation_id": self.cid,
                        **({"note": self.reason} if has_note else {})}
-                      for i, r in enumerate(rows, start=1)]
+                      for r, n in zip(rows, numbers)]
             bind.execute(sql, params)
         self.rows.clear()
 

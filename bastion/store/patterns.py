@@ -92,15 +92,21 @@ PATTERNS: tuple[Pattern, ...] = (
             "pk_edge", lambda s, t, k: t.links(ASSET, "out")),
     Pattern("links in", "an entity's incoming relationships", "FROM edge",
             "ix_edge_tenant_id_target_id_kind_source_id", lambda s, t, k: t.links(PORT, "in")),
-    Pattern("history", "bastion history KEY: an entity's events in order", "FROM event",
-            "ix_event_tenant_id_entity_key_seq", lambda s, t, k: t.history(ASSET)),
+    # Events are numbered by their commits (bastion.store.eventlog): an entity's are found by
+    # its index and joined to their commits; the log after a number is read commit by commit
+    # (UNIQUE (tenant_id, last)), their events by primary key ranges; a correlation id's
+    # transactions are found first, skipping through its index.
+    Pattern("history", "bastion history KEY: an entity's events in order",
+            "FROM event JOIN event_commit", "ix_event_tenant_id_entity_key_txn_pos",
+            lambda s, t, k: t.history(ASSET)),
     Pattern("events after", "the event log from a sequence number (consumers, the relay)",
-            "FROM event", "pk_event", lambda s, t, k: t.events(after_seq=k["seq"], limit=100)),
+            "event.pos AS seq", "pk_event",
+            lambda s, t, k: t.events(after_seq=k["seq"], limit=100)),
     Pattern("changes of a run", "bastion changes --correlation-id: what one run changed",
-            "FROM event", "ix_event_tenant_id_correlation_id_seq",
+            "WITH RECURSIVE txns", "ix_event_tenant_id_correlation_id_txn_pos",
             lambda s, t, k: _changes(t, k["correlation_id"])),
     Pattern("as of", "bastion get KEY --as-of: the entity folded from its events",
-            "FROM event", "ix_event_tenant_id_entity_key_seq",
+            "FROM event JOIN event_commit", "ix_event_tenant_id_entity_key_txn_pos",
             lambda s, t, k: t.get(ASSET, as_of=datetime.now(timezone.utc))),
     Pattern("settings", "the tenant's settings", "FROM setting", "pk_setting",
             lambda s, t, k: t.settings()),

@@ -18,11 +18,14 @@ Tables come from the declared metadata (bastion.store.tables), parents before ch
 table added later is exported without naming it here. Values are canonical (UTC ISO times, bytes
 as "hex:…", JSON as is) and decoded by the target column's type.
 
-An import writes each tenant in one transaction bound to it (row-level security applies on
-PostgreSQL: every row goes in under the tenant's own binding, as the application role), keeps
-every event with its sequence number, and reserves those numbers from the tenant's event counter,
-so the next change continues after the imported events. Shared rows are added when missing,
-never changed.
+The `event` section holds every event with its sequence number `seq` (bastion.store.eventlog
+reads them in that order); how the events are stored — by transaction, `event_commit` — is not
+exported. An import writes each tenant in one transaction as the owner, bound to no tenant (on
+PostgreSQL the owner's row-level security policy admits that; every row gets the tenant's id
+from the import, never from the file), under the tenant's write lock. Its events become one
+committed transaction of the tenant's log, their numbers kept (`pos` = `seq`, base 0), and the
+tenant's event counter is the exported one, so the next change continues after the imported
+events. Shared rows are added when missing, never changed.
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ from sqlalchemy import Connection, Engine, LargeBinary, delete, func, insert, se
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import ConfigError, InvalidValue, Malformed
-from bastion.store import migrate
-from bastion.store.backup import TableDigest, canonical, ordered_rows
+from bastion.store import access, migrate
+from bastion.store.backup import (TableDigest, canonical, ordered_rows, tenant_columns, tenant_rows,
+                                  tenant_tables)
 from bastion.store.query import bind_tenant
-from bastion.store.tables import UTCDateTime, attack_release, event, metadata, tenant
+from bastion.store.tables import UTCDateTime, attack_release, event, event_commit, metadata, tenant
 
 if TYPE_CHECKING:
     from bastion.store.store import Store
@@ -55,18 +59,15 @@ VERSION = 1
 CHUNK = 5000
 
 
-def tenant_tables():
-    """Every declared table whose rows belong to one tenant, parents first."""
-    return [t for t in metadata.sorted_tables if "tenant_id" in t.c]
-
-
 def shared_tables():
     """Declared reference tables shared by every tenant (the ATT&CK catalog), parents first."""
     return [t for t in metadata.sorted_tables if "tenant_id" not in t.c and t is not tenant]
 
 
 def _columns(table, tenant_scoped: bool) -> list[str]:
-    return sorted(str(c.name) for c in table.columns if not (tenant_scoped and c.name == "tenant_id"))
+    if tenant_scoped:
+        return tenant_columns(table)
+    return sorted(str(c.name) for c in table.columns)
 
 
 class _Digest:
@@ -109,12 +110,14 @@ def _read(engine: Engine, tenant_id: int | None) -> Iterator[Connection]:
         yield conn
 
 
-def _section(conn: Connection, out: IO[bytes], kind: str, table, where=None) -> TableDigest:
-    scoped = kind == "table"
-    columns = _columns(table, scoped)
+def _section(conn: Connection, out: IO[bytes], kind: str, table,
+             tenant_id: int | None = None) -> TableDigest:
+    columns = _columns(table, tenant_id is not None)
     out.write(_dumps({kind: table.name, "columns": columns}) + b"\n")
     digest = _Digest(columns)
-    for row in ordered_rows(conn, table, columns, where):
+    rows = (ordered_rows(conn, table, columns) if tenant_id is None
+            else tenant_rows(conn, table, tenant_id, columns))
+    for row in rows:
         line = _dumps([canonical(v) for v in row])
         digest.add(line)
         out.write(line + b"\n")
@@ -153,7 +156,7 @@ def export(engine: "Store | Engine", out: IO[bytes], tenants: list[tuple[int, st
             row = conn.execute(select(tenant).where(tenant.c.id == tenant_id)).one()
             info = {str(c.name): canonical(row._mapping[c]) for c in tenant.columns if c.name != "id"}
             out.write(_dumps({"tenant": info}) + b"\n")
-            done.tables[name] = {t.name: _section(conn, out, "table", t, t.c.tenant_id == tenant_id)
+            done.tables[name] = {t.name: _section(conn, out, "table", t, tenant_id)
                                  for t in tenant_tables()}
     out.write(_dumps({"end": "export", "tenants": done.tenants}) + b"\n")
     return done
@@ -260,7 +263,8 @@ def _table_header(lines: _Lines, item: Any, kind: str, tables: dict):
     if table is None:
         raise lines.error(f"unknown {kind} table {item.get(kind) if isinstance(item, dict) else item!r}")
     columns = item.get("columns")
-    unknown = [c for c in columns or [] if c not in table.c or c == "tenant_id" and kind == "table"]
+    known = tenant_columns(table) if kind == "table" else [c.name for c in table.c]
+    unknown = [c for c in columns or [] if c not in known]
     if not isinstance(columns, list) or unknown:
         raise lines.error(f"table {table.name}: columns {unknown or columns!r} are not in this "
                           "database's schema")
@@ -269,7 +273,8 @@ def _table_header(lines: _Lines, item: Any, kind: str, tables: dict):
 
 def _rows(lines: _Lines, table, columns: list[str], digests: dict) -> Iterator[list[dict]]:
     """Chunks of decoded rows of one section, up to its end line, checked against its count."""
-    decoders = [(i, d) for i, c in enumerate(columns) if (d := _decoder(table.c[c])) is not None]
+    decoders = [(i, d) for i, c in enumerate(columns)
+                if c in table.c and (d := _decoder(table.c[c])) is not None]
     chunk: list[dict] = []
     n = 0
     while True:
@@ -340,33 +345,41 @@ def _import_rows(engine: Engine, lines: _Lines, info: dict, done: Imported, name
     digests = done.digests.setdefault(name, {})
     events = 0
     with engine.connect().execution_options(bastion_write=True) as conn, conn.begin():
-        if pg:
-            bind_tenant(conn, tenant_id)
-            seq = conn.execute(text("SELECT bastion_lock_seq()")).scalar_one()
-        else:
-            seq = conn.execute(update(tenant).where(tenant.c.id == tenant_id)
-                               .values(event_seq=tenant.c.event_seq)
-                               .returning(tenant.c.event_seq)).scalar_one()
+        if pg:  # the tenant's writers wait (Scope.hold_writes), and so does its counter below
+            conn.execute(text("SELECT pg_advisory_xact_lock(:c, :t)"),
+                         {"c": access.WRITE_LOCK, "t": tenant_id})
+        seq = conn.execute(update(tenant).where(tenant.c.id == tenant_id)
+                           .values(event_seq=tenant.c.event_seq)
+                           .returning(tenant.c.event_seq)).scalar_one()
         if seq:  # written to since it was found empty
             raise ConfigError(f"tenant {name!r} already exists with data: import it under "
                               "another name (--as NAME)")
         # The exported counter: every event number up to it is the file's, the next change
-        # continues after it. Reserved before the events go in (PostgreSQL refuses others).
+        # continues after it. The file's events are one transaction of the log, numbered as
+        # exported: pos = seq, base 0.
         top = int(info.get("event_seq") or 0)
+        txn = None
         if top:
-            if pg:
-                conn.execute(text("SELECT bastion_reserve_seq(:n)"), {"n": top})
-            else:
-                conn.execute(update(tenant).where(tenant.c.id == tenant_id).values(event_seq=top))
+            txn = conn.execute(text("SELECT nextval('event_txn')") if pg else
+                               select(func.coalesce(func.max(event_commit.c.txn), 0) + 1)
+                               .where(event_commit.c.tenant_id == tenant_id)).scalar_one()
+            conn.execute(update(tenant).where(tenant.c.id == tenant_id).values(event_seq=top))
         item = lines.next()
         while isinstance(item, dict) and "table" in item:
             table, columns = _table_header(lines, item, "table", tables)
+            if table is event and "seq" not in columns:
+                raise lines.error("table event: its events need their numbers (column seq)")
             for chunk in _rows(lines, table, columns, digests):
                 for r in chunk:
                     r["tenant_id"] = tenant_id
-                if table is event and max(r["seq"] for r in chunk) > top:
-                    raise lines.error(f"event {max(r['seq'] for r in chunk)} is past the tenant's "
-                                      f"exported event counter {top}")
+                if table is event:
+                    numbers = [r.pop("seq") for r in chunk]
+                    bad = next((n for n in numbers if not isinstance(n, int) or not 0 < n <= top), None)
+                    if bad is not None:
+                        raise lines.error(f"event {bad!r} is not within the tenant's exported "
+                                          f"event counter {top}")
+                    for r, n in zip(chunk, numbers):
+                        r["txn"], r["pos"] = txn, n
                 try:
                     conn.execute(insert(table), chunk)
                 except IntegrityError as exc:
@@ -376,6 +389,8 @@ def _import_rows(engine: Engine, lines: _Lines, info: dict, done: Imported, name
                 if table is event:
                     events += len(chunk)
             item = lines.next()
+        if txn is not None:
+            conn.execute(insert(event_commit).values(tenant_id=tenant_id, txn=txn, base=0, last=top))
     done.tenants[name] = events
     return item
 
@@ -410,7 +425,7 @@ def count_rows(engine: "Store | Engine", tenant_id: int) -> int:
         if engine.dialect.name == "postgresql":
             bind_tenant(conn, tenant_id)
         return sum(conn.execute(select(func.count()).select_from(t).where(t.c.tenant_id == tenant_id))
-                   .scalar_one() for t in tenant_tables())
+                   .scalar_one() for t in metadata.sorted_tables if "tenant_id" in t.c)
 
 
 def gzip_writer(path: str | Path, compress: bool) -> IO[bytes]:

@@ -35,8 +35,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bastion.errors import NotFound
-from bastion.store import writer
-from bastion.store.query import Scope, insert_numbered
+from bastion.store import eventlog, writer
+from bastion.store.query import Scope, insert_numbered, pending
 from bastion.store.tables import (edge, event, import_file, import_file_edge, import_file_node,
                                   import_run, node, setting)
 
@@ -328,7 +328,10 @@ def reuse_file(scope: Scope, conn: Connection, ident: FileIdentity, *, run_id: i
     NotReusable, after which the caller rolls the transaction back. It stands for this one when
     none of those nodes and edges was changed, added to by another relationship of theirs, or
     deleted since (no later event names one of the nodes, and all of them are still there)."""
-    seq = writer.lock_event_seq(scope, conn)
+    scope.hold_writes(conn)
+    # The counter as committed now: every event after it commits after this check, so the
+    # sighting recorded at it is checked against them next time.
+    seq = eventlog.last_seq(scope, conn)
     earlier = conn.execute(
         select(import_file).where(
             scope.where(import_file), import_file.c.sha256 == ident.sha256,
@@ -368,7 +371,7 @@ def _named_since(scope: Scope, conn: Connection, members: int, seq: int) -> bool
     source node)."""
     m = import_file_node
     stmt = select(exists().where(
-        scope.where(event), event.c.seq > seq,
+        scope.where(event), eventlog.after(scope, seq),
         node.c.tenant_id == event.c.tenant_id, node.c.key == event.c.entity_key,
         m.c.tenant_id == node.c.tenant_id, m.c.file_id == members, m.c.node_id == node.c.id))
     return bool(conn.execute(stmt).scalar_one())
@@ -393,7 +396,7 @@ class FileMembers:
     def __init__(self, scope: Scope, conn: Connection, ident: FileIdentity, *, run_id: int,
                  name: str, at: datetime):
         self.scope, self.conn = scope, conn
-        writer.lock_event_seq(scope, conn)  # the file number is allocated under the tenant's lock
+        scope.hold_writes(conn)  # the file number is allocated under the tenant's lock
         self.file_id = _insert_file(scope, conn, ident, run_id=run_id, name=name, at=at,
                                     event_seq=0, members=None, counts={})
 
@@ -409,18 +412,23 @@ class FileMembers:
         conn.execute(delete(import_file).where(scope.where(import_file), import_file.c.id == self.file_id))
 
     def finish(self, ident: FileIdentity, counts: dict[str, Any], capability: int) -> None:
-        """The file was imported whole: its hash, counts and the tenant's counter after it.
+        """The file was imported whole: its hash, counts and the tenant's counter after it (set
+        as the transaction commits, when its events get their numbers).
         `capability`: the tool's node, which must still exist for a reuse (a full import would
         create it again)."""
         scope, conn, f = self.scope, self.conn, self.file_id
-        seq = writer.lock_event_seq(scope, conn)
         n = conn.execute(select(func.count()).where(scope.where(import_file_node),
                                                     import_file_node.c.file_id == f)).scalar_one()
         e = conn.execute(select(func.count()).where(scope.where(import_file_edge),
                                                     import_file_edge.c.file_id == f)).scalar_one()
         conn.execute(update(import_file).where(scope.where(import_file), import_file.c.id == f)
-                     .values(sha256=ident.sha256, bytes=ident.bytes, event_seq=seq,
+                     .values(sha256=ident.sha256, bytes=ident.bytes,
                              counts={**counts, "nodes": n, "edges": e, "capability": capability}))
+
+        def counter_after(conn: Connection, top: int) -> None:
+            conn.execute(update(import_file).where(scope.where(import_file), import_file.c.id == f)
+                         .values(event_seq=top))
+        pending(conn).at_commit.append(counter_after)
         _prune_members(scope, conn)
 
 
@@ -526,7 +534,7 @@ def set_setting(scope: Scope, name: str, value: Any, *, actor: str, source: str,
     first value written twice at once is not a duplicate key)."""
     now = datetime.now(timezone.utc)
     with scope.transaction(write=True) as conn:
-        writer.lock_event_seq(scope, conn)  # writers of the tenant serialize here, before the read
+        scope.hold_writes(conn)  # writers of the tenant serialize here, before the read
         where = (scope.where(setting), setting.c.name == name)
         old = conn.execute(select(setting.c.value).where(*where)).scalar_one_or_none()
         if after_setting_read is not None:

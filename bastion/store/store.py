@@ -17,10 +17,10 @@ from bastion.schema.batch import Batch, PreparedBatch
 from bastion.schema.keys import kind_of, node_id
 from bastion.schema.kinds import REGISTRY, RISK_STATES
 from bastion.schema.registry import FieldType
-from bastion.store import access, filters, migrate, writer
+from bastion.store import access, eventlog, filters, migrate, writer
 from bastion.store.engine import make_engine
 from bastion.store.query import Scope, bind_tenant, chunks
-from bastion.store.tables import edge, event, node, tenant, typed
+from bastion.store.tables import edge, node, tenant, typed
 
 DEFAULT_TENANT = "default"
 
@@ -232,9 +232,11 @@ _NODE_COLS = (node.c.key, node.c.version, node.c.properties, node.c.first_seen, 
               node.c.updated_at)
 
 
-def _get_many(scope: Scope, conn, keys: Sequence[str], times: bool = True) -> dict[str, Record]:
+def _get_many(scope: Scope, conn, keys: Sequence[str], times: bool = True,
+              lock: bool = False) -> dict[str, Record]:
     """`times=False` leaves first/last seen and updated out (None): an importer's merge needs
-    only values, and converting three timestamps per row was a fifth of a re-import."""
+    only values, and converting three timestamps per row was a fifth of a re-import. `lock`:
+    the rows stay locked until the transaction ends (a write that depends on this read)."""
     by_kind: dict[str, set[int]] = {}
     for key in keys:
         by_kind.setdefault(kind_of(key), set()).add(node_id(key))
@@ -249,12 +251,24 @@ def _get_many(scope: Scope, conn, keys: Sequence[str], times: bool = True) -> di
             table, (table.c.tenant_id == node.c.tenant_id) & (table.c.node_id == node.c.id))
         for chunk in chunks(sorted(ids)):
             # Rows by position: a bulk read (an importer's merge) spends most of its time here.
-            for row in conn.execute(stmt.where(scope.where(node), scope.id_in(node.c.id, chunk))):
+            for row in _read(scope, conn, stmt.where(scope.where(node), scope.id_in(node.c.id, chunk)),
+                             lock):
                 if row[0] in wanted:
                     when = row[3:6] if times else (None, None, None)
                     found[row[0]] = Record(row[0], kind, row[1], dict(zip(names, row[n:])), row[2],
                                            *when)
     return found
+
+
+def _read(scope: Scope, conn, stmt, lock: bool):
+    """The rows of `stmt`; with `lock`, its nodes locked (PostgreSQL `FOR UPDATE OF node`,
+    waiting as long as the lock timeout allows) until the transaction ends: what a write
+    depends on cannot change between this read and the write, yet writers of other rows go on.
+    SQLite's single writer needs no row lock."""
+    if not lock or not scope.postgres:
+        return conn.execute(stmt).all()
+    locked = stmt.with_for_update(of=node)
+    return scope.bounded(conn, lambda: conn.execute(locked).all())
 
 
 OPEN_RISK_STATES = ("triage", "open")
@@ -293,15 +307,18 @@ class WriteSession:
                             correlation_id=self.correlation_id, at=self.at, conn=self.conn,
                             observed=observed)
 
+    # The reads below are what the session's writes depend on: their rows stay locked until it
+    # commits (an analyst's change of one of them waits; of any other row, it does not).
+
     def get_many(self, keys: Sequence[str], *, times: bool = True) -> dict[str, Record]:
-        return _get_many(self.scope, self.conn, keys, times)
+        return _get_many(self.scope, self.conn, keys, times, lock=True)
 
     def open_risks_not_seen(self, source: str) -> list[Record]:
         """Open (triage/open) risks last reported by `source` and not observed in this session."""
         risk = typed["risk"]
         stmt = (_open_risks(self.scope).where(risk.c.source == source, node.c.last_seen < self.at)
                 .order_by(node.c.key))
-        return [_record("risk", row) for row in self.conn.execute(stmt)]
+        return [_record("risk", row) for row in _read(self.scope, self.conn, stmt, True)]
 
     def risks_with_cve(self, after_key: str | None = None, limit: int = 5000) -> list[Record]:
         """Risks (any status) that name a CVE, in key order, at most `limit` after `after_key`:
@@ -311,7 +328,7 @@ class WriteSession:
         if after_key is not None:
             stmt = stmt.where(node.c.key > after_key)
         stmt = stmt.order_by(node.c.key).limit(limit)
-        return [_record("risk", row) for row in self.conn.execute(stmt)]
+        return [_record("risk", row) for row in _read(self.scope, self.conn, stmt, True)]
 
 
 def _encode_cursor(values: Sequence[Any]) -> str:
@@ -438,13 +455,14 @@ class TenantStore:
         """Several batches in one transaction: all of them are written, or none (an exception
         inside the block rolls everything back). Reads in the session see its own writes.
 
-        The session takes the tenant's write lock (its event counter) before anything else, so
-        every read a write of the session depends on is made under that lock: a change another
-        writer committed before is read, none can commit in between (a bounded wait: Busy)."""
+        The session takes the tenant's write lock before anything else (writers that read
+        before they write serialize there) and its reads lock the rows they return, so a change
+        another writer committed before is read and none can commit in between (a bounded wait:
+        Busy); its events are numbered when it commits."""
         cid = correlation_id or writer.new_correlation_id()
         at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         with self.scope.transaction(write=True) as conn:
-            self.scope.lock_event_seq(conn)
+            self.scope.hold_writes(conn)
             yield WriteSession(self.scope, conn, actor, source, cid, at)
 
     def _record(self, kind: str, row) -> Record:
@@ -571,8 +589,7 @@ class TenantStore:
         """The tenant's event counter: it moves with every change, so anything computed from
         the tenant's data may be kept until it moves."""
         with self.scope.transaction() as conn:
-            return conn.execute(select(tenant.c.event_seq).where(tenant.c.id == self.tenant_id)
-                                ).scalar_one()
+            return eventlog.last_seq(self.scope, conn)
 
     def counts(self) -> dict[str, int]:
         """Entities per kind, and edges per relationship kind."""
@@ -625,17 +642,14 @@ class TenantStore:
 
     def _history(self, key: str) -> list[Event]:
         kind_of(key)
-        stmt = (select(event).where(self.scope.where(event), event.c.entity_key == key)
-                .order_by(event.c.seq))
         with self.scope.transaction() as conn:
-            return [_event(r) for r in conn.execute(stmt)]
+            return [_event(r) for r in eventlog.history(self.scope, conn, key)]
 
     def events(self, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
-        """The tenant's event log in order, from a sequence number (for consumers)."""
-        stmt = (select(event).where(self.scope.where(event), event.c.seq > after_seq)
-                .order_by(event.c.seq).limit(limit))
+        """The tenant's event log in order, at most `limit` events after a sequence number (for
+        consumers)."""
         with self.scope.transaction() as conn:
-            return [_event(r) for r in conn.execute(stmt)]
+            return [_event(r) for r in eventlog.page(self.scope, conn, after=after_seq, limit=limit)]
 
     def _as_of(self, key: str, kind: str, instant: datetime) -> Record | None:
         """Fold the entity's events up to `instant` into its state then."""
@@ -708,6 +722,7 @@ def _keyset(keys, cursor: list[Any], descending: bool):
 
 
 def _event(r) -> Event:
+    """An event row of bastion.store.eventlog (with its `seq`)."""
     diff = r.diff if isinstance(r.diff, dict) else orjson.loads(r.diff)
     return Event(r.seq, r.occurred_at, r.entity_key, r.entity_kind, r.entity_version,
                  r.event_type, diff, r.actor, r.source, r.correlation_id, r.note)

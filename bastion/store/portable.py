@@ -20,12 +20,12 @@ as "hex:…", JSON as is) and decoded by the target column's type.
 
 The `event` section holds every event with its sequence number `seq` (bastion.store.eventlog
 reads them in that order); how the events are stored — by transaction, `event_commit` — is not
-exported. An import writes each tenant in one transaction as the owner, bound to no tenant (on
-PostgreSQL the owner's row-level security policy admits that; every row gets the tenant's id
-from the import, never from the file), under the tenant's write lock. Its events become one
-committed transaction of the tenant's log, their numbers kept (`pos` = `seq`, base 0), and the
-tenant's event counter is the exported one, so the next change continues after the imported
-events. Shared rows are added when missing, never changed.
+exported. An import writes each tenant in one transaction bound to it (row-level security
+applies on PostgreSQL: every row goes in under the tenant's own binding, as the application
+role), under the tenant's write lock. Its events become one transaction of the tenant's log,
+their numbers kept (`pos` = `seq`, base 0, numbered at commit like any other), so the tenant's
+counter ends at the exported one and the next change continues after the imported events.
+Shared rows are added when missing, never changed.
 """
 
 from __future__ import annotations
@@ -40,16 +40,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
-from sqlalchemy import Connection, Engine, LargeBinary, delete, func, insert, select, text, update
-
+from sqlalchemy import Connection, Engine, LargeBinary, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bastion.errors import ConfigError, InvalidValue, Malformed
-from bastion.store import access, migrate
+from bastion.store import eventlog, migrate
 from bastion.store.backup import (TableDigest, canonical, ordered_rows, tenant_columns, tenant_rows,
                                   tenant_tables)
-from bastion.store.query import bind_tenant
-from bastion.store.tables import UTCDateTime, attack_release, event, event_commit, metadata, tenant
+from bastion.store.query import Scope, bind_tenant, pending
+from bastion.store.tables import UTCDateTime, attack_release, event, metadata, tenant
 
 if TYPE_CHECKING:
     from bastion.store.store import Store
@@ -340,30 +339,19 @@ def _import_tenant(engine: Engine, lines: _Lines, info: Any, done: Imported,
 
 def _import_rows(engine: Engine, lines: _Lines, info: dict, done: Imported, name: str,
                  tenant_id: int) -> Any:
-    pg = engine.dialect.name == "postgresql"
     tables = {t.name: t for t in tenant_tables()}
     digests = done.digests.setdefault(name, {})
     events = 0
-    with engine.connect().execution_options(bastion_write=True) as conn, conn.begin():
-        if pg:  # the tenant's writers wait (Scope.hold_writes), and so does its counter below
-            conn.execute(text("SELECT pg_advisory_xact_lock(:c, :t)"),
-                         {"c": access.WRITE_LOCK, "t": tenant_id})
-        seq = conn.execute(update(tenant).where(tenant.c.id == tenant_id)
-                           .values(event_seq=tenant.c.event_seq)
-                           .returning(tenant.c.event_seq)).scalar_one()
-        if seq:  # written to since it was found empty
+    scope = Scope(engine, tenant_id)
+    with scope.transaction(write=True) as conn:  # bound to the tenant: row-level security applies
+        scope.hold_writes(conn)
+        if eventlog.last_seq(scope, conn):  # written to since it was found empty
             raise ConfigError(f"tenant {name!r} already exists with data: import it under "
                               "another name (--as NAME)")
-        # The exported counter: every event number up to it is the file's, the next change
-        # continues after it. The file's events are one transaction of the log, numbered as
-        # exported: pos = seq, base 0.
+        # The file's events are one transaction of the tenant's log, in their exported order and
+        # numbered as exported (pos = seq, base 0): the counter ends at the exported one, and the
+        # next change continues after it.
         top = int(info.get("event_seq") or 0)
-        txn = None
-        if top:
-            txn = conn.execute(text("SELECT nextval('event_txn')") if pg else
-                               select(func.coalesce(func.max(event_commit.c.txn), 0) + 1)
-                               .where(event_commit.c.tenant_id == tenant_id)).scalar_one()
-            conn.execute(update(tenant).where(tenant.c.id == tenant_id).values(event_seq=top))
         item = lines.next()
         while isinstance(item, dict) and "table" in item:
             table, columns = _table_header(lines, item, "table", tables)
@@ -373,13 +361,13 @@ def _import_rows(engine: Engine, lines: _Lines, info: dict, done: Imported, name
                 for r in chunk:
                     r["tenant_id"] = tenant_id
                 if table is event:
-                    numbers = [r.pop("seq") for r in chunk]
-                    bad = next((n for n in numbers if not isinstance(n, int) or not 0 < n <= top), None)
-                    if bad is not None:
-                        raise lines.error(f"event {bad!r} is not within the tenant's exported "
-                                          f"event counter {top}")
-                    for r, n in zip(chunk, numbers):
-                        r["txn"], r["pos"] = txn, n
+                    txn = scope.event_txn(conn)
+                    for i, r in enumerate(chunk, start=events + 1):
+                        if r.get("seq") != i or i > top:
+                            raise lines.error(f"event {r.get('seq')!r} where {i} was due: the events "
+                                              f"must be numbered 1 … {top} (the exported counter), in order")
+                        del r["seq"]
+                        r["txn"], r["pos"] = txn, i
                 try:
                     conn.execute(insert(table), chunk)
                 except IntegrityError as exc:
@@ -388,9 +376,10 @@ def _import_rows(engine: Engine, lines: _Lines, info: dict, done: Imported, name
                 done.rows[table.name] = done.rows.get(table.name, 0) + len(chunk)
                 if table is event:
                     events += len(chunk)
+                    pending(conn).events = events
             item = lines.next()
-        if txn is not None:
-            conn.execute(insert(event_commit).values(tenant_id=tenant_id, txn=txn, base=0, last=top))
+        if events != top:
+            raise lines.error(f"{events} events for the exported counter {top}: the file is incomplete")
     done.tenants[name] = events
     return item
 

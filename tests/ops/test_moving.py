@@ -107,6 +107,16 @@ def test_an_import_refuses_a_tenant_with_data_and_bad_files_whole(store, engine_
             moving.import_tenant(target, sneaky)
         assert target.tenants() == []
 
+        # events out of their order (two swapped) or missing: refused, nothing stays
+        header = next(i for i, line in enumerate(lines)
+                      if isinstance(item := orjson.loads(line), dict) and item.get("table") == "event")
+        swapped = [*lines[:header + 1], lines[header + 2], lines[header + 1], *lines[header + 3:]]
+        unordered = tmp_path / "unordered.ndjson"
+        unordered.write_bytes(b"".join(swapped))
+        with pytest.raises(Malformed, match=r"event 2 where 1 was due: the events must be numbered"):
+            moving.import_tenant(target, unordered)
+        assert target.tenants() == []
+
         with pytest.raises(ConfigError, match="no tenant named 'nobody'"):
             moving.export_tenant(store, "nobody", tmp_path / "x.ndjson")
     finally:

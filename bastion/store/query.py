@@ -42,6 +42,7 @@ class Pending:
 
     txn: int | None = None
     events: int = 0
+    holds_writes: bool = False  # the tenant's write lock (Scope.hold_writes) is taken
     counts: Counter = field(default_factory=Counter)
     at_commit: list[Callable[[Connection, int], None]] = field(default_factory=list)
 
@@ -154,10 +155,11 @@ class Scope:
         does not touch them. SQLite has one write lock per database, taken at BEGIN.
         On PostgreSQL the wait is bounded: after a short first wait the engine's
         `bastion_on_wait` is told which import holds it; after the lock timeout, Busy."""
-        if not self.postgres or conn.info.get("bastion_holds_writes"):
+        p = pending(conn)
+        if not self.postgres or p.holds_writes:
             return
         self.bounded(conn, lambda: conn.execute(text("SELECT bastion_hold_writes()")))
-        conn.info["bastion_holds_writes"] = True
+        p.holds_writes = True
 
     def bounded(self, conn: Connection, step: Callable[[], object]):
         """PostgreSQL: run `step` (a statement that may wait for a lock) waiting first briefly,

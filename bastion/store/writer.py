@@ -193,7 +193,7 @@ class _Apply:
         not wait for an import that does not touch them. Anything else — creating, deleting,
         linking, a change of an asset that may re-rank risks — takes the tenant's write lock."""
         pb = self.pb
-        if (not self.scope.postgres or self.conn.info.get("bastion_holds_writes") or not pb.entities
+        if (not self.scope.postgres or pending(self.conn).holds_writes or not pb.entities
                 or pb.deletes or pb.unlinks or len(pb.entities) + len(pb.edges) > 1000
                 or any(e.kind.name == "asset" for e in pb.entities.values())):
             return False

@@ -250,3 +250,20 @@ def test_a_change_the_import_does_not_touch_does_not_wait_for_it(store, tenant, 
         assert events[0].entity_key == other and events[0].event_type == "risk.status_changed"
         assert {e.correlation_id for e in events[1:]} == {run.correlation_id}
         assert tenant.get(other).values["status"] == "accepted"
+
+
+def test_every_write_transaction_takes_the_tenant_lock_itself(store, tenant):
+    """The lock is the transaction's: a pooled connection that held it before does not skip it."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock is the database's, taken at BEGIN IMMEDIATE")
+    from sqlalchemy import text
+
+    from bastion.store.access import WRITE_LOCK
+
+    held = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+            "AND classid = :c AND objid = :t")
+    for _ in range(3):  # the same pooled connections, one transaction after another
+        with tenant.scope.transaction(write=True) as conn:
+            assert conn.execute(text(held), {"c": WRITE_LOCK, "t": tenant.tenant_id}).scalar() == 0
+            tenant.scope.hold_writes(conn)
+            assert conn.execute(text(held), {"c": WRITE_LOCK, "t": tenant.tenant_id}).scalar() == 1

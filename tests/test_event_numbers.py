@@ -14,7 +14,7 @@ from bastion.schema.batch import Batch
 from bastion.store import changes as changes_lib
 from bastion.store import eventlog, writer
 
-BIG = 12000  # events of the one large commit
+BIG = 6000  # events of the one large commit: more than a page reads in one window (eventlog.WINDOW)
 
 
 def _record(tenant, conn, key: str, n: int, correlation_id: str) -> None:

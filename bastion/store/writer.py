@@ -533,8 +533,12 @@ class _Apply:
             return
         rows: dict[int, Any] = {}
         for chunk in chunks(risk_ids):
-            rows.update((r.id, r) for r in self.conn.execute(self.scope.nodes_by_id(
-                chunk, node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash)))
+            # Locked before their values are read: an analyst's change of one of them (which
+            # takes no tenant lock) is read, or waits for this one — never overwritten.
+            stmt = self.scope.nodes_by_id(chunk, node.c.id, node.c.key, node.c.kind, node.c.version,
+                                          node.c.content_hash).order_by(node.c.id).with_for_update()
+            locked = self.scope.bounded(self.conn, lambda stmt=stmt: self.conn.execute(stmt).all())
+            rows.update((r.id, r) for r in locked)
         stored = self._stored_state("risk", risk_ids)
         keys = {i: k for k, i in ((k, node_id(k)) for k in self.exposure_changed)}
         changed = []

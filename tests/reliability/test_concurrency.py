@@ -267,3 +267,45 @@ def test_every_write_transaction_takes_the_tenant_lock_itself(store, tenant):
             assert conn.execute(text(held), {"c": WRITE_LOCK, "t": tenant.tenant_id}).scalar() == 0
             tenant.scope.hold_writes(conn)
             assert conn.execute(text(held), {"c": WRITE_LOCK, "t": tenant.tenant_id}).scalar() == 1
+
+
+def test_a_reranking_keeps_a_decision_made_while_it_read(store, tenant, monkeypatch):
+    """A change of an asset's exposure re-ranks the risks on it: it locks them before reading
+    them, so an analyst's status change (which takes no tenant lock) is never overwritten."""
+    from bastion.schema.batch import Batch
+    from bastion.store import writer
+
+    import_stdin(tenant, monkeypatch, finding("a.example.com", "first"))
+    key = risk_key(tenant)
+    read, go = threading.Event(), threading.Event()
+    original = writer._Apply._stored_state
+
+    def stalled(self, kind, ids):
+        out = original(self, kind, ids)
+        if kind == "risk" and not read.is_set():
+            read.set()
+            assert go.wait(WAIT), "the analyst neither committed nor waited"
+        return out
+
+    monkeypatch.setattr(writer._Apply, "_stored_state", stalled)
+    b = Batch()
+    b.add("asset", identifier="a.example.com", exposure="external")
+    ranking = Background(lambda: tenant.apply(b, actor="owner", source="test", observed=False))
+    ranking.start()
+    assert read.wait(WAIT)
+    analyst = Store(store.engine.url.render_as_string(hide_password=False),
+                    on_wait=lambda holder, timeout: go.set())
+    try:
+        for _ in range(3):  # told of a conflict (the ranking changed it first), it retries
+            try:
+                lifecycle.set_status(analyst.tenant(tenant.name), key, "accepted", reason=None,
+                                     comment="analyst decision", actor="alice")
+                break
+            except ConflictError:
+                continue
+    finally:
+        go.set()
+        analyst.close()
+    assert ranking.outcome().reranked == [key]
+    assert tenant.get(key).values["status"] == "accepted"  # the decision survives the re-ranking
+    assert [e.event_type for e in tenant.history(key)][-2:] == ["risk.updated", "risk.status_changed"]

@@ -211,6 +211,16 @@ class _Apply:
             stmt = stmt.with_for_update(read=True, of=edge)
         return self.scope.bounded(self.conn, lambda: self.conn.execute(stmt).all())
 
+    def _locked(self, ids, *cols) -> list:
+        """The nodes `ids` (their `cols`), locked until the transaction ends — what a write
+        depends on, read after no one else can change it (an analyst's change takes no tenant
+        lock). In id order: two writers lock in the same order."""
+        out: list = []
+        for chunk in chunks(sorted(ids)):
+            stmt = self.scope.nodes_by_id(chunk, *cols).order_by(node.c.id).with_for_update()
+            out.extend(self.scope.bounded(self.conn, lambda stmt=stmt: self.conn.execute(stmt).all()))
+        return out
+
     def _existing_nodes(self) -> dict[int, Any]:
         """The stored state of every node the batch names, the batch's own entities locked until
         the transaction ends (PostgreSQL: so that nobody changes them between this read and the
@@ -222,12 +232,11 @@ class _Apply:
         other -= seen
         found: dict[int, Any] = {}
         cols = (node.c.id, node.c.key, node.c.kind, node.c.version, node.c.content_hash)
-        for chunk in chunks(sorted(seen)):  # in id order: two writers lock in the same order
-            if self.observed:
-                stmt = (update(node).where(self.scope.where(node), self.scope.id_in(node.c.id, chunk))
-                        .values(last_seen=self.at).returning(*cols))
-            else:
-                stmt = self.scope.nodes_by_id(chunk, *cols).order_by(node.c.id).with_for_update()
+        if not self.observed:
+            found.update((row.id, row) for row in self._locked(seen, *cols))
+        for chunk in chunks(sorted(seen) if self.observed else []):
+            stmt = (update(node).where(self.scope.where(node), self.scope.id_in(node.c.id, chunk))
+                    .values(last_seen=self.at).returning(*cols))
             found.update((row.id, row) for row in self.scope.bounded(
                 self.conn, lambda stmt=stmt: self.conn.execute(stmt).all()))
         for chunk in chunks(sorted(other)):
@@ -488,6 +497,7 @@ class _Apply:
         rows = rows + dependents
         self.result.cascaded.extend(r.key for r in dependents)
         ids = [r.id for r in rows]
+        self._locked(ids, node.c.id)  # their values below are what they were when deleted
         keys = {}
         touching = []
         for chunk in chunks(ids):
@@ -531,14 +541,8 @@ class _Apply:
         risk_ids = sorted({r for _, r in hits})
         if not risk_ids:
             return
-        rows: dict[int, Any] = {}
-        for chunk in chunks(risk_ids):
-            # Locked before their values are read: an analyst's change of one of them (which
-            # takes no tenant lock) is read, or waits for this one — never overwritten.
-            stmt = self.scope.nodes_by_id(chunk, node.c.id, node.c.key, node.c.kind, node.c.version,
-                                          node.c.content_hash).order_by(node.c.id).with_for_update()
-            locked = self.scope.bounded(self.conn, lambda stmt=stmt: self.conn.execute(stmt).all())
-            rows.update((r.id, r) for r in locked)
+        rows = {r.id: r for r in self._locked(risk_ids, node.c.id, node.c.key, node.c.kind,
+                                              node.c.version, node.c.content_hash)}
         stored = self._stored_state("risk", risk_ids)
         keys = {i: k for k, i in ((k, node_id(k)) for k in self.exposure_changed)}
         changed = []
